@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONUNBUFFERED := 1
+# Matplotlib must never try to open a window (CI, ssh sessions).
+export MPLBACKEND := Agg
+
+.PHONY: install demo test test-slow bench lint docs clean
+
+install: $(STAMP)
+
+# Re-installs only when the dependency list changes; `make install` is a no-op otherwise.
+$(STAMP): pyproject.toml scripts/ensure_blas.sh
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 ($(PYTHON)) is required"; exit 1; }
+	bash scripts/ensure_blas.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --user --name bayesgmm >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m bayesgmm demo
+
+test: install
+	$(PY) -m pytest tests bayesgmm -q
+
+test-slow: install
+	$(PY) -m pytest tests -q -m slow
+
+bench: install
+	$(PY) benchmarks/bench_em.py
+	$(PY) benchmarks/bench_nuts.py
+
+lint: install
+	$(VENV)/bin/ruff check bayesgmm tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

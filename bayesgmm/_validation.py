@@ -1,0 +1,68 @@
+"""Input checks shared by the EM fitter and the Bayesian model.
+
+Every public entry point funnels its data through here so that bad input gets
+the same clear ``ValueError``/``TypeError`` wherever it enters.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_array
+
+
+def check_data(X, *, name: str = "X", dtype=(np.float64, np.float32), min_samples: int = 1) -> np.ndarray:
+    """Return X as a finite 2-D float array of shape (n_samples, n_features).
+
+    Raises
+    ------
+    ValueError
+        If X is not 2-D, is empty, or contains NaN or infinite values.
+    """
+    return check_array(
+        X, dtype=list(dtype), ensure_2d=True, ensure_min_samples=min_samples, input_name=name
+    )
+
+
+def check_n_components(n_components, n_samples: int | None = None) -> int:
+    """Validate ``n_components`` (a positive integer, at most the number of samples)."""
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(f"n_components must be a positive integer, got {n_components!r}.")
+    if n_components < 1:
+        raise ValueError(f"n_components must be a positive integer, got {n_components}.")
+    if n_samples is not None and n_samples < n_components:
+        raise ValueError(
+            f"Expected n_samples >= n_components but got n_components = {n_components}, "
+            f"n_samples = {n_samples}."
+        )
+    return int(n_components)
+
+
+def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.ndarray:
+    """Validate sample weights: finite, non-negative, not all zero, one per row."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight, dtype=dtype)
+    sample_weight = check_array(
+        sample_weight, ensure_2d=False, dtype=dtype, input_name="sample_weight"
+    )
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), got {sample_weight.shape}."
+        )
+    if np.any(sample_weight < 0):
+        raise ValueError("sample_weight must be non-negative; found negative weights.")
+    if not np.any(sample_weight > 0):
+        raise ValueError("sample_weight must not be all zero.")
+    return sample_weight
+
+
+def check_probability(value, name: str) -> float:
+    """Check that ``value`` is a probability strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}.")
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}.")
+    return float(value)

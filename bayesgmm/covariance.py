@@ -1,0 +1,388 @@
+"""Covariance structures of a Gaussian mixture, each represented once.
+
+Every covariance type is one :class:`CovarianceType` object that knows how to
+
+* whiten data against each component (``y = (x - m_k) P_k`` with ``P_k`` the
+  Cholesky factor of the precision, so ``||y||^2`` is the Mahalanobis distance),
+* accumulate the weighted second moment of whitened residuals that the M-step
+  needs,
+* turn those statistics back into covariances,
+* and answer the bookkeeping questions (log-determinant, parameter count,
+  smallest variance, full matrices).
+
+Shapes follow scikit-learn: ``full`` (K, D, D), ``tied`` (D, D), ``diag`` (K, D),
+``spherical`` (K,).
+
+The M-step works in whitened coordinates around the *previous* means. In those
+coordinates the residuals are O(1) and almost centred, so the one-pass formula
+``E[y y'] - E[y] E[y]'`` does not suffer the cancellation the textbook
+``E[x x'] - mu mu'`` has on uncentred data, and the covariance needs no second
+pass over X.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+from scipy import linalg
+
+_CHOLESKY_ERROR = (
+    "Fitting the mixture model failed because some components have an ill-defined "
+    "empirical covariance (for instance caused by singleton or collapsed samples, or "
+    "a constant column). Try to decrease the number of components, increase "
+    "reg_covar, or scale the input data."
+)
+
+
+class CovarianceType(ABC):
+    """Operations that depend on the covariance structure."""
+
+    name: str
+
+    # -- bookkeeping -------------------------------------------------------
+    @abstractmethod
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """Number of free covariance parameters."""
+
+    @abstractmethod
+    def identity_precision_cholesky(self, n_components: int, n_features: int, dtype) -> np.ndarray:
+        """Precision Cholesky factors equal to the identity (used to whiten nothing)."""
+
+    @abstractmethod
+    def precision_cholesky(self, covariances: np.ndarray) -> np.ndarray:
+        """Cholesky factor of the precision from covariances (raises on non-PD input)."""
+
+    @abstractmethod
+    def precision_cholesky_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
+        """Cholesky factor of the precision from precisions."""
+
+    @abstractmethod
+    def precisions(self, precisions_cholesky: np.ndarray) -> np.ndarray:
+        """Precisions from their Cholesky factor."""
+
+    @abstractmethod
+    def log_det_cholesky(self, precisions_cholesky: np.ndarray, n_features: int) -> np.ndarray:
+        """log |P_k| for every component, shape (K,) (or a scalar for ``tied``)."""
+
+    @abstractmethod
+    def expected_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of ``covariances_`` / ``precisions_``."""
+
+    @abstractmethod
+    def full_matrices(self, covariances: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+        """Covariances as (K, D, D) matrices."""
+
+    def smallest_variance(self, covariances: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+        """Smallest eigenvalue of each component's covariance, shape (K,)."""
+        return np.linalg.eigvalsh(self.full_matrices(covariances, n_components, n_features))[:, 0]
+
+    def validate_precisions(self, precisions: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+        """Check shape and positive definiteness of user-given precisions."""
+        precisions = np.asarray(precisions, dtype=float)
+        shape = self.expected_shape(n_components, n_features)
+        if precisions.shape != shape:
+            raise ValueError(
+                f"precisions_init for covariance_type={self.name!r} must have shape {shape}, "
+                f"got {precisions.shape}."
+            )
+        mats = self.full_matrices(precisions, n_components, n_features)
+        if not np.all(np.isfinite(mats)):
+            raise ValueError("precisions_init contains NaN or infinite values.")
+        if not np.allclose(mats, np.swapaxes(mats, -1, -2)):
+            raise ValueError("precisions_init must be symmetric.")
+        if np.any(np.linalg.eigvalsh(mats)[:, 0] <= 0):
+            raise ValueError("precisions_init must be positive definite.")
+        return precisions
+
+    # -- E-step ------------------------------------------------------------
+    @abstractmethod
+    def prepare_whitening(self, means: np.ndarray, precisions_cholesky: np.ndarray, dtype) -> tuple:
+        """Precompute, once per pass, what :meth:`whiten` needs for every chunk."""
+
+    @abstractmethod
+    def whiten(self, X: np.ndarray, prepared: tuple, out: np.ndarray) -> np.ndarray:
+        """Write whitened residuals ``y[n, k] = (x_n - m_k) P_k`` into ``out`` (n, K, D)."""
+
+    # -- M-step ------------------------------------------------------------
+    @abstractmethod
+    def second_moment(self, weighted_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Sum over rows of the weighted second moment of whitened residuals."""
+
+    @abstractmethod
+    def covariances_from_moments(
+        self,
+        nk: np.ndarray,
+        mean_y: np.ndarray,
+        second: np.ndarray,
+        precisions_cholesky: np.ndarray,
+        reg_covar: float,
+    ) -> np.ndarray:
+        """New covariances from whitened moments (``second`` already divided by ``nk``)."""
+
+    @abstractmethod
+    def unwhiten_shift(self, mean_y: np.ndarray, precisions_cholesky: np.ndarray) -> np.ndarray:
+        """Map whitened mean residuals back to data space: ``ybar_k P_k^{-1}``, shape (K, D)."""
+
+
+
+def _cholesky_lower(mat: np.ndarray) -> np.ndarray:
+    try:
+        return linalg.cholesky(mat, lower=True)
+    except linalg.LinAlgError:
+        raise ValueError(_CHOLESKY_ERROR) from None
+
+
+def _prec_chol_from_cov(cov: np.ndarray) -> np.ndarray:
+    # P = L^{-T} with cov = L L', so that P P' = cov^{-1} (scikit-learn's convention).
+    chol = _cholesky_lower(cov)
+    eye = np.eye(cov.shape[0], dtype=cov.dtype)
+    return linalg.solve_triangular(chol, eye, lower=True).T
+
+
+def _prec_chol_from_prec(prec: np.ndarray) -> np.ndarray:
+    # P upper triangular with P P' = prec: flip, take lower Cholesky, flip back.
+    flipped = _cholesky_lower(prec[::-1, ::-1])
+    return np.ascontiguousarray(flipped[::-1, ::-1])
+
+
+class _MatrixCovariance(CovarianceType):
+    """Shared linear algebra of ``full`` and ``tied``."""
+
+    def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
+        # Q = P^{-1}, upper triangular: x - m = y Q.
+        eye = np.eye(prec_chol.shape[-1], dtype=prec_chol.dtype)
+        return linalg.solve_triangular(prec_chol, eye, lower=False)
+
+    def second_moment(self, weighted_y, y):
+        # (K, D, D): sum_n r_nk y_nk y_nk'
+        return np.matmul(weighted_y.transpose(1, 2, 0), y.transpose(1, 0, 2))
+
+    def _centred_moments(self, nk, mean_y, second):
+        return second - mean_y[:, :, None] * mean_y[:, None, :]
+
+
+class FullCovariance(_MatrixCovariance):
+    name = "full"
+
+    def n_parameters(self, n_components, n_features):
+        return n_components * n_features * (n_features + 1) // 2
+
+    def expected_shape(self, n_components, n_features):
+        return (n_components, n_features, n_features)
+
+    def identity_precision_cholesky(self, n_components, n_features, dtype):
+        return np.tile(np.eye(n_features, dtype=dtype), (n_components, 1, 1))
+
+    def precision_cholesky(self, covariances):
+        return np.stack([_prec_chol_from_cov(c) for c in covariances])
+
+    def precision_cholesky_from_precisions(self, precisions):
+        return np.stack([_prec_chol_from_prec(p) for p in precisions])
+
+    def precisions(self, precisions_cholesky):
+        return np.matmul(precisions_cholesky, precisions_cholesky.transpose(0, 2, 1))
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)), axis=1)
+
+    def full_matrices(self, covariances, n_components, n_features):
+        return np.asarray(covariances)
+
+    def prepare_whitening(self, means, precisions_cholesky, dtype):
+        # One BLAS product for all components: X @ [P_1 ... P_K] - [m_1 P_1 ... m_K P_K].
+        n_features = means.shape[1]
+        stacked = np.ascontiguousarray(precisions_cholesky.transpose(1, 0, 2).reshape(n_features, -1), dtype)
+        offset = np.einsum("kd,kde->ke", means, precisions_cholesky).reshape(-1).astype(dtype)
+        return stacked, offset
+
+    def whiten(self, X, prepared, out):
+        stacked, offset = prepared
+        flat = out.reshape(X.shape[0], -1)
+        np.matmul(X, stacked, out=flat)
+        flat -= offset
+        return out
+
+    def unwhiten_shift(self, mean_y, precisions_cholesky):
+        return np.stack([
+            mean_y[k] @ self._inverse_factor(precisions_cholesky[k]) for k in range(len(mean_y))
+        ])
+
+    def covariances_from_moments(self, nk, mean_y, second, precisions_cholesky, reg_covar):
+        centred = self._centred_moments(nk, mean_y, second)
+        n_features = mean_y.shape[1]
+        covs = np.empty_like(centred)
+        for k in range(len(nk)):
+            q = self._inverse_factor(precisions_cholesky[k])
+            covs[k] = q.T @ centred[k] @ q
+        covs = 0.5 * (covs + covs.transpose(0, 2, 1))
+        covs[:, np.arange(n_features), np.arange(n_features)] += reg_covar
+        return covs
+
+
+class TiedCovariance(_MatrixCovariance):
+    name = "tied"
+
+    def n_parameters(self, n_components, n_features):
+        return n_features * (n_features + 1) // 2
+
+    def expected_shape(self, n_components, n_features):
+        return (n_features, n_features)
+
+    def identity_precision_cholesky(self, n_components, n_features, dtype):
+        return np.eye(n_features, dtype=dtype)
+
+    def precision_cholesky(self, covariances):
+        return _prec_chol_from_cov(covariances)
+
+    def precision_cholesky_from_precisions(self, precisions):
+        return _prec_chol_from_prec(precisions)
+
+    def precisions(self, precisions_cholesky):
+        return precisions_cholesky @ precisions_cholesky.T
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(np.diag(precisions_cholesky)))
+
+    def full_matrices(self, covariances, n_components, n_features):
+        covariances = np.asarray(covariances)
+        k = 1 if n_components is None else n_components
+        return np.broadcast_to(covariances, (k, n_features, n_features))
+
+    def prepare_whitening(self, means, precisions_cholesky, dtype):
+        return precisions_cholesky.astype(dtype), (means @ precisions_cholesky).astype(dtype)
+
+    def whiten(self, X, prepared, out):
+        prec_chol, shifted_means = prepared
+        return np.subtract((X @ prec_chol)[:, None, :], shifted_means[None, :, :], out=out)
+
+    def unwhiten_shift(self, mean_y, precisions_cholesky):
+        return mean_y @ self._inverse_factor(precisions_cholesky)
+
+    def covariances_from_moments(self, nk, mean_y, second, precisions_cholesky, reg_covar):
+        centred = self._centred_moments(nk, mean_y, second)
+        pooled = np.tensordot(nk, centred, axes=1) / nk.sum()
+        q = self._inverse_factor(precisions_cholesky)
+        cov = q.T @ pooled @ q
+        cov = 0.5 * (cov + cov.T)
+        cov[np.diag_indices_from(cov)] += reg_covar
+        return cov
+
+
+class DiagCovariance(CovarianceType):
+    name = "diag"
+
+    def n_parameters(self, n_components, n_features):
+        return n_components * n_features
+
+    def expected_shape(self, n_components, n_features):
+        return (n_components, n_features)
+
+    def identity_precision_cholesky(self, n_components, n_features, dtype):
+        return np.ones((n_components, n_features), dtype=dtype)
+
+    def precision_cholesky(self, covariances):
+        if np.any(covariances <= 0.0):
+            raise ValueError(_CHOLESKY_ERROR)
+        return 1.0 / np.sqrt(covariances)
+
+    def precision_cholesky_from_precisions(self, precisions):
+        return np.sqrt(precisions)
+
+    def precisions(self, precisions_cholesky):
+        return precisions_cholesky**2
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(precisions_cholesky), axis=1)
+
+    def full_matrices(self, covariances, n_components, n_features):
+        covariances = np.asarray(covariances)
+        return covariances[:, :, None] * np.eye(covariances.shape[1])
+
+    def smallest_variance(self, covariances, n_components, n_features):
+        return np.min(covariances, axis=1)
+
+    def prepare_whitening(self, means, precisions_cholesky, dtype):
+        return means.astype(dtype), precisions_cholesky.astype(dtype)
+
+    def whiten(self, X, prepared, out):
+        means, scale = prepared
+        np.subtract(X[:, None, :], means[None, :, :], out=out)
+        out *= scale[None, :, :]
+        return out
+
+    def second_moment(self, weighted_y, y):
+        return np.einsum("nkd,nkd->kd", weighted_y, y)
+
+    def unwhiten_shift(self, mean_y, precisions_cholesky):
+        return mean_y / precisions_cholesky
+
+    def covariances_from_moments(self, nk, mean_y, second, precisions_cholesky, reg_covar):
+        return (second - mean_y**2) / precisions_cholesky**2 + reg_covar
+
+
+class SphericalCovariance(CovarianceType):
+    name = "spherical"
+
+    def n_parameters(self, n_components, n_features):
+        return n_components
+
+    def expected_shape(self, n_components, n_features):
+        return (n_components,)
+
+    def identity_precision_cholesky(self, n_components, n_features, dtype):
+        return np.ones(n_components, dtype=dtype)
+
+    def precision_cholesky(self, covariances):
+        if np.any(covariances <= 0.0):
+            raise ValueError(_CHOLESKY_ERROR)
+        return 1.0 / np.sqrt(covariances)
+
+    def precision_cholesky_from_precisions(self, precisions):
+        return np.sqrt(precisions)
+
+    def precisions(self, precisions_cholesky):
+        return precisions_cholesky**2
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return n_features * np.log(precisions_cholesky)
+
+    def full_matrices(self, covariances, n_components, n_features):
+        covariances = np.asarray(covariances)
+        return covariances[:, None, None] * np.eye(n_features)
+
+    def smallest_variance(self, covariances, n_components, n_features):
+        return np.asarray(covariances)
+
+    def prepare_whitening(self, means, precisions_cholesky, dtype):
+        scale = np.broadcast_to(precisions_cholesky[:, None], means.shape)
+        return DiagCovariance.prepare_whitening(self, means, scale, dtype)
+
+    whiten = DiagCovariance.whiten
+
+    def second_moment(self, weighted_y, y):
+        # Per-feature squares, like diag: the average over features happens at the end.
+        return np.einsum("nkd,nkd->kd", weighted_y, y)
+
+    def unwhiten_shift(self, mean_y, precisions_cholesky):
+        return mean_y / precisions_cholesky[:, None]
+
+    def covariances_from_moments(self, nk, mean_y, second, precisions_cholesky, reg_covar):
+        per_feature = (second - mean_y**2) / precisions_cholesky[:, None] ** 2
+        return per_feature.mean(axis=1) + reg_covar
+
+
+COVARIANCE_TYPES: dict[str, CovarianceType] = {
+    cov.name: cov
+    for cov in (FullCovariance(), TiedCovariance(), DiagCovariance(), SphericalCovariance())
+}
+
+
+def get_covariance_type(name: str) -> CovarianceType:
+    """Look up a covariance type by name, with a clear error for unknown names."""
+    try:
+        return COVARIANCE_TYPES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}, got {name!r}."
+        ) from None
