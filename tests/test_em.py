@@ -1,0 +1,262 @@
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.utils.estimator_checks import check_clustering, parametrize_with_checks
+
+from bayesgmm import DegenerateFitWarning, GaussianMixtureEM
+from bayesgmm.datasets import make_mixture
+
+COV_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+@parametrize_with_checks(
+    [GaussianMixtureEM()],
+    expected_failed_checks=lambda est: {
+        # check_clustering asks a default-constructed clusterer to recover three blobs.
+        # A mixture's default is one component (as scikit-learn's GaussianMixture and
+        # mclust's smallest model), which cannot; the same check passes with
+        # n_components=3 in test_check_clustering_with_three_components below.
+        "check_clustering": "default n_components=1 cannot recover 3 blobs",
+    },
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_check_clustering_with_three_components():
+    check_clustering("GaussianMixtureEM", GaussianMixtureEM(n_components=3, random_state=0))
+
+
+@pytest.fixture(scope="module")
+def overlapping():
+    X, truth = make_mixture(400, n_components=3, n_features=3, random_state=1, separation=3)
+    return X, truth
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_agrees_with_sklearn(overlapping, cov_type):
+    X, _ = overlapping
+    start = GaussianMixture(3, covariance_type=cov_type, init_params="random", max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start.fit(X)
+        init = dict(
+            weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_,
+            tol=1e-6, max_iter=300,
+        )
+        ref = GaussianMixture(3, covariance_type=cov_type, **init).fit(X)
+        ours = GaussianMixtureEM(3, covariance_type=cov_type, **init).fit(X)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-8, abs=0)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-8)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_probabilistic_properties(overlapping, cov_type):
+    X, _ = overlapping
+    gm = GaussianMixtureEM(3, covariance_type=cov_type, random_state=0, tol=1e-8, max_iter=200)
+    labels = gm.fit_predict(X)
+    resp = gm.predict_proba(X)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(gm.predict(X), resp.argmax(axis=1))
+    np.testing.assert_array_equal(labels, gm.predict(X))
+    np.testing.assert_array_equal(labels, gm.labels_)
+    refit = GaussianMixtureEM(3, covariance_type=cov_type, random_state=0, tol=1e-8, max_iter=200).fit(X)
+    np.testing.assert_array_equal(labels, refit.predict(X))
+    # EM never decreases the likelihood.
+    assert np.all(np.diff(gm.lower_bounds_) >= -1e-10)
+    assert gm.score(X) == pytest.approx(gm.score_samples(X).mean())
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data", "hierarchical"])
+def test_more_inits_never_worse(overlapping, init_params):
+    X, _ = overlapping
+    one = GaussianMixtureEM(3, init_params=init_params, random_state=3, tol=1e-6).fit(X)
+    many = GaussianMixtureEM(3, init_params=init_params, random_state=3, tol=1e-6, n_init=5).fit(X)
+    assert many.lower_bound_ >= one.lower_bound_ - 1e-12
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_sample_moments_match(cov_type):
+    X, truth = make_mixture(2000, n_components=2, n_features=2, covariance_type=cov_type, random_state=0)
+    gm = GaussianMixtureEM(2, covariance_type=cov_type, random_state=0).fit(X)
+    draws, comp = gm.sample(200_000)
+    assert draws.shape == (200_000, 2)
+    np.testing.assert_allclose(np.bincount(comp) / len(comp), gm.weights_, atol=5e-3)
+    mixture_mean = gm.weights_ @ gm.means_
+    np.testing.assert_allclose(draws.mean(axis=0), mixture_mean, atol=0.05)
+    full = gm._cov.full_matrices(gm.covariances_, 2, 2)
+    for k in range(2):
+        np.testing.assert_allclose(np.cov(draws[comp == k].T), full[k], atol=0.06)
+
+
+@pytest.mark.parametrize("cov_type, expected", [("spherical", 13), ("diag", 21), ("tied", 26), ("full", 41)])
+def test_parameter_counts(cov_type, expected):
+    X, _ = make_mixture(200, n_components=2, n_features=5, random_state=0)
+    gm = GaussianMixtureEM(2, covariance_type=cov_type, random_state=0).fit(X)
+    assert gm.n_parameters() == expected
+    n = X.shape[0]
+    loglik = gm.score_samples(X).sum()
+    assert gm.bic(X) == pytest.approx(-2 * loglik + expected * np.log(n))
+    assert gm.aic(X) == pytest.approx(-2 * loglik + 2 * expected)
+    resp = gm.predict_proba(X)
+    assert gm.icl(X) == pytest.approx(gm.bic(X) - 2 * np.log(resp.max(axis=1)).sum())
+    assert gm.icl(X) >= gm.bic(X)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_integer_weights_equal_repeated_rows(overlapping, cov_type):
+    X, _ = overlapping
+    rng = np.random.default_rng(0)
+    weights = rng.integers(0, 4, size=X.shape[0])
+    repeated = np.repeat(X, weights, axis=0)
+    kw = dict(covariance_type=cov_type, tol=1e-8, max_iter=500)
+    # The default (hierarchical, weighted Ward) start is itself weight-equivalent.
+    a = GaussianMixtureEM(3, **kw).fit(X, sample_weight=weights)
+    b = GaussianMixtureEM(3, **kw).fit(repeated)
+    np.testing.assert_allclose(a.weights_, b.weights_, rtol=1e-7)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-7, atol=1e-9)
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-9)
+
+
+def test_float32_path(overlapping):
+    X, _ = overlapping
+    gm64 = GaussianMixtureEM(3, random_state=0).fit(X)
+    gm32 = GaussianMixtureEM(3, random_state=0).fit(X.astype(np.float32))
+    assert gm32.means_.dtype == np.float32
+    np.testing.assert_allclose(gm32.means_, gm64.means_, rtol=1e-3, atol=1e-3)
+
+
+def test_chunked_pass_matches_single_chunk(monkeypatch):
+    import bayesgmm.em as em
+
+    X, _ = make_mixture(3000, n_components=4, n_features=3, random_state=2)
+    big = GaussianMixtureEM(4, random_state=0, n_threads=1).fit(X)
+    monkeypatch.setattr(em, "_CHUNK_BYTES", 4096)  # many small chunks, on two threads
+    small = GaussianMixtureEM(4, random_state=0, n_threads=2).fit(X)
+    assert small.n_iter_ == big.n_iter_
+    np.testing.assert_allclose(small.means_, big.means_, rtol=1e-10)
+    np.testing.assert_allclose(small.predict_proba(X), big.predict_proba(X), atol=1e-10)
+
+
+def test_warm_start_continues(overlapping):
+    X, _ = overlapping
+    gm = GaussianMixtureEM(3, max_iter=2, warm_start=True, random_state=0, tol=1e-10)
+    with pytest.warns(ConvergenceWarning):
+        gm.fit(X)
+    first = gm.lower_bound_
+    with pytest.warns(ConvergenceWarning):
+        gm.fit(X)
+    assert gm.lower_bound_ >= first
+
+
+# --------------------------------------------------------------- degenerate fits
+def test_collapsed_component_is_flagged():
+    rng = np.random.default_rng(0)
+    blob = rng.normal(size=(150, 2))
+    ties = np.tile([[6.0, 6.0]], (30, 1))  # 30 identical points: a spurious maximum
+    X = np.vstack([blob, ties])
+    with pytest.warns(DegenerateFitWarning, match="collapsed"):
+        gm = GaussianMixtureEM(2, random_state=0).fit(X)
+    assert gm.degenerate_
+    assert gm.degenerate_components_.size == 1
+    for name in ("weights_", "means_", "covariances_", "precisions_"):
+        assert np.all(np.isfinite(getattr(gm, name)))
+
+
+def test_constant_column_fits_with_reg_covar_or_asks_for_it():
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.normal(size=100), np.full(100, 3.0)])
+    with pytest.warns(DegenerateFitWarning):
+        gm = GaussianMixtureEM(2, random_state=0).fit(X)
+    assert np.all(np.isfinite(gm.covariances_))
+    with pytest.raises(ValueError, match="reg_covar"):
+        GaussianMixtureEM(2, reg_covar=0.0, random_state=0).fit(X)
+
+
+def test_duplicated_points_fit():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 2.0], [5.0, 5.0]]), 10, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = GaussianMixtureEM(3, random_state=0).fit(X)
+    assert np.all(np.isfinite(gm.means_)) and np.all(np.isfinite(gm.covariances_))
+    assert gm.degenerate_
+
+
+# --------------------------------------------------------------------- bad input
+X_OK = np.random.default_rng(0).normal(size=(20, 2))
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, match",
+    [
+        (np.array([[0.0, np.nan]] * 5), {}, "NaN"),
+        (np.array([[0.0, np.inf]] * 5), {}, "infinity"),
+        (np.arange(10.0), {}, "2D"),
+        (np.empty((0, 2)), {}, "0 sample"),
+        (X_OK[:3], {"n_components": 4}, "n_samples >= n_components"),
+        (X_OK, {"covariance_type": "banana"}, "covariance_type"),
+        (X_OK, {"init_params": "banana"}, "init_params"),
+        (X_OK, {"n_components": 2, "means_init": np.zeros((3, 2))}, "means_init"),
+        (X_OK, {"n_components": 2, "weights_init": [0.2, 0.2]}, "weights_init"),
+        (X_OK, {"n_components": 2, "precisions_init": np.ones((2, 3))}, "precisions_init"),
+        (X_OK, {"n_components": 2, "covariance_type": "diag", "precisions_init": -np.ones((2, 2))},
+         "positive definite"),
+        (X_OK, {"n_components": 0}, "n_components"),
+        (X_OK, {"tol": -1}, "tol"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(X, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixtureEM(**kwargs).fit(X)
+
+
+def test_string_n_components_is_a_type_error():
+    with pytest.raises(TypeError, match="n_components"):
+        GaussianMixtureEM(n_components="3").fit(X_OK)
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [(-np.ones(20), "non-negative"), (np.zeros(20), "all zero"), (np.ones(5), "shape")],
+)
+def test_bad_sample_weight(weights, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixtureEM(2).fit(X_OK, sample_weight=weights)
+
+
+def test_wrong_number_of_features_at_predict():
+    gm = GaussianMixtureEM(2, random_state=0).fit(X_OK)
+    with pytest.raises(ValueError, match="features"):
+        gm.predict(np.zeros((3, 5)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(8, 60),
+    d=st.integers(1, 3),
+    k=st.integers(1, 3),
+    cov_type=st.sampled_from(COV_TYPES),
+    seed=st.integers(0, 10_000),
+)
+def test_random_data_never_gives_nan(n, d, k, cov_type, seed):
+    X = np.random.default_rng(seed).normal(size=(n, d)) * 10.0 ** np.random.default_rng(seed).integers(-3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            gm = GaussianMixtureEM(k, covariance_type=cov_type, random_state=seed).fit(X)
+        except ValueError as err:  # allowed only with the reg_covar advice
+            assert "reg_covar" in str(err)
+            return
+    resp = gm.predict_proba(X)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, atol=1e-10)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.all(np.isfinite(getattr(gm, name)))

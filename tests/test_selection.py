@@ -1,0 +1,97 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from bayesgmm import DegenerateFitWarning, GaussianMixtureEM, select_model
+from bayesgmm.datasets import load_faithful
+
+
+@pytest.fixture(scope="module")
+def faithful():
+    return load_faithful().to_numpy()
+
+
+@pytest.fixture(scope="module")
+def faithful_selection(faithful):
+    return select_model(faithful, n_components=range(1, 10), random_state=0)
+
+
+def test_faithful_bic_picks_tied_three_as_mclust(faithful_selection):
+    result = faithful_selection
+    assert result.best_params_ == {"n_components": 3, "covariance_type": "tied"}
+    table = result.table
+    assert len(table) == 36
+    assert set(table.columns) >= {
+        "n_components", "covariance_type", "log_likelihood", "n_parameters",
+        "bic", "aic", "icl", "converged", "degenerate",
+    }
+    best = table.loc[table["rank"] == 1].iloc[0]
+    assert (best["n_components"], best["covariance_type"]) == (3, "tied")
+    # mclust: EEE,3 with log-likelihood -1126.36 and BIC 2314.39 (its sign flipped).
+    assert best["log_likelihood"] == pytest.approx(-1126.36, abs=0.1)
+
+
+def test_faithful_full_three_reaches_the_optimum(faithful_selection, faithful):
+    full3 = faithful_selection.estimators[(3, "full")]
+    assert full3.score_samples(faithful).sum() >= -1127.199
+
+
+def test_collapsed_faithful_fit_would_win_bic_and_is_flagged(faithful, faithful_selection):
+    # The trap: a diag/5 fit with one component on the 14 eruptions whose waiting time is
+    # exactly 83 minutes drives that variance to the 1e-6 floor. Its BIC beats every
+    # proper fit, so a chooser that does not detect collapse picks it.
+    ties = faithful[:, 1] == 83
+    assert ties.sum() == 14
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = GaussianMixtureEM(4, covariance_type="diag", tol=1e-6, max_iter=1000).fit(faithful)
+    means = np.vstack([base.means_, faithful[ties].mean(axis=0)])
+    weights = np.r_[base.weights_ * (1 - 14 / 272), 14 / 272]
+    precisions = np.vstack([base.precisions_, [1 / faithful[ties, 0].var(), 1e4]])
+    with pytest.warns(DegenerateFitWarning):
+        collapsed = GaussianMixtureEM(
+            5, covariance_type="diag", means_init=means, weights_init=weights,
+            precisions_init=precisions, tol=1e-6, max_iter=1000,
+        ).fit(faithful)
+    assert collapsed.degenerate_ and collapsed.degenerate_components_.tolist() == [4]
+    assert collapsed.covariances_[4, 1] < 2e-6
+    chosen = faithful_selection.best_estimator_
+    assert collapsed.bic(faithful) < chosen.bic(faithful) - 50
+    assert not chosen.degenerate_
+
+
+def test_degenerate_fits_are_listed_and_excluded():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + 6, np.tile([[3.0, -4.0]], (25, 1))])
+    with pytest.warns(DegenerateFitWarning, match="excluded"):
+        result = select_model(X, n_components=range(1, 5), covariance_types=("full", "diag"), random_state=0)
+    table = result.table
+    assert table["degenerate"].any()
+    assert table.loc[table["degenerate"], "rank"].isna().all()
+    assert not result.best_estimator_.degenerate_
+
+
+def test_criteria_and_parallel_agree(faithful):
+    seq = select_model(faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl")
+    par = select_model(
+        faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl", n_jobs=2
+    )
+    assert seq.best_params_ == par.best_params_
+    np.testing.assert_allclose(seq.table["icl"], par.table["icl"])
+    assert isinstance(seq.best_estimator_, GaussianMixtureEM)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"criterion": "waic"}, "criterion"),
+        ({"covariance_types": ("full", "banana")}, "covariance_type"),
+        ({"n_components": []}, "at least one"),
+        ({"n_components": [0, 1]}, "n_components"),
+    ],
+)
+def test_select_model_bad_input(faithful, kwargs, match):
+    with pytest.raises(ValueError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        select_model(faithful, **kwargs)
