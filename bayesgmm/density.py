@@ -1,0 +1,91 @@
+"""Mixture log-densities for many parameter draws at once, in NumPy.
+
+The posterior summaries (pointwise log-likelihood, responsibilities, predictive
+densities) all need ``log w_k + log N(x_n | mu_k, Sigma_k)`` for every draw, point
+and component. This computes it in blocks of draws with one batched triangular
+solve per block, so memory stays bounded: the largest temporary is
+(draws_in_block, K, points_in_block, D).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from scipy.special import logsumexp
+
+_LOG_2PI = np.log(2.0 * np.pi)
+#: Elements of the largest temporary a block may hold (~64 MB of float64).
+BLOCK_ELEMENTS = 8_000_000
+
+
+def cholesky_factors(cov: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a stack of covariance matrices (..., D, D)."""
+    return np.linalg.cholesky(cov)
+
+
+def component_log_prob(X: np.ndarray, log_weights: np.ndarray, means: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """``log w_k + log N(x_n | mu_k, L_k L_k')`` for a block of draws.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_points, D)
+    log_weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, D)
+    chol : ndarray of shape (S, K, D, D)
+        Lower Cholesky factors of the covariances.
+
+    Returns
+    -------
+    ndarray of shape (S, n_points, K)
+    """
+    D = X.shape[1]
+    # Forward substitution y = L^{-1}(x - mu), one feature at a time on (S, n, K)
+    # arrays: cheaper than a batched general solve for the small D of mixtures.
+    maha = np.zeros((means.shape[0], X.shape[0], means.shape[1]))
+    ys = []
+    for i in range(D):
+        resid = X[None, :, i, None] - means[:, None, :, i]
+        for j in range(i):
+            resid -= chol[:, None, :, i, j] * ys[j]
+        y = resid / chol[:, None, :, i, i]
+        ys.append(y)
+        maha += y * y
+    log_det = np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)  # (S, K)
+    return -0.5 * maha - (log_det + 0.5 * D * _LOG_2PI - log_weights)[:, None, :]
+
+
+def iter_blocks(n_draws: int, n_points: int, n_components: int, n_features: int) -> Iterator[tuple[slice, slice]]:
+    """Blocks of (draws, points) whose (S, K, n, D) temporaries stay under the bound."""
+    per_pair = max(1, n_components * max(n_features, 2))
+    points = int(min(n_points, max(1, BLOCK_ELEMENTS // per_pair)))
+    draws = int(max(1, min(n_draws, BLOCK_ELEMENTS // (per_pair * points))))
+    for d0 in range(0, n_draws, draws):
+        for p0 in range(0, n_points, points):
+            yield slice(d0, min(d0 + draws, n_draws)), slice(p0, min(p0 + points, n_points))
+
+
+def map_blocks(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    chol: np.ndarray,
+    fn: Callable[[slice, slice, np.ndarray], None],
+) -> None:
+    """Call ``fn(draw_slice, point_slice, log_prob_block)`` over all blocks."""
+    S, K, D = means.shape
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)
+    for ds, ps in iter_blocks(S, X.shape[0], K, D):
+        fn(ds, ps, component_log_prob(X[ps], log_w[ds], means[ds], chol[ds]))
+
+
+def pointwise_log_likelihood(X: np.ndarray, weights: np.ndarray, means: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """``log p(x_n | draw s)`` for every draw and point, shape (S, n_points)."""
+    out = np.empty((means.shape[0], X.shape[0]))
+
+    def store(ds, ps, log_prob):
+        out[ds, ps] = logsumexp(log_prob, axis=-1)
+
+    map_blocks(X, weights, means, chol, store)
+    return out

@@ -1,0 +1,273 @@
+"""Running NUTS and variational inference for :class:`~bayesgmm.BayesianGMM`.
+
+Every path ends in :func:`finalize`, which turns the sampler's draws of the
+standardised latents into the quantities users want (weights, means, standard
+deviations, correlations, covariances in data units) and adds the pointwise
+log-likelihood computed in NumPy (:mod:`bayesgmm.density`), so ``az.loo`` works on
+any result without compiling another PyTensor function.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from .density import pointwise_log_likelihood
+from .em import GaussianMixtureEM
+
+_SAMPLER_MODULES = {"pymc": (), "nutpie": ("nutpie",), "numpyro": ("numpyro", "jax")}
+_AUTO_BATCH_ROWS = 20_000
+_AUTO_BATCH_SIZE = 2_000
+
+
+def check_sampler(sampler: str) -> None:
+    """Refuse an unknown sampler name, or one whose package is not installed."""
+    if sampler not in _SAMPLER_MODULES:
+        raise ValueError(f"sampler must be one of {tuple(_SAMPLER_MODULES)}, got {sampler!r}.")
+    missing = [m for m in _SAMPLER_MODULES[sampler] if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = f" (pip install 'bayesgmm[{'jax' if sampler == 'numpyro' else 'nutpie'}]')"
+        raise ImportError(f"sampler={sampler!r} needs {', '.join(missing)}, which is not installed{extra}.")
+
+
+# --------------------------------------------------------------------------- start
+def em_start(gmm, X: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
+    """Initial values of the free variables at an EM solution (standardised scale)."""
+    K = gmm.n_components
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        em = GaussianMixtureEM(K, covariance_type=gmm.covariance_type, n_init=3, tol=1e-6, max_iter=500,
+                               random_state=random_seed).fit(X)
+    centre, scale = gmm._scaling["centre"], gmm._scaling["scale"]
+    order = np.arange(K)
+    names = gmm._scaling["feature"]
+    order_feature = gmm._order_feature(names)
+    if order_feature is not None:
+        order = np.argsort(em.means_[:, order_feature])
+    weights = np.clip(em.weights_[order], 1e-3, None)
+    weights = weights / weights.sum()
+    means_z = (em.means_[order] - centre) / scale
+    cov = em._cov.full_matrices(em.covariances_, K, X.shape[1])[order]
+    cov_z = cov / np.outer(scale, scale)
+    initvals: dict = {"weights": weights}
+    if order_feature is None:
+        initvals["means_z"] = means_z
+    else:
+        for j, name in enumerate(names):
+            key = f"means_z_{name}_ordered" if j == order_feature else f"means_z_{name}"
+            column = means_z[:, j].copy()
+            if j == order_feature:  # the ordered transform needs strictly increasing values
+                column = column + np.arange(K) * 1e-6
+            initvals[key] = column
+    if gmm.covariance_type == "full":
+        tril = np.tril_indices(X.shape[1])
+        packed = np.linalg.cholesky(cov_z)[:, tril[0], tril[1]]
+        initvals.update({f"chol_cov_z_{k}": packed[k] for k in range(K)})
+    else:
+        initvals["sds_z"] = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
+    return initvals, em
+
+
+# --------------------------------------------------------------------------- NUTS
+def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sampler, log_likelihood, **kwargs):
+    X_arr, _ = gmm._check_X(X, fitting=True)
+    model = gmm.build_model(X)
+    initvals = None
+    if init == "em":
+        initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)
+    if sampler == "nutpie":
+        import nutpie
+
+        compile_kwargs = {}
+        if initvals is not None:
+            # Jitter weights and covariances per chain but not the means, so every
+            # chain keeps EM's labelling.
+            jitter = {model[name] for name in initvals if name == "weights" or name.startswith(("chol_cov_z", "sds_z"))}
+            compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
+        compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
+        seed = None if random_seed is None else int(random_seed)
+        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                              progress_bar=progressbar, cores=min(chains, os.cpu_count() or 1), **kwargs)
+    else:
+        import pymc as pm
+
+        with model:
+            idata = pm.sample(
+                draws=draws, tune=tune, chains=chains, cores=min(chains, os.cpu_count() or 1),
+                random_seed=random_seed, initvals=initvals, progressbar=progressbar,
+                nuts_sampler=sampler, compute_convergence_checks=False,
+                idata_kwargs={"log_likelihood": False}, **kwargs,
+            )
+    return finalize(gmm, idata, X_arr, log_likelihood)
+
+
+# ----------------------------------------------------------------------- ADVI
+class LossPlateau:
+    """Stop variational fitting when the windowed mean loss stops improving.
+
+    Parameter-change criteria never fire with minibatches (the noise keeps the
+    parameters moving); the mean loss over a window is what users care about.
+    """
+
+    window = 500
+    tolerance = 1e-3
+
+    def __init__(self):
+        self.converged = False
+
+    def __call__(self, approx, loss_hist, i):
+        w = self.window
+        if i < 2 * w or i % w:
+            return
+        recent, previous = np.mean(loss_hist[-w:]), np.mean(loss_hist[-2 * w: -w])
+        if abs(previous - recent) <= self.tolerance * abs(recent):
+            self.converged = True
+            raise StopIteration(f"mean loss changed by less than {self.tolerance:g} (relative)")
+
+
+def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size, n_iterations, learning_rate,
+           log_likelihood):
+    import pymc as pm
+
+    X_arr, _ = gmm._check_X(X, fitting=True)
+    n = X_arr.shape[0]
+    if batch_size == "auto":
+        batch_size = _AUTO_BATCH_SIZE if n > _AUTO_BATCH_ROWS else None
+    if batch_size is not None and batch_size >= n:
+        batch_size = None
+    gmm.build_model(X, batch_size=batch_size)  # sets the scaling used by em_start
+    initvals = None
+    if init == "em":
+        initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)
+    model = gmm.build_model(X, batch_size=batch_size, initvals=initvals)
+    plateau = LossPlateau()
+    with model:
+        if method == "advi":
+            # Start narrow around the initial point: MeanField's default sd of 1 is a whole
+            # data sd on the standardised scale and makes the first steps pure noise.
+            start_sigma = {v.name: np.full(model.initial_point()[v.name].size, 0.01) for v in model.value_vars}
+            vi = pm.ADVI(start_sigma=start_sigma, random_seed=random_seed)
+        else:
+            vi = pm.FullRankADVI(random_seed=random_seed)
+        approx = vi.fit(n=n_iterations, progressbar=progressbar, callbacks=[plateau],
+                        obj_optimizer=pm.adam(learning_rate=learning_rate))
+        posterior = approx.sample(draws, random_seed=random_seed, return_inferencedata=True).posterior
+    idata = finalize(gmm, az.InferenceData(posterior=posterior), X_arr, log_likelihood)
+    history = np.asarray(approx.hist, dtype=float)
+    converged = plateau.converged
+    fit_history = xr.Dataset(
+        {"loss": (("iteration",), history)},
+        attrs={"method": method, "converged": int(converged), "n_iterations": int(history.size),
+               "batch_size": -1 if batch_size is None else int(batch_size), "learning_rate": learning_rate},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ArviZ notes that the group is not a standard one
+        idata.add_groups(fit_history=fit_history)
+    if not converged:
+        warnings.warn(
+            f"{method} did not converge in {n_iterations} iterations (the mean loss still moved by more than "
+            f"{LossPlateau.tolerance:g} relative between windows of {LossPlateau.window}): raise n_iterations, "
+            "or use NUTS.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return idata
+
+
+# -------------------------------------------------------------------- results
+def unpack_cholesky(packed: np.ndarray, n_features: int) -> np.ndarray:
+    """(..., D(D+1)/2) row-major packed lower triangles to (..., D, D)."""
+    out = np.zeros(packed.shape[:-1] + (n_features, n_features))
+    rows, cols = np.tril_indices(n_features)
+    out[..., rows, cols] = packed
+    return out
+
+
+#: Above this many (draw, row) pairs the pointwise log-likelihood is not stored by default.
+LOG_LIKELIHOOD_AUTO_LIMIT = 20_000_000
+
+
+def finalize(gmm, idata, X: np.ndarray, log_likelihood: bool | str = "auto"):
+    """Add derived quantities, the pointwise log-likelihood and the observed data."""
+    centre, scale = gmm._scaling["centre"], gmm._scaling["scale"]
+    names = gmm._scaling["feature"]
+    post = idata.posterior
+    D = X.shape[1]
+    means = centre + scale * post["means_z"].values
+    if gmm.covariance_type == "full":
+        packed = np.stack([post[f"chol_cov_z_{k}"].values for k in range(gmm.n_components)], axis=2)
+        chol_z = unpack_cholesky(packed, D)
+        chol = scale[:, None] * chol_z
+    else:
+        chol = np.einsum("...d,de->...de", scale * post["sds_z"].values, np.eye(D))
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    corr = cov / (stds[..., :, None] * stds[..., None, :])
+    chain_draw = ("chain", "draw")
+    mat = (*chain_draw, "component", "feature", "feature_bis")
+    derived = {
+        "means": ((*chain_draw, "component", "feature"), means),
+        "stds": ((*chain_draw, "component", "feature"), stds),
+        "cov": (mat, cov),
+        "chol": (mat, chol),
+    }
+    if gmm.covariance_type == "full":
+        derived["corr"] = (mat, corr)
+    post = post.assign(derived).assign_coords(feature=names, feature_bis=names,
+                                              component=np.arange(gmm.n_components))
+    weights = post["weights"].values
+    n_chain, n_draw = weights.shape[:2]
+    groups = {
+        "posterior": post,
+        "observed_data": xr.Dataset({"obs": (("obs_id", "feature"), X)},
+                                    coords={"obs_id": np.arange(X.shape[0]), "feature": names}),
+    }
+    if log_likelihood == "auto":
+        log_likelihood = n_chain * n_draw * X.shape[0] <= LOG_LIKELIHOOD_AUTO_LIMIT
+    if log_likelihood:
+        flat = lambda a: a.reshape((n_chain * n_draw,) + a.shape[2:])  # noqa: E731
+        loglik = pointwise_log_likelihood(X, flat(weights), flat(means), flat(chol)).reshape(n_chain, n_draw, -1)
+        coords = {"chain": post.chain.values, "draw": post.draw.values, "obs_id": np.arange(X.shape[0])}
+        groups["log_likelihood"] = xr.Dataset({"obs": ((*chain_draw, "obs_id"), loglik)}, coords=coords)
+    if "sample_stats" in idata.groups():
+        groups["sample_stats"] = idata.sample_stats
+    result = az.InferenceData(**groups)
+    result.attrs.update(
+        data_centre=[float(v) for v in centre],
+        data_scale=[float(v) for v in scale],
+        covariance_type=gmm.covariance_type,
+        n_components=gmm.n_components,
+    )
+    return result
+
+
+def warn_on_diagnostics(idata) -> None:
+    """Warn, with what to do, on divergences or R-hat above 1.01."""
+    stats = idata.get("sample_stats")
+    if stats is not None and "diverging" in stats:
+        n_div = int(stats["diverging"].sum())
+        if n_div:
+            warnings.warn(
+                f"{n_div} divergent transitions. Increase tune, raise target_accept (e.g. fit(..., "
+                "target_accept=0.95) with sampler='pymc', or a longer tune with nutpie), or use fewer components.",
+                UserWarning,
+                stacklevel=3,
+            )
+    post = idata.posterior
+    if post.sizes.get("chain", 1) < 2 or post.sizes.get("draw", 0) < 4:
+        return
+    rhat = az.rhat(post[["weights", "means"]])
+    worst = max(float(rhat[v].max()) for v in rhat.data_vars)
+    if worst > 1.01:
+        warnings.warn(
+            f"R-hat up to {worst:.3f} (> 1.01) on weights/means. Run longer chains (more draws and tune); "
+            "if chains settled on different labellings, summarise with bayesgmm.relabel first, and if it "
+            "persists consider fewer components.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,98 @@
+"""Prior configuration of the Bayesian mixture, merged over documented defaults."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+__all__ = ["Priors"]
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Priors of :class:`~bayesgmm.BayesianGMM`, on the scale of the data.
+
+    Scales are relative to each feature's spread, so the same defaults suit data in
+    any units: with ``c_j`` the mean and ``s_j`` the standard deviation of feature
+    ``j`` in the training data,
+
+    * ``weights ~ Dirichlet(alpha)``; ``alpha < 1`` favours switching extra
+      components off (a sparse mixture),
+    * ``means[k, j] ~ Normal(c_j, mean_scale * s_j)``,
+    * component standard deviations ``sd[k, j] ~ HalfNormal(sd_scale * s_j)``,
+    * correlations (full covariance) ``~ LKJ(eta)`` per component; ``eta > 1``
+      shrinks towards independence, ``eta = 1`` is uniform.
+
+    Parameters
+    ----------
+    alpha : float or sequence of float, default=1.0
+        Dirichlet concentration, one value for all components or one per component.
+    eta : float, default=2.0
+        LKJ shape of each component's correlation matrix.
+    mean_scale : float, default=2.0
+        Prior sd of the means, in units of the data's sd.
+    sd_scale : float, default=1.0
+        Half-normal scale of the component sds, in units of the data's sd.
+
+    Examples
+    --------
+    >>> from bayesgmm import Priors
+    >>> Priors.from_config({"alpha": 0.5}).alpha
+    0.5
+    """
+
+    alpha: float | tuple[float, ...] = 1.0
+    eta: float = 2.0
+    mean_scale: float = 2.0
+    sd_scale: float = 1.0
+
+    def __post_init__(self):
+        alpha = self.alpha
+        if isinstance(alpha, (list, tuple, np.ndarray)):
+            alpha = tuple(float(a) for a in np.asarray(alpha, dtype=float).ravel())
+            object.__setattr__(self, "alpha", alpha)
+            values = alpha
+        else:
+            values = (alpha,)
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"priors['alpha'] must be positive, got {self.alpha!r}.")
+        for name in ("eta", "mean_scale", "sd_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"priors[{name!r}] must be a positive number, got {value!r}.")
+
+    @classmethod
+    def from_config(cls, config: Priors | Mapping | None) -> Priors:
+        """Merge a dict (or a Priors) over the defaults, refusing unknown keys."""
+        if config is None:
+            return cls()
+        if isinstance(config, Priors):
+            return config
+        if not isinstance(config, Mapping):
+            raise TypeError(f"priors must be a dict or a Priors, got {type(config).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"Unknown prior(s) {sorted(unknown)}; expected some of {sorted(known)}.")
+        return cls(**config)
+
+    def alpha_vector(self, n_components: int) -> np.ndarray:
+        """Dirichlet concentration as a vector of length ``n_components``."""
+        if isinstance(self.alpha, tuple):
+            if len(self.alpha) != n_components:
+                raise ValueError(
+                    f"priors['alpha'] has {len(self.alpha)} values but n_components is {n_components}."
+                )
+            return np.asarray(self.alpha)
+        return np.full(n_components, float(self.alpha))
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-serialisable)."""
+        out = asdict(self)
+        if isinstance(out["alpha"], tuple):
+            out["alpha"] = list(out["alpha"])
+        return out

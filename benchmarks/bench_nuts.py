@@ -1,0 +1,109 @@
+"""NUTS end to end: BayesianGMM against the textbook PyMC formulation.
+
+Reference problem: N=1000 points in 2-D from 3 well separated Gaussians, 2 chains x
+(500 tune + 500 draws), chains started at the EM means. Each variant runs in a fresh
+Python process (imports, model build, compile and sampling all counted):
+
+* textbook: ``pm.Mixture`` over a Python list of ``pm.MvNormal.dist`` components,
+  PyMC's default sampler;
+* bayesgmm, cold: our defaults with an empty PyTensor compile cache;
+* bayesgmm, warm: the same again, compile cache filled.
+
+Prints seconds end to end, the minimum bulk ESS over weights and means, ESS per
+second, and the ratio to the textbook formulation.
+
+Usage: python benchmarks/bench_nuts.py [--skip-textbook]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+DATA = "from bayesgmm.datasets import make_mixture; X, truth = make_mixture(1000, 3, 2, random_state=0, separation=8)"
+
+OURS = f"""
+import time, json, warnings
+t0 = time.perf_counter()
+import arviz as az
+from bayesgmm import BayesianGMM
+{DATA}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    idata = BayesianGMM(3).fit(X, draws=500, tune=500, chains=2, random_seed=1, progressbar=False)
+elapsed = time.perf_counter() - t0
+ess = az.ess(idata.posterior[["weights", "means"]], method="bulk")
+print(json.dumps({{"seconds": elapsed, "ess": min(float(ess[v].min()) for v in ess.data_vars)}}))
+"""
+
+TEXTBOOK = f"""
+import time, json, warnings
+t0 = time.perf_counter()
+import numpy as np, pymc as pm, arviz as az
+from bayesgmm import GaussianMixtureEM
+{DATA}
+K, D = 3, 2
+em = GaussianMixtureEM(K, random_state=0).fit(X)
+centre, spread = X.mean(0), X.std(0)
+with pm.Model() as model:
+    w = pm.Dirichlet("w", np.ones(K))
+    comps, mus = [], []
+    for k in range(K):
+        chol, _, _ = pm.LKJCholeskyCov(f"chol{{k}}", n=D, eta=2.0, sd_dist=pm.HalfNormal.dist(spread),
+                                       compute_corr=True)
+        mu = pm.Normal(f"mu{{k}}", centre, 2 * spread, shape=D)
+        mus.append(mu)
+        comps.append(pm.MvNormal.dist(mu=mu, chol=chol))
+    pm.Mixture("obs", w=w, comp_dists=comps, observed=X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = pm.sample(500, tune=500, chains=2, random_seed=1, progressbar=False,
+                          initvals={{f"mu{{k}}": em.means_[k] for k in range(K)}}, compute_convergence_checks=False)
+elapsed = time.perf_counter() - t0
+ess = az.ess(idata.posterior[["w"] + [f"mu{{k}}" for k in range(K)]], method="bulk")
+print(json.dumps({{"seconds": elapsed, "ess": min(float(ess[v].min()) for v in ess.data_vars)}}))
+"""
+
+
+def run(code: str, env_extra: dict | None = None) -> dict:
+    env = {**os.environ, **(env_extra or {})}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["wall"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-textbook", action="store_true", help="skip the slow textbook run (~2 min)")
+    args = parser.parse_args()
+
+    rows = []
+    if not args.skip_textbook:
+        rows.append(("textbook pm.Mixture + MvNormal list", run(TEXTBOOK)))
+    with tempfile.TemporaryDirectory() as cache:
+        flags = os.environ.get("PYTENSOR_FLAGS", "")
+        cold_flags = f"{flags},compiledir={cache}" if flags else f"compiledir={cache}"
+        rows.append(("bayesgmm (cold compile cache)", run(OURS, {"PYTENSOR_FLAGS": cold_flags})))
+    rows.append(("bayesgmm (warm compile cache)", run(OURS)))
+
+    print("Reference: N=1000, D=2, K=3; 2 chains x (500 tune + 500 draws); fresh process each")
+    print(f"{'variant':<38} {'seconds':>8} {'min ESS':>8} {'ESS/s':>7}")
+    for name, r in rows:
+        print(f"{name:<38} {r['seconds']:8.1f} {r['ess']:8.0f} {r['ess'] / r['seconds']:7.1f}")
+    if not args.skip_textbook:
+        base = rows[0][1]["ess"] / rows[0][1]["seconds"]
+        for name, r in rows[1:]:
+            print(f"ESS/s ratio, {name} / textbook: {r['ess'] / r['seconds'] / base:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
