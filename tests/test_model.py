@@ -254,7 +254,7 @@ def test_diagnostic_warnings_say_what_to_do():
     rng = np.random.default_rng(0)
     idata = az.from_dict(
         posterior={
-            "weights": np.stack([rng.dirichlet([1, 1], size=50), rng.dirichlet([1, 1], size=50)[:, ::-1] * 0 + [0.9, 0.1]]),
+            "weights": rng.dirichlet([1, 1], size=(2, 50)),
             "means": np.stack([rng.normal(0, 1, (50, 2, 2)), rng.normal(5, 1, (50, 2, 2))]),
         },
         sample_stats={"diverging": np.r_[np.ones(3), np.zeros(97)].reshape(2, 50).astype(bool)},
