@@ -1,9 +1,19 @@
 """bayesgmm: Gaussian mixtures by EM and by full Bayesian inference, side by side."""
 
 from .em import DegenerateFitWarning, GaussianMixtureEM
+from .labels import relabel
 from .model import BayesianGMM
 from .priors import Priors
 from .selection import ModelSelection, select_model
+from .summaries import (
+    assignments,
+    density_grid,
+    effective_components,
+    marginal_density,
+    predictive_density,
+    sample_posterior_predictive,
+    summary,
+)
 
 __version__ = "0.1.0"
 
@@ -14,4 +24,12 @@ __all__ = [
     "ModelSelection",
     "Priors",
     "select_model",
+    "relabel",
+    "summary",
+    "assignments",
+    "predictive_density",
+    "density_grid",
+    "marginal_density",
+    "sample_posterior_predictive",
+    "effective_components",
 ]

@@ -73,6 +73,27 @@ def em_start(gmm, X: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
     return initvals, em
 
 
+def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
+    """One slightly perturbed copy of the EM start per chain (labels preserved)."""
+    rng = np.random.default_rng(random_seed)
+    out = []
+    for _ in range(chains):
+        point = {}
+        for name, value in initvals.items():
+            value = np.asarray(value, dtype=float)
+            if name == "weights":
+                w = value * np.exp(rng.normal(0, 0.05, value.shape))
+                point[name] = w / w.sum()
+            elif name.startswith(("chol_cov_z", "sds_z")):
+                point[name] = value * np.exp(rng.normal(0, 0.05, value.shape))  # keeps the diagonal positive
+            elif name.endswith("_ordered"):
+                point[name] = np.sort(value + rng.normal(0, 0.02, value.shape)) + np.arange(value.size) * 1e-6
+            else:
+                point[name] = value + rng.normal(0, 0.02, value.shape)
+        out.append(point)
+    return out
+
+
 # --------------------------------------------------------------------------- NUTS
 def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sampler, log_likelihood, **kwargs):
     X_arr, _ = gmm._check_X(X, fitting=True)
@@ -96,6 +117,11 @@ def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sam
     else:
         import pymc as pm
 
+        if initvals is not None:
+            # PyMC's default jitter moves the means by up to a data sd, enough to swap
+            # nearby components between chains; jitter a few percent instead.
+            initvals = jitter_initvals(initvals, chains, random_seed)
+            kwargs.setdefault("init", "adapt_diag")
         with model:
             idata = pm.sample(
                 draws=draws, tune=tune, chains=chains, cores=min(chains, os.cpu_count() or 1),

@@ -1,0 +1,160 @@
+"""Label switching: make component k mean the same thing in every draw."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ._posterior import check_idata, posterior_arrays
+
+__all__ = ["relabel"]
+
+_PER_COMPONENT_VAR = re.compile(r"^(?P<stem>.+)_(?P<k>\d+)$")
+
+
+def _cross_entropy_cost(means, covs, ref_means, ref_covs) -> np.ndarray:
+    """cost[s, j, k]: expected -log N(x | ref_k) for x ~ N(draw s component j), up to constants."""
+    ref_prec = np.linalg.inv(ref_covs)  # (K, D, D)
+    _, ref_logdet = np.linalg.slogdet(ref_covs)
+    diff = means[:, :, None, :] - ref_means[None, None, :, :]  # (S, j, k, D)
+    maha = np.einsum("sjkd,kde,sjke->sjk", diff, ref_prec, diff)
+    trace = np.einsum("kde,sjed->sjk", ref_prec, covs)
+    return 0.5 * (maha + trace + ref_logdet[None, None, :])
+
+
+def _best_permutations(cost: np.ndarray) -> np.ndarray:
+    """For each draw, perm[s, k] = draw component that becomes label k."""
+    perms = np.empty(cost.shape[:2], dtype=np.intp)
+    for s in range(cost.shape[0]):
+        rows, cols = linear_sum_assignment(cost[s])
+        perms[s, cols] = rows
+    return perms
+
+
+def _apply(arr: np.ndarray, perms: np.ndarray, axis: int) -> np.ndarray:
+    """Permute the component axis of ``arr`` (draws first, flattened) draw by draw."""
+    index = perms.reshape(perms.shape + (1,) * (arr.ndim - 2))
+    moved = np.moveaxis(arr, axis, 1)
+    return np.moveaxis(np.take_along_axis(moved, np.broadcast_to(index, (perms.shape[0], perms.shape[1]) +
+                                                                  moved.shape[2:]), axis=1), 1, axis)
+
+
+def relabel(idata, reference=None, *, max_iter: int = 50):
+    """Permute component labels draw by draw so labels agree across draws and chains.
+
+    Each draw's components are matched to reference components with the Hungarian
+    algorithm on a cost that uses means *and* covariances (the cross-entropy of
+    the draw's Gaussian against the reference's). The same permutation is applied
+    to every variable with a ``component`` dimension (weights, means, covariances,
+    standard deviations, correlations, latents, and the per-component
+    ``chol_cov_z_<k>`` variables).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        From :meth:`BayesianGMM.fit`.
+    reference : None, GaussianMixtureEM, or array-like of shape (K, D), default=None
+        What the labels should mean. None estimates it from the posterior itself:
+        start from the first draw, match every draw, average, and repeat until no
+        assignment changes; the final labels are then ordered by the means' first
+        feature (then the next ones) so the result does not depend on the order
+        the sampler happened to use. An EM fit uses its means and covariances; an
+        array of means uses the means alone (scaled by the data's spread).
+    max_iter : int, default=50
+        Iterations of the self-referencing estimate.
+
+    Returns
+    -------
+    arviz.InferenceData
+        A relabelled copy. ``posterior.attrs["relabel_permuted_per_chain"]`` lists
+        how many draws of each chain were permuted.
+
+    Examples
+    --------
+    >>> import numpy as np, arviz as az
+    >>> from bayesgmm import relabel
+    >>> post = {"weights": np.array([[[0.2, 0.8], [0.8, 0.2]]]),
+    ...         "means": np.array([[[[0.0], [5.0]], [[5.0], [0.0]]]])}
+    >>> idata = az.from_dict(posterior=post, dims={"weights": ["component"], "means": ["component", "feature"]})
+    >>> relabel(idata).posterior["means"].values[0, :, :, 0]
+    array([[0., 5.],
+           [0., 5.]])
+    """
+    check_idata(idata)
+    arrays = posterior_arrays(idata)
+    means, covs = arrays["means"], arrays["cov"]
+    S, K, D = means.shape
+    scale = np.asarray(idata.attrs.get("data_scale", np.ones(D)), dtype=float)
+    if scale.shape != (D,):
+        scale = np.ones(D)
+
+    canonical = reference is None
+    if reference is None:
+        ref_means, ref_covs = means[0], covs[0]
+    elif hasattr(reference, "means_") and hasattr(reference, "covariances_"):
+        ref_means = np.asarray(reference.means_, dtype=float)
+        ref_covs = reference._cov.full_matrices(reference.covariances_, reference.n_components, D)
+    else:
+        ref_means = np.asarray(reference, dtype=float)
+        ref_covs = np.broadcast_to(np.diag(scale**2), (K, D, D))
+    if ref_means.shape != (K, D):
+        raise ValueError(f"reference must describe {K} components in {D} features, got means of shape "
+                         f"{ref_means.shape}.")
+    means_only = reference is not None and not hasattr(reference, "means_")
+
+    def match(r_means, r_covs):
+        if means_only:
+            return _best_permutations(_cross_entropy_cost(means, np.broadcast_to(r_covs[0], covs.shape),
+                                                          r_means, r_covs))
+        return _best_permutations(_cross_entropy_cost(means, covs, r_means, r_covs))
+
+    perms = match(ref_means, ref_covs)
+    if reference is None:
+        for _ in range(max_iter):
+            ref_means = _apply(means, perms, 1).mean(axis=0)
+            ref_covs = _apply(covs, perms, 1).mean(axis=0)
+            new = match(ref_means, ref_covs)
+            if np.array_equal(new, perms):
+                break
+            perms = new
+    if canonical:
+        order = np.lexsort(ref_means.T[::-1])  # by first feature, then the next ones
+        perms = perms[:, order]
+    return _permute_idata(idata, perms)
+
+
+def _permute_idata(idata, perms: np.ndarray):
+    post = idata.posterior
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    K = perms.shape[1]
+    new_vars = {}
+    for name, da in post.data_vars.items():
+        if "component" in da.dims:
+            values = da.transpose("chain", "draw", ...).values.reshape((n_chain * n_draw,) + da.shape[2:])
+            axis = da.transpose("chain", "draw", ...).dims.index("component") - 1
+            permuted = _apply(values, perms, axis).reshape(da.transpose("chain", "draw", ...).shape)
+            new_vars[name] = da.transpose("chain", "draw", ...).copy(data=permuted).transpose(*da.dims)
+    # Per-component variables stored separately (chol_cov_z_0, chol_cov_z_1, ...).
+    stems: dict[str, dict[int, str]] = {}
+    for name in post.data_vars:
+        m = _PER_COMPONENT_VAR.match(name)
+        if m:
+            stems.setdefault(m["stem"], {})[int(m["k"])] = name
+    for members in stems.values():
+        if sorted(members) != list(range(K)):
+            continue
+        stacked = np.stack([post[members[k]].values for k in range(K)], axis=2)
+        flat = stacked.reshape((n_chain * n_draw, K) + stacked.shape[3:])
+        permuted = _apply(flat, perms, 1).reshape(stacked.shape)
+        for k in range(K):
+            new_vars[members[k]] = post[members[k]].copy(data=permuted[:, :, k])
+    relabelled = post.assign(new_vars)
+    identity = np.arange(K)
+    moved = np.any(perms != identity, axis=1).reshape(n_chain, n_draw).sum(axis=1)
+    relabelled.attrs = {**post.attrs, "relabel_permuted_per_chain": [int(v) for v in moved]}
+    out = idata.copy()
+    out.posterior = relabelled
+    return out
+
