@@ -113,8 +113,8 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
         data["total_log_likelihood"] = loglik.sum("obs_id")
         multi_chain = post.sizes["chain"] > 1 and post.sizes["draw"] > 3
         if multi_chain:
-            invariant["max_rhat_pointwise_log_likelihood"] = float(az.rhat(loglik).max())
-        invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(loglik).min())
+            invariant["max_rhat_pointwise_log_likelihood"] = float(az.rhat(idata.log_likelihood)["obs"].max())
+        invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(idata.log_likelihood)["obs"].min())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN diagonal of corr
         result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray")

@@ -27,7 +27,8 @@ def synthetic_posterior(X, k, draws, seed=0):
     means = em.means_[None, None] + rng.normal(0, 0.02, size=(1, draws) + em.means_.shape)
     chol = np.broadcast_to(np.linalg.cholesky(em.covariances_), (1, draws) + em.covariances_.shape).copy()
     post = {"weights": weights, "means": means, "chol": chol}
-    dims = {"weights": ["component"], "means": ["component", "feature"], "chol": ["component", "feature", "feature_bis"]}
+    dims = {"weights": ["component"], "means": ["component", "feature"],
+            "chol": ["component", "feature", "feature_bis"]}
     idata = az.from_dict(posterior=post, dims=dims)
     idata.posterior.attrs["relabel_permuted_per_chain"] = [0]  # consistent labels by construction
     return idata
