@@ -1,5 +1,6 @@
 """bayesgmm: Gaussian mixtures by EM and by full Bayesian inference, side by side."""
 
+from .compare import FitComparison, KComparison, compare_fits, compare_k
 from .em import DegenerateFitWarning, GaussianMixtureEM
 from .labels import relabel
 from .model import BayesianGMM
@@ -32,4 +33,8 @@ __all__ = [
     "marginal_density",
     "sample_posterior_predictive",
     "effective_components",
+    "compare_k",
+    "KComparison",
+    "compare_fits",
+    "FitComparison",
 ]
