@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml scripts/ensure_blas.sh
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m bayesgmm demo
+	$(PY) -m bayesgmm demo --out report.html
 
 test: install
+	@bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests bayesgmm -q
 
 test-slow: install
@@ -33,6 +34,7 @@ test-slow: install
 bench: install
 	$(PY) benchmarks/bench_em.py
 	$(PY) benchmarks/bench_nuts.py
+	$(PY) benchmarks/bench_summaries.py
 
 lint: install
 	$(VENV)/bin/ruff check bayesgmm tests benchmarks

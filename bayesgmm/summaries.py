@@ -7,6 +7,7 @@ with all draws at once, so memory stays bounded (no (draws, N, K, D) array).
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import arviz as az
@@ -115,9 +116,15 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
         if multi_chain:
             invariant["max_rhat_pointwise_log_likelihood"] = float(az.rhat(idata.log_likelihood)["obs"].max())
         invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(idata.log_likelihood)["obs"].min())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN diagonal of corr
-        result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray")
+    arviz_log = logging.getLogger("arviz")
+    level = arviz_log.level
+    arviz_log.setLevel(logging.ERROR)  # it logs about the NaN (masked) diagonal of corr
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray")
+    finally:
+        arviz_log.setLevel(level)
     n_div = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() and \
         "diverging" in idata.sample_stats else 0
     result.attrs.update(invariant)
