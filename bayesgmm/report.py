@@ -8,7 +8,7 @@ import io
 import platform
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 
 import matplotlib
@@ -273,7 +273,7 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
     parts["appendix"].append(_table(pd.DataFrame([model.priors.to_dict()])))
     parts["appendix"].append("<h3>Settings</h3>" + _table(settings_table))
     parts["appendix"].append("<h3>Package versions</h3>" + _table(_versions()))
-    parts["appendix"].append(f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}.</p>")
+    parts["appendix"].append(f"<p>Generated {datetime.now(UTC).isoformat(timespec='seconds')}.</p>")
 
     nav = " ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTIONS)
     body = "\n".join(

@@ -1,6 +1,5 @@
 import warnings
 
-import numpy as np
 import pytest
 
 from bayesgmm import BayesianGMM, GaussianMixtureEM, compare_fits, compare_k

@@ -3,6 +3,7 @@ import warnings
 import arviz as az
 import numpy as np
 import pytest
+from conftest import idata_from_em
 
 from bayesgmm import (
     BayesianGMM,
@@ -17,7 +18,6 @@ from bayesgmm import (
     summary,
 )
 from bayesgmm.labels import _permute_idata
-from conftest import idata_from_em
 
 
 # ------------------------------------------------------------------- relabel
@@ -122,9 +122,10 @@ def test_assignments_properties(three_blob_fit, three_blobs):
 
 
 def test_per_draw_responsibilities_sum_to_one(three_blob_fit, three_blobs):
+    from scipy.special import logsumexp
+
     from bayesgmm._posterior import posterior_arrays
     from bayesgmm.density import component_log_prob
-    from scipy.special import logsumexp
 
     X, _ = three_blobs
     _, idata = three_blob_fit
