@@ -76,8 +76,11 @@ def relabel(idata, reference=None, *, max_iter: int = 50):
     >>> import numpy as np, arviz as az
     >>> from bayesgmm import relabel
     >>> post = {"weights": np.array([[[0.2, 0.8], [0.8, 0.2]]]),
-    ...         "means": np.array([[[[0.0], [5.0]], [[5.0], [0.0]]]])}
-    >>> idata = az.from_dict(posterior=post, dims={"weights": ["component"], "means": ["component", "feature"]})
+    ...         "means": np.array([[[[0.0], [5.0]], [[5.0], [0.0]]]]),
+    ...         "cov": np.ones((1, 2, 2, 1, 1))}
+    >>> dims = {"weights": ["component"], "means": ["component", "feature"],
+    ...         "cov": ["component", "feature", "feature_bis"]}
+    >>> idata = az.from_dict(posterior=post, dims=dims)
     >>> relabel(idata).posterior["means"].values[0, :, :, 0]
     array([[0., 5.],
            [0., 5.]])
