@@ -18,7 +18,6 @@ $(STAMP): pyproject.toml scripts/ensure_blas.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m ipykernel install --user --name bayesgmm >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 demo: install
@@ -36,8 +35,14 @@ bench: install
 	$(PY) benchmarks/bench_nuts.py
 	$(PY) benchmarks/bench_summaries.py
 
+# Builds the site (notebooks executed in fast mode); any warning is an error.
+docs: install
+	rm -rf docs/_build docs/generated
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "Documentation: docs/_build/html/index.html"
+
 lint: install
-	$(VENV)/bin/ruff check bayesgmm tests benchmarks
+	$(VENV)/bin/ruff check bayesgmm tests benchmarks notebooks docs/conf.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/generated docs/notebooks docs/jupyter_execute

@@ -1,5 +1,6 @@
 """bayesgmm: Gaussian mixtures by EM and by full Bayesian inference, side by side."""
 
+from ._posterior import em_to_idata
 from .compare import FitComparison, KComparison, compare_fits, compare_k
 from .em import DegenerateFitWarning, GaussianMixtureEM
 from .labels import relabel
@@ -37,4 +38,5 @@ __all__ = [
     "KComparison",
     "compare_fits",
     "FitComparison",
+    "em_to_idata",
 ]

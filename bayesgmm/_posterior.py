@@ -41,3 +41,55 @@ def posterior_arrays(idata) -> dict[str, np.ndarray]:
 
 def n_features(idata) -> int:
     return int(idata.posterior.sizes["feature"])
+
+
+def em_to_idata(em, X=None):
+    """An EM fit as a one-draw "posterior", to run it through the same summaries.
+
+    Parameters
+    ----------
+    em : GaussianMixtureEM
+        A fitted model.
+    X : array-like of shape (n_samples, n_features), optional
+        Stored as ``observed_data`` so summaries default to it.
+
+    Returns
+    -------
+    arviz.InferenceData
+        One chain, one draw, with ``weights``, ``means``, ``stds``, ``cov``,
+        ``corr`` and ``chol``, as :meth:`BayesianGMM.fit` returns them.
+
+    Examples
+    --------
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata, assignments
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> assignments(idata)["probability"].shape
+    (272, 2)
+    """
+    import arviz as az
+
+    if not hasattr(em, "means_"):
+        raise ValueError("em must be a fitted GaussianMixtureEM.")
+    K, D = em.means_.shape
+    cov = em._cov.full_matrices(em.covariances_, K, D)
+    stds = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    posterior = {
+        "weights": np.asarray(em.weights_, dtype=float)[None, None],
+        "means": np.asarray(em.means_, dtype=float)[None, None],
+        "stds": stds[None, None],
+        "cov": np.asarray(cov, dtype=float)[None, None],
+        "corr": (cov / (stds[:, :, None] * stds[:, None, :]))[None, None],
+        "chol": np.linalg.cholesky(cov)[None, None],
+    }
+    mat = ["component", "feature", "feature_bis"]
+    dims = {"weights": ["component"], "means": ["component", "feature"], "stds": ["component", "feature"],
+            "cov": mat, "corr": mat, "chol": mat}
+    groups = {"posterior": posterior}
+    if X is not None:
+        groups["observed_data"] = {"obs": np.asarray(X, dtype=float)}
+        dims["obs"] = ["obs_id", "feature"]
+    idata = az.from_dict(**groups, dims=dims)
+    idata.posterior.attrs["relabel_permuted_per_chain"] = [0]
+    return idata

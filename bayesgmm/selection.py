@@ -35,6 +35,16 @@ class ModelSelection:
     criterion : str
     estimators : dict
         Every fitted model, keyed by ``(n_components, covariance_type)``.
+
+    Examples
+    --------
+    >>> from bayesgmm import select_model
+    >>> from bayesgmm.datasets import load_faithful
+    >>> result = select_model(load_faithful(), n_components=[1, 2], covariance_types=["full"])
+    >>> result.table[["n_components", "bic"]].round(1)
+       n_components     bic
+    0             1  2607.6
+    1             2  2322.2
     """
 
     best_estimator_: GaussianMixtureEM

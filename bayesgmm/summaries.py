@@ -7,7 +7,6 @@ with all draws at once, so memory stays bounded (no (draws, N, K, D) array).
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import arviz as az
@@ -88,15 +87,22 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     -------
     xarray.Dataset
         ArviZ's summary (``fmt="xarray"``, dim ``metric``: mean, sd, hdi, ess,
-        r_hat...) of weights, means, stds and correlations, plus
+        r_hat...) of weights, means, stds and correlations (off-diagonal pairs,
+        dim ``feature_pair``), plus
         ``total_log_likelihood`` (label-invariant). Attributes give the worst
         pointwise log-likelihood R-hat and ESS, divergences and relabelling counts.
         Warns when R-hat > 1.01, bulk ESS < 400 or there were divergences.
 
     Examples
     --------
-    >>> from bayesgmm import summary  # doctest: +SKIP
-    >>> summary(idata)["means"].sel(metric="mean")  # doctest: +SKIP
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> from bayesgmm import summary
+    >>> import warnings; warnings.simplefilter("ignore")  # one draw: no R-hat, ESS warnings
+    >>> summary(idata)["means"].sel(metric="mean").shape
+    (2, 2)
     """
     check_idata(idata)
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
@@ -104,10 +110,18 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     post = idata.posterior
     names = [v for v in ("weights", "means", "stds", "corr") if v in post]
     data = post[names]
-    if "corr" in data:  # the diagonal is 1 by construction: not a parameter
-        D = post.sizes["feature"]
-        mask = xr.DataArray(~np.eye(D, dtype=bool), dims=("feature", "feature_bis"))
-        data["corr"] = data["corr"].where(mask)
+    if "corr" in data:
+        # Off-diagonal pairs only: the diagonal is 1 by construction, not a parameter.
+        data = data.drop_vars("corr")
+        feats = [str(f) for f in post.feature.values]
+        pairs = [(i, j) for i in range(len(feats)) for j in range(i + 1, len(feats))]
+        if pairs:
+            corr = post["corr"].transpose("chain", "draw", "component", "feature", "feature_bis").values
+            data["corr"] = xr.DataArray(
+                np.stack([corr[..., i, j] for i, j in pairs], axis=-1),
+                dims=("chain", "draw", "component", "feature_pair"),
+                coords={"feature_pair": [f"{feats[i]}|{feats[j]}" for i, j in pairs]},
+            )
     invariant = {}
     if "log_likelihood" in idata.groups():
         loglik = idata.log_likelihood["obs"]
@@ -116,15 +130,7 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
         if multi_chain:
             invariant["max_rhat_pointwise_log_likelihood"] = float(az.rhat(idata.log_likelihood)["obs"].max())
         invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(idata.log_likelihood)["obs"].min())
-    arviz_log = logging.getLogger("arviz")
-    level = arviz_log.level
-    arviz_log.setLevel(logging.ERROR)  # it logs about the NaN (masked) diagonal of corr
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray")
-    finally:
-        arviz_log.setLevel(level)
+    result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray")
     n_div = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() and \
         "diverging" in idata.sample_stats else 0
     result.attrs.update(invariant)
@@ -172,8 +178,16 @@ def assignments(idata, X=None, *, hdi_prob: float = 0.94, relabel_draws: bool | 
 
     Examples
     --------
-    >>> from bayesgmm import assignments  # doctest: +SKIP
-    >>> assignments(idata)["uncertainty"].max()  # doctest: +SKIP
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> from bayesgmm import assignments
+    >>> result = assignments(idata)
+    >>> result["probability"].dims
+    ('obs_id', 'component')
+    >>> bool(result["probability"].sum("component").round(12).all())
+    True
     """
     check_idata(idata)
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
@@ -229,9 +243,14 @@ def predictive_density(idata, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
 
     Examples
     --------
-    >>> from bayesgmm import predictive_density, density_grid  # doctest: +SKIP
-    >>> grid = density_grid(idata, n_points=200)  # doctest: +SKIP
-    >>> predictive_density(idata, grid["points"])["density"]  # doctest: +SKIP
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> from bayesgmm import predictive_density, density_grid
+    >>> grid = density_grid(idata, n_points=50)
+    >>> predictive_density(idata, grid["points"])["density"].shape
+    (2500,)
     """
     check_idata(idata)
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
@@ -281,6 +300,16 @@ def density_grid(idata, n_points: int = 200, *, features=None, margin: float = 0
     dict
         ``points`` (n, D) to pass to :func:`predictive_density`, ``axes`` (one 1-D
         array per feature) and ``shape`` to reshape the result into an image.
+
+    Examples
+    --------
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> from bayesgmm import density_grid
+    >>> density_grid(idata, n_points=30)["shape"]
+    (30, 30)
     """
     check_idata(idata)
     X = _points(idata, None)
@@ -314,6 +343,19 @@ def marginal_density(idata, feature, points, *, hdi_prob: float = 0.94) -> xr.Da
     -------
     xarray.Dataset
         As :func:`predictive_density`, for the marginal of ``feature``.
+
+    Examples
+    --------
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> import numpy as np
+    >>> from bayesgmm import marginal_density
+    >>> grid = np.linspace(0, 10, 2001)
+    >>> dens = marginal_density(idata, 0, grid)["density"].values
+    >>> round(float(np.trapezoid(dens, grid)), 3)
+    1.0
     """
     check_idata(idata)
     names = list(idata.posterior.feature.values)
@@ -343,6 +385,16 @@ def sample_posterior_predictive(idata, n_samples: int, random_seed=None) -> xr.D
     xarray.Dataset
         ``X`` over (``sample``, ``feature``), and the ``component`` and posterior
         ``draw_index`` each sample came from.
+
+    Examples
+    --------
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> from bayesgmm import sample_posterior_predictive
+    >>> sample_posterior_predictive(idata, 500, random_seed=0)["X"].shape
+    (500, 2)
     """
     check_idata(idata)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
@@ -375,6 +427,16 @@ def effective_components(idata, *, threshold: float = 0.05, hdi_prob: float = 0.
     xarray.Dataset
         ``count`` per (chain, draw), its posterior ``mean``, ``lower``/``upper``
         (HDI) and ``probability`` of each count.
+
+    Examples
+    --------
+    >>> from bayesgmm import GaussianMixtureEM, em_to_idata
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X = load_faithful().to_numpy()
+    >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    >>> from bayesgmm import effective_components
+    >>> int(effective_components(idata, threshold=0.05)["mean"])
+    2
     """
     check_idata(idata)
     threshold = check_probability(threshold, "threshold")

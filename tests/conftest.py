@@ -1,30 +1,13 @@
 import warnings
 
-import arviz as az
-import numpy as np
 import pytest
 
-from bayesgmm import BayesianGMM
+from bayesgmm import BayesianGMM, em_to_idata
 from bayesgmm.datasets import make_mixture
 
 
 def idata_from_em(em, X=None):
-    """A one-draw 'posterior' at an EM fit's parameters."""
-    K, D = em.means_.shape
-    cov = em._cov.full_matrices(em.covariances_, K, D)
-    post = {
-        "weights": em.weights_[None, None],
-        "means": em.means_[None, None],
-        "cov": cov[None, None],
-        "chol": np.linalg.cholesky(cov)[None, None],
-    }
-    dims = {"weights": ["component"], "means": ["component", "feature"],
-            "cov": ["component", "feature", "feature_bis"], "chol": ["component", "feature", "feature_bis"]}
-    groups = {"posterior": post}
-    if X is not None:
-        groups["observed_data"] = {"obs": X}
-        dims["obs"] = ["obs_id", "feature"]
-    return az.from_dict(**groups, dims=dims)
+    return em_to_idata(em, X)
 
 
 @pytest.fixture(scope="session")
