@@ -39,10 +39,6 @@ def posterior_arrays(idata) -> dict[str, np.ndarray]:
     return {"weights": weights, "means": means, "cov": cov, "chol": chol}
 
 
-def n_features(idata) -> int:
-    return int(idata.posterior.sizes["feature"])
-
-
 def em_to_idata(em, X=None):
     """An EM fit as a one-draw "posterior", to run it through the same summaries.
 

@@ -19,11 +19,6 @@ _LOG_2PI = np.log(2.0 * np.pi)
 BLOCK_ELEMENTS = 8_000_000
 
 
-def cholesky_factors(cov: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack of covariance matrices (..., D, D)."""
-    return np.linalg.cholesky(cov)
-
-
 def component_log_prob(X: np.ndarray, log_weights: np.ndarray, means: np.ndarray, chol: np.ndarray) -> np.ndarray:
     """``log w_k + log N(x_n | mu_k, L_k L_k')`` for a block of draws.
 

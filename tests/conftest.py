@@ -2,12 +2,8 @@ import warnings
 
 import pytest
 
-from bayesgmm import BayesianGMM, em_to_idata
+from bayesgmm import BayesianGMM
 from bayesgmm.datasets import make_mixture
-
-
-def idata_from_em(em, X=None):
-    return em_to_idata(em, X)
 
 
 @pytest.fixture(scope="session")

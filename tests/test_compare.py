@@ -2,7 +2,7 @@ import warnings
 
 import pytest
 
-from bayesgmm import BayesianGMM, GaussianMixtureEM, compare_fits, compare_k
+from bayesgmm import BayesianGMM, GaussianMixtureEM, compare_fits, compare_k, em_to_idata
 from bayesgmm.datasets import make_mixture
 
 
@@ -38,9 +38,7 @@ def test_em_and_posterior_disagree_on_a_small_overlapping_sample():
 def test_compare_fits_bad_input():
     X, _ = make_mixture(60, n_components=2, n_features=2, random_state=0)
     em = GaussianMixtureEM(3, random_state=0).fit(X)
-    from conftest import idata_from_em
-
-    idata = idata_from_em(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
     with pytest.raises(ValueError, match="components"):
         compare_fits(em, idata, X)
     with pytest.raises(ValueError, match="threshold"):

@@ -11,6 +11,7 @@ from matplotlib.patches import Ellipse  # noqa: E402
 from bayesgmm import (  # noqa: E402
     GaussianMixtureEM,
     assignments,
+    em_to_idata,
     marginal_density,
     predictive_density,
     relabel,
@@ -83,13 +84,11 @@ def test_plot_pairs_and_trace(fitted):
 
 def render_baseline_figure(path):
     """A 1-D density figure from a fixed (one-draw) posterior, no text, fixed size."""
-    from conftest import idata_from_em
-
     rng = np.random.default_rng(0)
     X = np.r_[rng.normal(0, 1, 60), rng.normal(5, 0.7, 40)][:, None]
     em = GaussianMixtureEM(2, random_state=0).fit(X)
     grid = np.linspace(-4, 8, 120)[:, None]
-    dens = predictive_density(idata_from_em(em), grid)
+    dens = predictive_density(em_to_idata(em), grid)
     fig, ax = plt.subplots(figsize=(4, 3), dpi=60)
     bp.plot_density_1d(dens, X=X, em_density=np.exp(em.score_samples(grid)), ax=ax)
     ax.get_legend().remove()

@@ -3,7 +3,6 @@ import warnings
 import arviz as az
 import numpy as np
 import pytest
-from conftest import idata_from_em
 
 from bayesgmm import (
     BayesianGMM,
@@ -11,6 +10,7 @@ from bayesgmm import (
     assignments,
     density_grid,
     effective_components,
+    em_to_idata,
     marginal_density,
     predictive_density,
     relabel,
@@ -96,11 +96,11 @@ def test_ordered_option_keeps_means_sorted(three_blobs):
 def test_assignments_single_draw_equal_em(three_blobs):
     X, _ = three_blobs
     em = GaussianMixtureEM(3, random_state=0).fit(X)
-    result = assignments(idata_from_em(em, X))
+    result = assignments(em_to_idata(em, X))
     np.testing.assert_allclose(result["probability"].values, em.predict_proba(X), atol=1e-10)
     np.testing.assert_array_equal(result["most_probable"].values, em.predict(X))
     new = np.array([[0.0, 0.0], [5.0, -3.0]])
-    np.testing.assert_allclose(assignments(idata_from_em(em), new)["probability"].values, em.predict_proba(new),
+    np.testing.assert_allclose(assignments(em_to_idata(em), new)["probability"].values, em.predict_proba(new),
                                atol=1e-10)
 
 
