@@ -106,12 +106,10 @@ def _print_selection(result) -> None:
 def _select(data, ks, cov_types, seed, quiet):
     from .selection import select_model
 
-    if not quiet:
-        print(f"Fitting {len(ks) * len(cov_types)} EM models ({len(ks)} K x {len(cov_types)} covariance types)...",
-              file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return select_model(data.to_numpy(dtype=float), ks, covariance_types=cov_types, random_state=seed)
+        return select_model(data.to_numpy(dtype=float), ks, covariance_types=cov_types, random_state=seed,
+                            progressbar=not quiet)
 
 
 # -------------------------------------------------------------------- commands

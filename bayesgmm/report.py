@@ -135,7 +135,8 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
     ks = [settings.n_components] if settings.n_components else settings.select
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        selection = select_model(X, ks, covariance_types=settings.covariance_types, random_state=settings.seed)
+        selection = select_model(X, ks, covariance_types=settings.covariance_types, random_state=settings.seed,
+                                 progressbar=settings.progressbar)
     em = selection.best_estimator_
     K = em.n_components
     bayes_cov = "full" if em.covariance_type in ("full", "tied") else "diag"

@@ -101,6 +101,7 @@ def select_model(
     tol: float = 1e-6,
     max_iter: int = 1000,
     n_jobs: int | None = None,
+    progressbar: bool = False,
     **em_params,
 ) -> ModelSelection:
     """Fit a grid of EM mixtures and choose one by an information criterion.
@@ -125,6 +126,8 @@ def select_model(
     max_iter : int, default=1000
     n_jobs : int or None, default=None
         Parallel fits (joblib, threads). None runs in sequence; -1 uses all cores.
+    progressbar : bool, default=False
+        Show a progress bar over the grid (rich, as PyMC's sampler does).
     **em_params
         Other :class:`GaussianMixtureEM` parameters (``reg_covar``, ``init_params``...).
 
@@ -159,9 +162,14 @@ def select_model(
     seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max) if random_state is not None else None
     params = dict(n_init=n_init, random_state=seed, tol=tol, max_iter=max_iter, **em_params)
     grid = [(k, c) for c in cov_types for k in ks]
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(_fit_one)(X, k, c, params) for k, c in grid
     )
+    if progressbar:
+        from rich.progress import track
+
+        jobs = track(jobs, total=len(grid), description=f"EM grid ({len(grid)} fits)", transient=True)
+    results = list(jobs)
     table = pd.DataFrame([row for row, _ in results])
     estimators = {key: model for key, (_, model) in zip(grid, results) if model is not None}
 

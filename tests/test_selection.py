@@ -73,7 +73,8 @@ def test_degenerate_fits_are_listed_and_excluded():
 
 
 def test_criteria_and_parallel_agree(faithful):
-    seq = select_model(faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl")
+    seq = select_model(faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl",
+                       progressbar=True)
     par = select_model(
         faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl", n_jobs=2
     )
