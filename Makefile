@@ -38,7 +38,7 @@ bench: install
 # Builds the site (notebooks executed in fast mode); any warning is an error.
 docs: install
 	rm -rf docs/_build docs/generated
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	env -u MPLBACKEND $(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	@echo "Documentation: docs/_build/html/index.html"
 
 lint: install

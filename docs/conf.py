@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The research notebooks live in ../notebooks (jupytext percent scripts); copy them in
 # and execute them in fast mode so the rendered pages carry real outputs.
 os.environ["BAYESGMM_FAST"] = "1"
-os.environ["MPLBACKEND"] = "Agg"
+# The kernels must use matplotlib's inline backend so figures land in the pages.
+os.environ.pop("MPLBACKEND", None)
 _nb_dir = Path(__file__).parent / "notebooks"
 _nb_dir.mkdir(exist_ok=True)
 for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
