@@ -166,11 +166,11 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
         batch_size = _AUTO_BATCH_SIZE if n > _AUTO_BATCH_ROWS else None
     if batch_size is not None and batch_size >= n:
         batch_size = None
-    gmm.build_model(X, batch_size=batch_size)  # sets the scaling used by em_start
-    initvals = None
+    model = gmm.build_model(X, batch_size=batch_size)
     if init == "em":
-        initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)
-    model = gmm.build_model(X, batch_size=batch_size, initvals=initvals)
+        initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)  # uses the scaling build_model set
+        for name, value in initvals.items():
+            model.set_initval(model[name], value)
     plateau = LossPlateau()
     with model:
         if method == "advi":

@@ -328,7 +328,7 @@ class BayesianGMM:
         """
         from . import inference
 
-        X_checked, _ = self._check_X(X, fitting=True)
+        self._check_X(X, fitting=True)  # every input check happens before any compilation
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
         if init not in _INITS:
