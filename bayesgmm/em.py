@@ -611,6 +611,31 @@ default="hierarchical"
         cov = get_covariance_type(self.covariance_type)
         return int(cov.n_parameters(self.n_components, d) + self.n_components * d + self.n_components - 1)
 
+    def criteria(self, X) -> dict[str, float]:
+        """Log-likelihood and information criteria from one pass over X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        dict
+            ``log_likelihood`` (total), ``bic``, ``aic`` and ``icl`` (lower is better).
+        """
+        X = self._check_X(X)
+        log_px, log_resp = self._estimate_log_resp(X)
+        log_likelihood = float(log_px.sum())
+        p = self.n_parameters()
+        bic = -2 * log_likelihood + p * np.log(X.shape[0])
+        return {
+            "log_likelihood": log_likelihood,
+            "bic": float(bic),
+            "aic": float(-2 * log_likelihood + 2 * p),
+            # BIC plus twice the entropy of the hard (MAP) classification, as mclust.
+            "icl": float(bic - 2 * log_resp.max(axis=1).sum()),
+        }
+
     def bic(self, X) -> float:
         """Bayesian information criterion ``-2 log L + p log n`` (lower is better).
 
@@ -622,8 +647,7 @@ default="hierarchical"
         -------
         bic : float
         """
-        X = self._check_X(X)
-        return float(-2 * self.score_samples(X).sum() + self.n_parameters() * np.log(X.shape[0]))
+        return self.criteria(X)["bic"]
 
     def aic(self, X) -> float:
         """Akaike information criterion ``-2 log L + 2 p`` (lower is better).
@@ -636,8 +660,7 @@ default="hierarchical"
         -------
         aic : float
         """
-        X = self._check_X(X)
-        return float(-2 * self.score_samples(X).sum() + 2 * self.n_parameters())
+        return self.criteria(X)["aic"]
 
     def icl(self, X) -> float:
         """Integrated completed likelihood, as in mclust (lower is better).
@@ -653,10 +676,7 @@ default="hierarchical"
         -------
         icl : float
         """
-        X = self._check_X(X)
-        log_norm, log_resp = self._estimate_log_resp(X)
-        bic = -2 * log_norm.sum() + self.n_parameters() * np.log(X.shape[0])
-        return float(bic - 2 * log_resp.max(axis=1).sum())
+        return self.criteria(X)["icl"]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -77,11 +77,8 @@ def _fit_one(X, k, cov_type, params):
         return row, None
     del caught  # warnings are summarised in the table columns instead
     row.update(
-        log_likelihood=float(model.score_samples(X).sum()),
+        **model.criteria(X),  # one pass over X for all criteria
         n_parameters=model.n_parameters(),
-        bic=model.bic(X),
-        aic=model.aic(X),
-        icl=model.icl(X),
         converged=bool(model.converged_),
         degenerate=bool(model.degenerate_),
         n_iter=int(model.n_iter_),
