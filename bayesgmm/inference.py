@@ -95,12 +95,33 @@ def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- NUTS
-def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sampler, log_likelihood, **kwargs):
+#: Above this many free parameters a dense mass matrix costs more than it gains.
+FULL_MASS_MATRIX_MAX_PARAMETERS = 200
+
+
+def nuts_adaptation(gmm, n_features: int, mass_matrix: str, jitter: bool) -> str:
+    """PyMC's ``init`` for the requested mass matrix ("auto": dense for small models)."""
+    if mass_matrix == "auto":
+        K, D = gmm.n_components, n_features
+        n_scale = D * (D + 1) // 2 if gmm.covariance_type == "full" else D
+        n_free = (K - 1) + K * D + K * n_scale  # simplex, means, scales
+        mass_matrix = "full" if n_free <= FULL_MASS_MATRIX_MAX_PARAMETERS else "diag"
+    return ("jitter+" if jitter else "") + f"adapt_{mass_matrix}"
+
+
+def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sampler, log_likelihood,
+             mass_matrix="auto", **kwargs):
     X_arr, _ = gmm._check_X(X, fitting=True)
-    model = gmm.build_model(X)
+    # JAX (numpyro) and numba (nutpie) compile the graph themselves: they need plain
+    # PyTensor operations, not our compiled-kernel Op.
+    model = gmm.build_model(X, likelihood="kernel" if sampler == "pymc" else "graph")
     initvals = None
     if init == "em":
         initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)
+        # With every free variable's start set, PyMC's initial point is cheap (otherwise
+        # it compiles LKJ's default-value graph: ~1.5 s of every fit).
+        for name, value in initvals.items():
+            model.set_initval(model[name], value)
     if sampler == "nutpie":
         import nutpie
 
@@ -121,15 +142,87 @@ def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sam
             # PyMC's default jitter moves the means by up to a data sd, enough to swap
             # nearby components between chains; jitter a few percent instead.
             initvals = jitter_initvals(initvals, chains, random_seed)
-            kwargs.setdefault("init", "adapt_diag")
-        with model:
+        adaptation = nuts_adaptation(gmm, X_arr.shape[1], mass_matrix, jitter=initvals is None)
+        kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
+        if initvals is not None and sampler == "pymc":
+            step_kwargs = {name: kwargs.pop(name) for name in list(kwargs) if name in _NUTS_STEP_ARGS}
+            step_kwargs.update(kwargs.pop("nuts", {}))
+            kwargs["step"] = pymc_nuts_step(gmm, model, X_arr.shape[1], adaptation, random_seed, step_kwargs)
+        else:
+            kwargs.setdefault("init", adaptation)
+        with model, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "QuadPotentialFullAdapt is an experimental", UserWarning)
             idata = pm.sample(
-                draws=draws, tune=tune, chains=chains, cores=min(chains, os.cpu_count() or 1),
+                draws=draws, tune=tune, chains=chains,
                 random_seed=random_seed, initvals=initvals, progressbar=progressbar,
                 nuts_sampler=sampler, compute_convergence_checks=False,
                 idata_kwargs={"log_likelihood": False}, **kwargs,
             )
     return finalize(gmm, idata, X_arr, log_likelihood)
+
+
+def laplace_covariance(logp_dlogp, x0: np.ndarray) -> np.ndarray | None:
+    """Inverse of the negative Hessian of the log-density at x0 (central differences of the gradient).
+
+    Returns None unless the Hessian is negative definite there (x0 is not near a mode).
+    """
+    n = x0.size
+    step = 1e-5 * np.maximum(1.0, np.abs(x0))
+    hessian = np.empty((n, n))
+    for i in range(n):
+        shift = np.zeros(n)
+        shift[i] = step[i]
+        upper = np.array(logp_dlogp(x0 + shift, extra_vars={})[1], dtype=float)
+        lower = np.array(logp_dlogp(x0 - shift, extra_vars={})[1], dtype=float)
+        hessian[:, i] = (upper - lower) / (2 * step[i])
+    precision = -(hessian + hessian.T) / 2
+    if not np.all(np.isfinite(precision)):
+        return None
+    try:
+        chol = np.linalg.cholesky(precision)
+    except np.linalg.LinAlgError:
+        return None
+    inv_chol = np.linalg.inv(chol)
+    return inv_chol.T @ inv_chol
+
+
+#: Keyword arguments of ``pm.NUTS`` (the rest go to ``pm.sample``).
+_NUTS_STEP_ARGS = frozenset({"target_accept", "max_treedepth", "early_max_treedepth", "step_scale",
+                             "adapt_step_size", "gamma", "k", "t0", "Emax"})
+
+
+def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, step_kwargs: dict):
+    """PyMC's NUTS step, set up as ``pm.sample(init=adaptation)`` would, on a cached compiled logp.
+
+    ``pm.sample`` would otherwise rebuild, differentiate, rewrite and compile the
+    log-density in every process (~2 s) and derive the model's logp once more to
+    choose step methods; see :mod:`bayesgmm._compile_cache`.
+    """
+    import pymc as pm
+    from pymc.blocking import DictToArrayBijection
+    from pymc.step_methods.hmc import quadpotential
+
+    from . import _compile_cache
+
+    start = model.initial_point()  # transformed; cheap because every start value is set
+    func = _compile_cache.logp_dlogp_function(model, _compile_cache.cache_key(gmm.config, n_features), start)
+    mean = DictToArrayBijection.map(start).data
+    n = mean.size
+    # Warm-up starts from the Laplace approximation at the EM optimum instead of an
+    # identity mass matrix: with an identity, the first few hundred tuning steps
+    # build trees hundreds of leapfrog steps deep while the adaptation catches up
+    # with a posterior that is much narrower than 1 (in the reference problem that
+    # warm-up cost twice as much as the draws).
+    cov = laplace_covariance(func, mean)
+    if cov is None:
+        cov = np.eye(n)
+    rng = np.random.default_rng(random_seed)
+    if adaptation.endswith("adapt_full"):
+        potential = quadpotential.QuadPotentialFullAdapt(n, mean, cov, 10, rng=rng)
+    else:
+        potential = quadpotential.QuadPotentialDiagAdapt(n, mean, np.diag(cov).copy(), 10, rng=rng)
+    return pm.NUTS(model=model, potential=potential, logp_dlogp_func=func, initial_point=start, rng=rng,
+                   **step_kwargs)
 
 
 # ----------------------------------------------------------------------- ADVI

@@ -148,7 +148,9 @@ class BayesianGMM:
         return int(self.ordered)
 
     # ------------------------------------------------------------------ model
-    def build_model(self, X, *, batch_size: int | None = None, initvals: dict | None = None):
+    def build_model(
+        self, X, *, batch_size: int | None = None, initvals: dict | None = None, likelihood: str = "kernel"
+    ):
         """Declare the PyMC model for data X.
 
         Parameters
@@ -158,6 +160,12 @@ class BayesianGMM:
             Use a ``pm.Minibatch`` of this many rows (for minibatch ADVI).
         initvals : dict, optional
             Initial values of free variables (see :meth:`fit`'s ``init``).
+        likelihood : {"kernel", "graph"}, default="kernel"
+            How ``obs``'s log-density is written: "kernel" is one PyTensor Op
+            running compiled loops (fast with PyMC's own sampler and ADVI);
+            "graph" is plain PyTensor operations that the JAX and numba backends
+            (``sampler="numpyro"`` / ``"nutpie"``) can compile. Both give the same
+            values and gradients.
 
         Returns
         -------
@@ -173,6 +181,10 @@ class BayesianGMM:
         import pymc as pm
         import pytensor.tensor as pt
 
+        from ._likelihood import MixtureLogLike
+
+        if likelihood not in ("kernel", "graph"):
+            raise ValueError(f"likelihood must be 'kernel' or 'graph', got {likelihood!r}.")
         X, names = self._check_X(X, fitting=True)
         N, D = X.shape
         K = self.n_components
@@ -193,6 +205,10 @@ class BayesianGMM:
                 data = pm.Data("X", X, dims=("obs_id", "feature"))
             else:
                 data = pm.Minibatch(X, batch_size=int(batch_size))
+            # The data's centre and spread are data too (not constants baked into the
+            # graph), so one compiled logp serves any X of this shape of model.
+            centre_data = pm.Data("data_centre", centre, dims="feature")
+            scale_data = pm.Data("data_scale", scale, dims="feature")
             weights = pm.Dirichlet("weights", a=priors.alpha_vector(K), dims="component")
             if order_feature is None:
                 means_z = pm.Normal("means_z", 0.0, priors.mean_scale, dims=("component", "feature"))
@@ -223,7 +239,7 @@ class BayesianGMM:
             else:
                 scale_params = pm.HalfNormal("sds_z", priors.sd_scale, dims=("component", "feature"))
 
-            log_norm_const = -0.5 * D * np.log(2 * np.pi) - np.log(scale).sum()
+            log_norm_const = -0.5 * D * np.log(2 * np.pi) - pt.log(scale_data).sum()
             packed_index = {(i, j): p for p, (i, j) in enumerate(zip(*tril))}
             full = self.covariance_type == "full"
 
@@ -232,7 +248,9 @@ class BayesianGMM:
                 # never batched over rows, so take their core shapes.
                 w, mu = w.reshape((K,)), mu.reshape((K, D))
                 params = params.reshape((K, -1))
-                xz = (value - centre) / scale
+                if likelihood == "kernel":
+                    return MixtureLogLike(full)(value, centre_data, scale_data, w, mu, params)[0]
+                xz = (value - centre_data) / scale_data
                 # Whiten by forward substitution, y = L^{-1} (x - mu), feature by feature on
                 # (N, K) arrays: only elementwise ops, which PyTensor fuses (no per-component
                 # triangular solves, no matrix assembly) -- the reason this is fast.
@@ -277,6 +295,7 @@ class BayesianGMM:
         progressbar: bool = True,
         init: str = "em",
         sampler: str = "pymc",
+        mass_matrix: str = "auto",
         batch_size: int | str | None = "auto",
         n_iterations: int = 20_000,
         learning_rate: float = 0.01,
@@ -305,6 +324,14 @@ class BayesianGMM:
             NUTS implementation. "pymc" is PyMC's own sampler on PyTensor's C
             backend linked to OpenBLAS (see the README). "nutpie" needs the
             ``nutpie`` extra and "numpyro" the ``jax`` extra.
+        mass_matrix : {"auto", "full", "diag"}, default="auto"
+            NUTS with ``sampler="pymc"``: the mass matrix adapted during tuning.
+            "full" (dense) learns the posterior's correlations, e.g. between a
+            component's mean and its covariance, and on the reference problem
+            gives about 1.4x the effective sample size of "diag" for the same
+            number of gradient evaluations; its cost grows with the square of the
+            number of parameters, so "auto" uses "full" up to
+            200 parameters and "diag" above.
         batch_size : int, "auto" or None, default="auto"
             ADVI only: minibatch size. "auto" uses 2,000-row minibatches above
             20,000 rows and the full data below; None always uses all rows.
@@ -339,6 +366,8 @@ class BayesianGMM:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         if method == "nuts":
             inference.check_sampler(sampler)
+        if mass_matrix not in ("auto", "full", "diag"):
+            raise ValueError(f"mass_matrix must be 'auto', 'full' or 'diag', got {mass_matrix!r}.")
         if not (batch_size is None or batch_size == "auto" or
                 (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size > 0)):
             raise ValueError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}.")
@@ -350,7 +379,7 @@ class BayesianGMM:
         if method == "nuts":
             idata = inference.fit_nuts(self, X, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                        progressbar=progressbar, init=init, sampler=sampler,
-                                       log_likelihood=log_likelihood, **sampler_kwargs)
+                                       mass_matrix=mass_matrix, log_likelihood=log_likelihood, **sampler_kwargs)
         else:
             idata = inference.fit_vi(self, X, method=method, draws=draws, random_seed=random_seed,
                                      progressbar=progressbar, init=init, batch_size=batch_size,
