@@ -125,8 +125,8 @@ def pointwise_log_likelihood(X, weights, means, chol):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _log_likelihood_grad(X, centre, scale, w, mu, params, full, resp, g):
-    """Gradients of sum_n g_n log p(x_n) for w, mu and params, given the responsibilities."""
+def _log_likelihood_grad(X, centre, scale, w, mu, params, full, log_p, resp, g):
+    """Gradients of sum_n g_n log p(x_n) for w, mu and params, given log p and the responsibilities."""
     N, D = X.shape
     K = w.shape[0]
     L = _unpack(params, D, full)
@@ -162,7 +162,16 @@ def _log_likelihood_grad(X, centre, scale, w, mu, params, full, resp, g):
     grad_w = np.empty(K)
     grad_params = np.zeros(params.shape)
     for k in range(K):
-        grad_w[k] = resp_sum[k] / w[k]
+        if w[k] > 0.0:
+            grad_w[k] = resp_sum[k] / w[k]
+        else:  # resp is exactly 0 here, but d log p / d w_k = N_k(x) / p(x) is still finite
+            base = -0.5 * D * _LOG_2PI
+            for j in range(D):
+                base -= np.log(scale[j]) + np.log(L[k, j, j])
+            total = 0.0
+            for n in range(N):
+                total += g[n] * np.exp(base - 0.5 * _whiten(X, n, centre, inv_scale, mu, L, inv_diag, k, y) - log_p[n])
+            grad_w[k] = total
         p = 0
         for i in range(D):
             grad_L[k, i, i] -= resp_sum[k] * inv_diag[k, i]
@@ -222,9 +231,9 @@ class MixtureLogLike(Op):
         if not isinstance(output_grads[1].type, DisconnectedType):
             raise NotImplementedError("MixtureLogLike's responsibilities output is not differentiable.")
         # Calling the Op again gives an identical node, which PyTensor merges with the
-        # forward one: the gradient reuses its responsibilities (no second exp pass).
-        resp = self(*inputs)[1]
-        grad_w, grad_mu, grad_params = MixtureLogLikeGrad(self.full)(*inputs, resp, output_grads[0])
+        # forward one: the gradient reuses its outputs (no second exp pass).
+        log_p, resp = self(*inputs)
+        grad_w, grad_mu, grad_params = MixtureLogLikeGrad(self.full)(*inputs, log_p, resp, output_grads[0])
         return [disconnected_type(), disconnected_type(), disconnected_type(), grad_w, grad_mu, grad_params]
 
 
@@ -236,14 +245,14 @@ class MixtureLogLikeGrad(Op):
     def __init__(self, full: bool):
         self.full = bool(full)
 
-    def make_node(self, X, centre, scale, w, mu, params, resp, g):
-        inputs = [_as_float64(v) for v in (X, centre, scale, w, mu, params, resp, g)]
+    def make_node(self, X, centre, scale, w, mu, params, log_p, resp, g):
+        inputs = [_as_float64(v) for v in (X, centre, scale, w, mu, params, log_p, resp, g)]
         outputs = [inputs[i].type() for i in (3, 4, 5)]
         return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, outputs):
-        X, centre, scale, w, mu, params, resp, g = _contiguous(inputs)
-        grads = _log_likelihood_grad(X, centre, scale, w, mu, params, self.full, resp, g)
+        X, centre, scale, w, mu, params, log_p, resp, g = _contiguous(inputs)
+        grads = _log_likelihood_grad(X, centre, scale, w, mu, params, self.full, log_p, resp, g)
         for storage, value in zip(outputs, grads):
             storage[0] = value
 

@@ -16,7 +16,9 @@ import warnings
 import arviz as az
 import numpy as np
 import xarray as xr
+from scipy.special import expit, logit
 
+from ._cpc import corr_cholesky, cpc_from_corr_cholesky
 from .density import pointwise_log_likelihood
 from .em import GaussianMixtureEM
 
@@ -64,12 +66,12 @@ def em_start(gmm, X: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
             if j == order_feature:  # the ordered transform needs strictly increasing values
                 column = column + np.arange(K) * 1e-6
             initvals[key] = column
-    if gmm.covariance_type == "full":
-        tril = np.tril_indices(X.shape[1])
-        packed = np.linalg.cholesky(cov_z)[:, tril[0], tril[1]]
-        initvals.update({f"chol_cov_z_{k}": packed[k] for k in range(K)})
-    else:
-        initvals["sds_z"] = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
+    sds_z = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
+    initvals["sds_z"] = sds_z
+    if gmm.covariance_type == "full" and X.shape[1] > 1:
+        corr_chol = np.linalg.cholesky(cov_z / (sds_z[:, :, None] * sds_z[:, None, :]))
+        # Keep the start strictly inside (0, 1), where the logit transform is finite.
+        initvals["cpc_unit"] = np.clip((cpc_from_corr_cholesky(corr_chol) + 1) / 2, 1e-6, 1 - 1e-6)
     return initvals, em
 
 
@@ -84,8 +86,10 @@ def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
             if name == "weights":
                 w = value * np.exp(rng.normal(0, 0.05, value.shape))
                 point[name] = w / w.sum()
-            elif name.startswith(("chol_cov_z", "sds_z")):
-                point[name] = value * np.exp(rng.normal(0, 0.05, value.shape))  # keeps the diagonal positive
+            elif name == "sds_z":
+                point[name] = value * np.exp(rng.normal(0, 0.05, value.shape))  # stays positive
+            elif name == "cpc_unit":  # stays in (0, 1)
+                point[name] = expit(logit(value) + rng.normal(0, 0.05, value.shape))
             elif name.endswith("_ordered"):
                 point[name] = np.sort(value + rng.normal(0, 0.02, value.shape)) + np.arange(value.size) * 1e-6
             else:
@@ -129,7 +133,7 @@ def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sam
         if initvals is not None:
             # Jitter weights and covariances per chain but not the means, so every
             # chain keeps EM's labelling.
-            jitter = {model[name] for name in initvals if name == "weights" or name.startswith(("chol_cov_z", "sds_z"))}
+            jitter = {model[name] for name in initvals if name in ("weights", "sds_z", "cpc_unit")}
             compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
         compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
         seed = None if random_seed is None else int(random_seed)
@@ -206,6 +210,8 @@ def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, st
 
     start = model.initial_point()  # transformed; cheap because every start value is set
     func = _compile_cache.logp_dlogp_function(model, _compile_cache.cache_key(gmm.config, n_features), start)
+    # NUTS always passes one float64 vector: skip PyTensor's per-call input checks.
+    func._pytensor_function.trust_input = True
     mean = DictToArrayBijection.map(start).data
     n = mean.size
     # Warm-up starts from the Laplace approximation at the EM optimum instead of an
@@ -299,14 +305,6 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
 
 
 # -------------------------------------------------------------------- results
-def unpack_cholesky(packed: np.ndarray, n_features: int) -> np.ndarray:
-    """(..., D(D+1)/2) row-major packed lower triangles to (..., D, D)."""
-    out = np.zeros(packed.shape[:-1] + (n_features, n_features))
-    rows, cols = np.tril_indices(n_features)
-    out[..., rows, cols] = packed
-    return out
-
-
 #: Above this many (draw, row) pairs the pointwise log-likelihood is not stored by default.
 LOG_LIKELIHOOD_AUTO_LIMIT = 20_000_000
 
@@ -318,12 +316,11 @@ def finalize(gmm, idata, X: np.ndarray, log_likelihood: bool | str = "auto"):
     post = idata.posterior
     D = X.shape[1]
     means = centre + scale * post["means_z"].values
-    if gmm.covariance_type == "full":
-        packed = np.stack([post[f"chol_cov_z_{k}"].values for k in range(gmm.n_components)], axis=2)
-        chol_z = unpack_cholesky(packed, D)
-        chol = scale[:, None] * chol_z
+    sds = scale * post["sds_z"].values  # (chain, draw, K, D)
+    if "cpc_unit" in post:
+        chol = sds[..., :, None] * corr_cholesky(2 * post["cpc_unit"].values - 1, D)
     else:
-        chol = np.einsum("...d,de->...de", scale * post["sds_z"].values, np.eye(D))
+        chol = np.einsum("...d,de->...de", sds, np.eye(D))
     cov = chol @ np.swapaxes(chol, -1, -2)
     stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
     corr = cov / (stds[..., :, None] * stds[..., None, :])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -11,7 +9,6 @@ from ._posterior import check_idata, posterior_arrays
 
 __all__ = ["relabel"]
 
-_PER_COMPONENT_VAR = re.compile(r"^(?P<stem>.+)_(?P<k>\d+)$")
 
 
 def _cross_entropy_cost(means, covs, ref_means, ref_covs) -> np.ndarray:
@@ -48,8 +45,7 @@ def relabel(idata, reference=None, *, max_iter: int = 50):
     algorithm on a cost that uses means *and* covariances (the cross-entropy of
     the draw's Gaussian against the reference's). The same permutation is applied
     to every variable with a ``component`` dimension (weights, means, covariances,
-    standard deviations, correlations, latents, and the per-component
-    ``chol_cov_z_<k>`` variables).
+    standard deviations, correlations and the latents).
 
     Parameters
     ----------
@@ -139,20 +135,6 @@ def _permute_idata(idata, perms: np.ndarray):
             axis = da.transpose("chain", "draw", ...).dims.index("component") - 1
             permuted = _apply(values, perms, axis).reshape(da.transpose("chain", "draw", ...).shape)
             new_vars[name] = da.transpose("chain", "draw", ...).copy(data=permuted).transpose(*da.dims)
-    # Per-component variables stored separately (chol_cov_z_0, chol_cov_z_1, ...).
-    stems: dict[str, dict[int, str]] = {}
-    for name in post.data_vars:
-        m = _PER_COMPONENT_VAR.match(name)
-        if m:
-            stems.setdefault(m["stem"], {})[int(m["k"])] = name
-    for members in stems.values():
-        if sorted(members) != list(range(K)):
-            continue
-        stacked = np.stack([post[members[k]].values for k in range(K)], axis=2)
-        flat = stacked.reshape((n_chain * n_draw, K) + stacked.shape[3:])
-        permuted = _apply(flat, perms, 1).reshape(stacked.shape)
-        for k in range(K):
-            new_vars[members[k]] = post[members[k]].copy(data=permuted[:, :, k])
     relabelled = post.assign(new_vars)
     identity = np.arange(K)
     moved = np.any(perms != identity, axis=1).reshape(n_chain, n_draw).sum(axis=1)

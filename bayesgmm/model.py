@@ -35,13 +35,19 @@ class BayesianGMM:
 
         w &\sim \mathrm{Dirichlet}(\alpha) \\
         \mu_{kj} &\sim \mathcal{N}(c_j,\ (\text{mean\_scale}\cdot s_j)^2) \\
-        \sigma_{kj} &\sim \mathrm{HalfNormal}(\text{sd\_scale}\cdot s_j) \\
+        \sigma_{kj} &\sim \text{sd\_dist}(\text{sd\_scale}\cdot s_j)
+            \quad \text{(default HalfNormal)} \\
         \Omega_k &\sim \mathrm{LKJ}(\eta) \quad \text{(full only; diag: } \Omega_k = I) \\
         \Sigma_k &= \mathrm{diag}(\sigma_k)\,\Omega_k\,\mathrm{diag}(\sigma_k) \\
         p(x_n) &= \textstyle\sum_k w_k\, \mathcal{N}(x_n \mid \mu_k, \Sigma_k)
 
     Defaults: :math:`\alpha = 1` (uniform on the simplex), :math:`\eta = 2`,
-    mean_scale = 2, sd_scale = 1 (see :class:`~bayesgmm.Priors`). Because every
+    mean_scale = 2, sd_dist = "halfnormal", sd_scale = 1 (see
+    :class:`~bayesgmm.Priors`). The LKJ prior is declared through each
+    component's canonical partial correlations, :math:`(z_{kij} + 1)/2 \sim
+    \mathrm{Beta}(b_j, b_j)` with :math:`b_j = \eta + (D - 2 - j)/2` (the vine
+    construction of Lewandowski, Kurowicka and Joe, 2009): exactly LKJ(eta), and
+    unlike ``pm.LKJCholeskyCov`` batched over components. Because every
     scale is relative to the data's, the priors mean the same whether X is in
     units of 1e-6 or 1e6. Internally the sampler works on the standardised
     scale :math:`(x - c)/s` (better geometry for NUTS); the likelihood and every
@@ -72,7 +78,7 @@ class BayesianGMM:
     >>> from bayesgmm.datasets import load_faithful
     >>> model = BayesianGMM(n_components=2).build_model(load_faithful())
     >>> sorted(model.coords)
-    ['chol_entry', 'component', 'feature', 'feature_bis', 'obs_id']
+    ['component', 'cpc_entry', 'feature', 'feature_bis', 'obs_id']
     """
 
     def __init__(
@@ -170,10 +176,10 @@ class BayesianGMM:
         Returns
         -------
         pymc.Model
-            Free variables ``weights``, ``means_z`` and ``chol_cov_z_<k>`` (full,
-            one packed Cholesky factor per component) or ``sds_z`` (diag), all on
-            the standardised scale; the observed
-            variable ``obs`` with dims (``obs_id``, ``feature``).
+            Free variables ``weights``, ``means_z``, ``sds_z`` and (full)
+            ``cpc_unit``, the canonical partial correlations mapped to (0, 1), all
+            on the standardised scale; the observed variable ``obs`` with dims
+            (``obs_id``, ``feature``).
         """
         from ._pytensor_setup import configure_pytensor
 
@@ -181,6 +187,7 @@ class BayesianGMM:
         import pymc as pm
         import pytensor.tensor as pt
 
+        from ._cpc import beta_shapes, packed_scaled_cholesky, pair_index
         from ._likelihood import MixtureLogLike
 
         if likelihood not in ("kernel", "graph"):
@@ -197,8 +204,9 @@ class BayesianGMM:
             "component": np.arange(K),
             "feature": names,
             "feature_bis": names,
-            "chol_entry": [f"{names[i]}|{names[j]}" for i, j in zip(*tril)],
         }
+        if self.covariance_type == "full" and D > 1:
+            coords["cpc_entry"] = [f"{names[i]}|{names[j]}" for i, j in pair_index(D)]
         priors = self.priors
         with pm.Model(coords=coords) as model:
             if batch_size is None:
@@ -226,22 +234,20 @@ class BayesianGMM:
                         col = pm.Normal(f"means_z_{names[j]}", 0.0, priors.mean_scale, shape=K)
                     cols.append(col)
                 means_z = pm.Deterministic("means_z", pt.stack(cols, axis=1), dims=("component", "feature"))
-            if self.covariance_type == "full":
-                # One LKJ prior per component (PyMC's LKJCholeskyCov has no batched logp).
-                scale_params = pt.stack([
-                    pm.LKJCholeskyCov(
-                        f"chol_cov_z_{k}", n=D, eta=priors.eta,
-                        sd_dist=pm.HalfNormal.dist(priors.sd_scale, shape=D), compute_corr=False,
-                        dims="chol_entry",
-                    )
-                    for k in range(K)
-                ])  # (K, D(D+1)/2), row-major packed lower triangles
+            sds_z = priors.sd_distribution("sds_z", dims=("component", "feature"))
+            if self.covariance_type == "full" and D > 1:
+                # LKJ(eta) correlations through canonical partial correlations, batched
+                # over components (see bayesgmm._cpc; the same prior as one
+                # LKJCholeskyCov per component, at a third of the graph).
+                shapes = beta_shapes(priors.eta, D)
+                cpc_unit = pm.Beta("cpc_unit", alpha=shapes, beta=shapes, dims=("component", "cpc_entry"))
+                scale_params = packed_scaled_cholesky(sds_z, 2.0 * cpc_unit - 1.0, D)  # (K, D(D+1)/2)
             else:
-                scale_params = pm.HalfNormal("sds_z", priors.sd_scale, dims=("component", "feature"))
+                scale_params = sds_z  # diag (and full with D = 1): the factors' diagonals
 
             log_norm_const = -0.5 * D * np.log(2 * np.pi) - pt.log(scale_data).sum()
             packed_index = {(i, j): p for p, (i, j) in enumerate(zip(*tril))}
-            full = self.covariance_type == "full"
+            full = self.covariance_type == "full" and D > 1
 
             def mixture_logp(value, w, mu, params):
                 # PyMC passes parameters with leading broadcast dims of size 1; they are

@@ -10,6 +10,13 @@ import numpy as np
 
 __all__ = ["Priors"]
 
+#: Families for the component sds' prior: (pymc module, name, scale, dims) -> random variable.
+_SD_DISTS = {
+    "halfnormal": lambda pm, name, scale, dims: pm.HalfNormal(name, sigma=scale, dims=dims),
+    "halfstudentt": lambda pm, name, scale, dims: pm.HalfStudentT(name, nu=3.0, sigma=scale, dims=dims),
+    "exponential": lambda pm, name, scale, dims: pm.Exponential(name, scale=scale, dims=dims),
+}
+
 
 @dataclass(frozen=True)
 class Priors:
@@ -22,7 +29,9 @@ class Priors:
     * ``weights ~ Dirichlet(alpha)``; ``alpha < 1`` favours switching extra
       components off (a sparse mixture),
     * ``means[k, j] ~ Normal(c_j, mean_scale * s_j)``,
-    * component standard deviations ``sd[k, j] ~ HalfNormal(sd_scale * s_j)``,
+    * component standard deviations ``sd[k, j] ~ sd_dist(sd_scale * s_j)``, with
+      ``sd_dist`` one of ``"halfnormal"`` (default), ``"halfstudentt"`` (3 degrees
+      of freedom: heavier tail), ``"exponential"`` (mean ``sd_scale * s_j``),
     * correlations (full covariance) ``~ LKJ(eta)`` per component; ``eta > 1``
       shrinks towards independence, ``eta = 1`` is uniform.
 
@@ -35,7 +44,9 @@ class Priors:
     mean_scale : float, default=2.0
         Prior sd of the means, in units of the data's sd.
     sd_scale : float, default=1.0
-        Half-normal scale of the component sds, in units of the data's sd.
+        Scale of the component sds' prior, in units of the data's sd.
+    sd_dist : {"halfnormal", "halfstudentt", "exponential"}, default="halfnormal"
+        Family of the component sds' prior.
 
     Examples
     --------
@@ -48,8 +59,11 @@ class Priors:
     eta: float = 2.0
     mean_scale: float = 2.0
     sd_scale: float = 1.0
+    sd_dist: str = "halfnormal"
 
     def __post_init__(self):
+        if self.sd_dist not in _SD_DISTS:
+            raise ValueError(f"priors['sd_dist'] must be one of {sorted(_SD_DISTS)}, got {self.sd_dist!r}.")
         alpha = self.alpha
         if isinstance(alpha, (list, tuple, np.ndarray)):
             alpha = tuple(float(a) for a in np.asarray(alpha, dtype=float).ravel())
@@ -89,6 +103,12 @@ class Priors:
                 )
             return np.asarray(self.alpha)
         return np.full(n_components, float(self.alpha))
+
+    def sd_distribution(self, name: str, dims):
+        """Declare the component sds' prior (standardised scale) in the current PyMC model."""
+        import pymc as pm
+
+        return _SD_DISTS[self.sd_dist](pm, name, self.sd_scale, dims)
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable)."""

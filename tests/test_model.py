@@ -8,8 +8,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 
 from bayesgmm import BayesianGMM, Priors
+from bayesgmm._cpc import cpc_from_corr_cholesky
 from bayesgmm.datasets import make_mixture
-from bayesgmm.inference import unpack_cholesky, warn_on_diagnostics
+from bayesgmm.inference import warn_on_diagnostics
 
 
 def _match(estimates, truth):
@@ -36,12 +37,13 @@ def nuts_fit(small_data):
 
 
 # ---------------------------------------------------------------- the likelihood
+@pytest.mark.parametrize("likelihood", ["kernel", "graph"])
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
-def test_likelihood_matches_scipy(cov_type):
+def test_likelihood_matches_scipy(cov_type, likelihood):
     X, _ = make_mixture(60, n_components=3, n_features=3, random_state=0, separation=3)
     X = X * [1e-2, 1.0, 1e2]  # units must not matter (wider spans defeat scipy's PD check)
     gmm = BayesianGMM(3, covariance_type=cov_type)
-    model = gmm.build_model(X)
+    model = gmm.build_model(X, likelihood=likelihood)
     rng = np.random.default_rng(1)
     K, D = 3, 3
     weights = rng.dirichlet(np.ones(K))
@@ -49,14 +51,11 @@ def test_likelihood_matches_scipy(cov_type):
     centre, scale = X.mean(0), X.std(0)
     values = {"weights": weights, "means_z": means_z}
     if cov_type == "full":
-        chols = []
-        tril = np.tril_indices(D)
-        for k in range(K):
-            L = np.tril(rng.normal(scale=0.3, size=(D, D)), -1) + np.diag(rng.uniform(0.5, 1.5, D))
-            chols.append(L)
-            values[f"chol_cov_z_{k}"] = L[tril]
-        chol_z = np.stack(chols)
-        assert np.allclose(unpack_cholesky(np.stack([values[f"chol_cov_z_{k}"] for k in range(K)]), D), chol_z)
+        chol_z = np.tril(rng.normal(scale=0.3, size=(K, D, D)), -1) + np.einsum("kd,de->kde",
+                                                                            rng.uniform(0.5, 1.5, (K, D)), np.eye(D))
+        sds = np.linalg.norm(chol_z, axis=2)  # row norms: the standard deviations
+        values["sds_z"] = sds
+        values["cpc_unit"] = (cpc_from_corr_cholesky(chol_z / sds[:, :, None]) + 1) / 2
     else:
         sds = rng.uniform(0.5, 1.5, size=(K, D))
         values["sds_z"] = sds
@@ -207,6 +206,7 @@ def test_advi_recovers_means_and_keeps_history():
         (np.random.default_rng(0).normal(size=(20, 2)), {"sampler": "stan"}, "sampler"),
         (np.random.default_rng(0).normal(size=(20, 2)), {"init": "kmeans"}, "init"),
         (np.random.default_rng(0).normal(size=(20, 2)), {"draws": 0}, "draws"),
+        (np.random.default_rng(0).normal(size=(20, 2)), {"mass_matrix": "dense"}, "mass_matrix"),
         (np.column_stack([np.arange(20.0), np.ones(20)]), {}, "constant"),
     ],
 )
