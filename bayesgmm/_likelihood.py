@@ -32,12 +32,13 @@ from pytensor.graph.op import Op
 __all__ = ["MixtureLogLike", "pointwise_log_likelihood"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
-# Fast-math without "nnan"/"ninf": -inf log-densities (a point far from every
-# component in float64) must still propagate correctly.
+# Fast-math without "nnan"/"ninf", and NumPy's error model (x / 0 is inf, not an
+# exception): a degenerate factor or an underflowed weight must give a -inf or NaN
+# log-density, which the sampler rejects, not stop it.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _unpack(params, n_features, full):
     """(K, P) parameters to (K, D, D) lower-triangular factors."""
     K = params.shape[0]
@@ -54,7 +55,7 @@ def _unpack(params, n_features, full):
     return L
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _whiten(X, n, centre, inv_scale, mu, L, inv_diag, k, y):
     """y = L_k^{-1} ((x_n - centre) / scale - mu_k) by forward substitution; returns |y|^2."""
     maha = 0.0
@@ -67,7 +68,7 @@ def _whiten(X, n, centre, inv_scale, mu, L, inv_diag, k, y):
     return maha
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def _log_density(X, centre, scale, w, mu, L, out, resp):
     """Fills out[n] = log p(x_n) and resp[n, k] = p(k | x_n) for factors L (K, D, D)."""
     N, D = X.shape
@@ -103,7 +104,7 @@ def _log_density(X, centre, scale, w, mu, L, out, resp):
         out[n] = top + np.log(total)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _log_likelihood(X, centre, scale, w, mu, params, full):
     """Row-wise log p(x_n) (N,) and responsibilities p(k | x_n) (N, K)."""
     out = np.empty(X.shape[0])
@@ -112,7 +113,7 @@ def _log_likelihood(X, centre, scale, w, mu, params, full):
     return out, resp
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pointwise_log_likelihood(X, weights, means, chol):
     """log p(x_n | draw s), shape (S, N), for weights (S, K), means (S, K, D), factors (S, K, D, D) in data units."""
     S, N, D = weights.shape[0], X.shape[0], X.shape[1]
@@ -124,7 +125,7 @@ def pointwise_log_likelihood(X, weights, means, chol):
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def _log_likelihood_grad(X, centre, scale, w, mu, params, full, log_p, resp, g):
     """Gradients of sum_n g_n log p(x_n) for w, mu and params, given log p and the responsibilities."""
     N, D = X.shape

@@ -111,3 +111,13 @@ def test_pointwise_log_likelihood_matches_scipy():
         for s in range(S)
     ])
     np.testing.assert_allclose(ours, expected, rtol=1e-12)
+
+
+def test_degenerate_factor_gives_minus_inf_not_an_exception():
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    params = np.array([[1.0, 0.2, 0.0], [1.0, 0.0, 1.0]])  # first factor singular
+    log_p, _ = (o.eval() for o in MixtureLogLike(True)(X, np.zeros(2), np.ones(2), [0.5, 0.5], np.zeros((2, 2)),
+                                                      params))
+    # No exception (numba's default error model raises ZeroDivisionError), and never
+    # +inf: NaN or -inf, which NUTS rejects as a divergence.
+    assert log_p.shape == (5,) and not np.any(log_p == np.inf)

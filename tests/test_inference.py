@@ -1,0 +1,122 @@
+"""NUTS set-up: the on-disk cache of the compiled log-density, the Laplace mass matrix, adaptation choice."""
+
+import warnings
+
+import numpy as np
+import pytest
+from pymc.blocking import DictToArrayBijection
+
+from bayesgmm import BayesianGMM, _compile_cache
+from bayesgmm.datasets import make_mixture
+from bayesgmm.inference import laplace_covariance, nuts_adaptation
+
+
+@pytest.fixture
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(_compile_cache, "cache_dir", lambda: tmp_path)
+    monkeypatch.delenv("BAYESGMM_COMPILE_CACHE", raising=False)
+    return tmp_path
+
+
+def _model_and_point(X, seed=0):
+    gmm = BayesianGMM(2)
+    model = gmm.build_model(X)
+    start = model.initial_point()
+    rng = np.random.default_rng(seed)
+    point = DictToArrayBijection.map({k: v + rng.normal(0, 0.2, v.shape) for k, v in start.items()}).data
+    return gmm, model, start, point
+
+
+def test_cached_function_is_reused_and_sees_the_new_data(cache_in_tmp):
+    X1, _ = make_mixture(120, 2, 2, random_state=0, separation=5)
+    X2, _ = make_mixture(80, 2, 2, random_state=1, separation=3)
+    X2 = X2 * 100 + 7  # other units: the centre and scale must be refreshed too
+    gmm, model1, start, point = _model_and_point(X1)
+    key = _compile_cache.cache_key(gmm.config, 2)
+    first = _compile_cache.logp_dlogp_function(model1, key, start)
+    assert [f.stem for f in cache_in_tmp.glob("*.pkl")] == [key]
+
+    _, model2, start2, _ = _model_and_point(X2)
+    loaded = _compile_cache.logp_dlogp_function(model2, key, start2)
+    fresh = model2.logp_dlogp_function(ravel_inputs=True, initial_point=start2)
+    (lp_loaded, g_loaded), (lp_fresh, g_fresh) = loaded(point, extra_vars={}), fresh(point, extra_vars={})
+    assert lp_loaded == pytest.approx(lp_fresh, rel=1e-12)
+    np.testing.assert_allclose(g_loaded, g_fresh, rtol=1e-10)
+    # and the first function (and its model) still sees its own data
+    assert first(point, extra_vars={})[0] == pytest.approx(
+        model1.logp_dlogp_function(ravel_inputs=True, initial_point=start)(point, extra_vars={})[0], rel=1e-12)
+
+
+def test_data_are_not_pickled(tmp_path, monkeypatch):
+    sizes = []
+    for n in (100, 100_000):  # 1.6 MB more data
+        monkeypatch.setattr(_compile_cache, "cache_dir", lambda n=n: tmp_path / str(n))
+        X, _ = make_mixture(n, 2, 2, random_state=0, separation=5)
+        gmm, model, start, _ = _model_and_point(X)
+        _compile_cache.logp_dlogp_function(model, "k", start, use_cache=True)
+        sizes.append((tmp_path / str(n) / "k.pkl").stat().st_size)
+    assert abs(sizes[1] - sizes[0]) < 10_000
+    assert float(model["X"].get_value()[0, 0]) == X[0, 0]  # the model's own data are restored
+
+
+def test_key_changes_with_the_model():
+    base = BayesianGMM(2).config
+    keys = {
+        _compile_cache.cache_key(base, 2),
+        _compile_cache.cache_key(base, 3),
+        _compile_cache.cache_key(BayesianGMM(3).config, 2),
+        _compile_cache.cache_key(BayesianGMM(2, priors={"eta": 3}).config, 2),
+        _compile_cache.cache_key(BayesianGMM(2, covariance_type="diag").config, 2),
+    }
+    assert len(keys) == 5
+
+
+def test_corrupt_entry_is_rebuilt_with_a_warning(cache_in_tmp):
+    X, _ = make_mixture(60, 2, 2, random_state=0, separation=5)
+    gmm, model, start, point = _model_and_point(X)
+    key = _compile_cache.cache_key(gmm.config, 2)
+    (cache_in_tmp / f"{key}.pkl").write_bytes(b"not a pickle")
+    with pytest.warns(RuntimeWarning, match="unreadable compile cache"):
+        func = _compile_cache.logp_dlogp_function(model, key, start)
+    assert np.isfinite(func(point, extra_vars={})[0])
+    assert (cache_in_tmp / f"{key}.pkl").stat().st_size > 100  # replaced by a good entry
+
+
+def test_cache_can_be_switched_off(cache_in_tmp, monkeypatch):
+    monkeypatch.setenv("BAYESGMM_COMPILE_CACHE", "0")
+    X, _ = make_mixture(60, 2, 2, random_state=0, separation=5)
+    gmm, model, start, _ = _model_and_point(X)
+    _compile_cache.logp_dlogp_function(model, _compile_cache.cache_key(gmm.config, 2), start)
+    assert not list(cache_in_tmp.iterdir())
+
+
+def test_laplace_covariance_of_a_gaussian():
+    precision = np.array([[4.0, 1.0], [1.0, 3.0]])
+    mode = np.array([0.5, -1.0])
+
+    def logp_dlogp(x, extra_vars=None):
+        d = x - mode
+        return -0.5 * d @ precision @ d, -precision @ d
+
+    np.testing.assert_allclose(laplace_covariance(logp_dlogp, mode + 0.1), np.linalg.inv(precision), rtol=1e-6)
+
+    def saddle(x, extra_vars=None):
+        return 0.0, np.array([-x[0], x[1]])
+
+    assert laplace_covariance(saddle, np.zeros(2)) is None
+
+
+@pytest.mark.parametrize("K, D, expected", [(3, 2, "adapt_full"), (8, 10, "adapt_diag")])
+def test_auto_mass_matrix_is_dense_only_for_small_models(K, D, expected):
+    assert nuts_adaptation(BayesianGMM(K), D, "auto", jitter=False) == expected
+    assert nuts_adaptation(BayesianGMM(K), D, "diag", jitter=True) == "jitter+adapt_diag"
+
+
+def test_nuts_options_reach_the_step_and_the_sampler():
+    X, _ = make_mixture(60, 2, 2, random_state=0, separation=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = BayesianGMM(2).fit(X, draws=20, tune=20, chains=1, random_seed=0, progressbar=False,
+                                   target_accept=0.95, max_treedepth=4, mass_matrix="diag")
+    assert int(idata.sample_stats["tree_depth"].max()) <= 4
+    assert idata.posterior.sizes["draw"] == 20
