@@ -18,7 +18,6 @@ __all__ = ["BayesianGMM"]
 
 _COVARIANCE_TYPES = ("full", "diag")
 _METHODS = ("nuts", "advi", "fullrank_advi")
-_SAMPLERS = ("nutpie", "pymc", "numpyro")
 _INITS = ("em", "prior")
 _CONFIG_ATTR = "bayesgmm_config"
 _HASH_ATTR = "bayesgmm_config_sha256"
