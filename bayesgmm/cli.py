@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the bundled Old Faithful data")
     demo.add_argument("--out", default="report.html")
-    demo.add_argument("--draws", type=int, default=500)
+    demo.add_argument("--draws", type=int, default=1000)
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
 

@@ -16,9 +16,8 @@ import warnings
 import arviz as az
 import numpy as np
 import xarray as xr
-from scipy.special import expit, logit
 
-from ._cpc import corr_cholesky, cpc_from_corr_cholesky
+from ._lkj import unpack_cholesky
 from .density import pointwise_log_likelihood
 from .em import GaussianMixtureEM
 
@@ -66,12 +65,10 @@ def em_start(gmm, X: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
             if j == order_feature:  # the ordered transform needs strictly increasing values
                 column = column + np.arange(K) * 1e-6
             initvals[key] = column
-    sds_z = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
-    initvals["sds_z"] = sds_z
-    if gmm.covariance_type == "full" and X.shape[1] > 1:
-        corr_chol = np.linalg.cholesky(cov_z / (sds_z[:, :, None] * sds_z[:, None, :]))
-        # Keep the start strictly inside (0, 1), where the logit transform is finite.
-        initvals["cpc_unit"] = np.clip((cpc_from_corr_cholesky(corr_chol) + 1) / 2, 1e-6, 1 - 1e-6)
+    if gmm.covariance_type == "full":
+        initvals["chol_cov_z"] = np.linalg.cholesky(cov_z)[:, *np.tril_indices(X.shape[1])]
+    else:
+        initvals["sds_z"] = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
     return initvals, em
 
 
@@ -86,10 +83,8 @@ def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
             if name == "weights":
                 w = value * np.exp(rng.normal(0, 0.05, value.shape))
                 point[name] = w / w.sum()
-            elif name == "sds_z":
-                point[name] = value * np.exp(rng.normal(0, 0.05, value.shape))  # stays positive
-            elif name == "cpc_unit":  # stays in (0, 1)
-                point[name] = expit(logit(value) + rng.normal(0, 0.05, value.shape))
+            elif name in ("sds_z", "chol_cov_z"):
+                point[name] = value * np.exp(rng.normal(0, 0.05, value.shape))  # the diagonal stays positive
             elif name.endswith("_ordered"):
                 point[name] = np.sort(value + rng.normal(0, 0.02, value.shape)) + np.arange(value.size) * 1e-6
             else:
@@ -133,7 +128,7 @@ def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sam
         if initvals is not None:
             # Jitter weights and covariances per chain but not the means, so every
             # chain keeps EM's labelling.
-            jitter = {model[name] for name in initvals if name in ("weights", "sds_z", "cpc_unit")}
+            jitter = {model[name] for name in initvals if name in ("weights", "sds_z", "chol_cov_z")}
             compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
         compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
         seed = None if random_seed is None else int(random_seed)
@@ -316,11 +311,10 @@ def finalize(gmm, idata, X: np.ndarray, log_likelihood: bool | str = "auto"):
     post = idata.posterior
     D = X.shape[1]
     means = centre + scale * post["means_z"].values
-    sds = scale * post["sds_z"].values  # (chain, draw, K, D)
-    if "cpc_unit" in post:
-        chol = sds[..., :, None] * corr_cholesky(2 * post["cpc_unit"].values - 1, D)
+    if gmm.covariance_type == "full":
+        chol = scale[:, None] * unpack_cholesky(post["chol_cov_z"].values, D)
     else:
-        chol = np.einsum("...d,de->...de", sds, np.eye(D))
+        chol = np.einsum("...d,de->...de", scale * post["sds_z"].values, np.eye(D))
     cov = chol @ np.swapaxes(chol, -1, -2)
     stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
     corr = cov / (stds[..., :, None] * stds[..., None, :])

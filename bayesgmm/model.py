@@ -42,11 +42,9 @@ class BayesianGMM:
 
     Defaults: :math:`\alpha = 1` (uniform on the simplex), :math:`\eta = 2`,
     mean_scale = 2, sd_dist = "halfnormal", sd_scale = 1 (see
-    :class:`~bayesgmm.Priors`). The LKJ prior is declared through each
-    component's canonical partial correlations, :math:`(z_{kij} + 1)/2 \sim
-    \mathrm{Beta}(b_j, b_j)` with :math:`b_j = \eta + (D - 2 - j)/2` (the vine
-    construction of Lewandowski, Kurowicka and Joe, 2009): exactly LKJ(eta), and
-    unlike ``pm.LKJCholeskyCov`` batched over components. Because every
+    :class:`~bayesgmm.Priors`). The covariance prior is PyMC's ``LKJCholeskyCov``
+    (LKJ correlations, sd_dist standard deviations, on the packed Cholesky
+    factor) written once for all components instead of once per component. Because every
     scale is relative to the data's, the priors mean the same whether X is in
     units of 1e-6 or 1e6. Internally the sampler works on the standardised
     scale :math:`(x - c)/s` (better geometry for NUTS); the likelihood and every
@@ -77,7 +75,7 @@ class BayesianGMM:
     >>> from bayesgmm.datasets import load_faithful
     >>> model = BayesianGMM(n_components=2).build_model(load_faithful())
     >>> sorted(model.coords)
-    ['component', 'cpc_entry', 'feature', 'feature_bis', 'obs_id']
+    ['chol_entry', 'component', 'feature', 'feature_bis', 'obs_id']
     """
 
     def __init__(
@@ -175,19 +173,20 @@ class BayesianGMM:
         Returns
         -------
         pymc.Model
-            Free variables ``weights``, ``means_z``, ``sds_z`` and (full)
-            ``cpc_unit``, the canonical partial correlations mapped to (0, 1), all
-            on the standardised scale; the observed variable ``obs`` with dims
-            (``obs_id``, ``feature``).
+            Free variables ``weights``, ``means_z`` and ``chol_cov_z`` (full: the
+            packed Cholesky factors, dims (``component``, ``chol_entry``)) or
+            ``sds_z`` (diag), all on the standardised scale; the observed
+            variable ``obs`` with dims (``obs_id``, ``feature``).
         """
         from ._pytensor_setup import configure_pytensor
 
         configure_pytensor()
         import pymc as pm
         import pytensor.tensor as pt
+        from pymc.distributions.transforms import CholeskyCovPacked
 
-        from ._cpc import beta_shapes, packed_scaled_cholesky, pair_index
         from ._likelihood import MixtureLogLike
+        from ._lkj import draw_packed, identity_packed, lkj_cholesky_cov_logp
 
         if likelihood not in ("kernel", "graph"):
             raise ValueError(f"likelihood must be 'kernel' or 'graph', got {likelihood!r}.")
@@ -203,9 +202,8 @@ class BayesianGMM:
             "component": np.arange(K),
             "feature": names,
             "feature_bis": names,
+            "chol_entry": [f"{names[i]}|{names[j]}" for i, j in zip(*tril)],
         }
-        if self.covariance_type == "full" and D > 1:
-            coords["cpc_entry"] = [f"{names[i]}|{names[j]}" for i, j in pair_index(D)]
         priors = self.priors
         with pm.Model(coords=coords) as model:
             if batch_size is None:
@@ -233,20 +231,24 @@ class BayesianGMM:
                         col = pm.Normal(f"means_z_{names[j]}", 0.0, priors.mean_scale, shape=K)
                     cols.append(col)
                 means_z = pm.Deterministic("means_z", pt.stack(cols, axis=1), dims=("component", "feature"))
-            sds_z = priors.sd_distribution("sds_z", dims=("component", "feature"))
-            if self.covariance_type == "full" and D > 1:
-                # LKJ(eta) correlations through canonical partial correlations, batched
-                # over components (see bayesgmm._cpc; the same prior as one
-                # LKJCholeskyCov per component, at a third of the graph).
-                shapes = beta_shapes(priors.eta, D)
-                cpc_unit = pm.Beta("cpc_unit", alpha=shapes, beta=shapes, dims=("component", "cpc_entry"))
-                scale_params = packed_scaled_cholesky(sds_z, 2.0 * cpc_unit - 1.0, D)  # (K, D(D+1)/2)
+            if self.covariance_type == "full":
+                # One LKJ prior per component, as pm.LKJCholeskyCov, but batched (see _lkj).
+                # The packed identity gives the variable its support shape (signature
+                # "(p)->(p)") and its default start; the log-density does not use it.
+                scale_params = pm.CustomDist(
+                    "chol_cov_z", identity_packed(D),
+                    logp=lambda value, _: lkj_cholesky_cov_logp(value, priors.eta, D, priors.sd_prior()),
+                    support_point=lambda rv, size, identity: pt.zeros_like(rv) + identity,
+                    random=lambda identity, rng=None, size=None: draw_packed(
+                        rng, priors.eta, D, priors.draw_sds, size if size is not None else identity.shape[:-1]),
+                    signature="(p)->(p)", dims=("component", "chol_entry"), transform=CholeskyCovPacked(D),
+                )  # (K, D(D+1)/2), row-major packed lower triangles
             else:
-                scale_params = sds_z  # diag (and full with D = 1): the factors' diagonals
+                scale_params = priors.sd_distribution("sds_z", dims=("component", "feature"))
 
             log_norm_const = -0.5 * D * np.log(2 * np.pi) - pt.log(scale_data).sum()
             packed_index = {(i, j): p for p, (i, j) in enumerate(zip(*tril))}
-            full = self.covariance_type == "full" and D > 1
+            full = self.covariance_type == "full"
 
             def mixture_logp(value, w, mu, params):
                 # PyMC passes parameters with leading broadcast dims of size 1; they are

@@ -10,11 +10,15 @@ import numpy as np
 
 __all__ = ["Priors"]
 
-#: Families for the component sds' prior: (pymc module, name, scale, dims) -> random variable.
+#: Families for the component sds' prior: PyMC class, its keyword arguments for a scale,
+#: and a NumPy sampler (rng, scale, shape) -> draws.
 _SD_DISTS = {
-    "halfnormal": lambda pm, name, scale, dims: pm.HalfNormal(name, sigma=scale, dims=dims),
-    "halfstudentt": lambda pm, name, scale, dims: pm.HalfStudentT(name, nu=3.0, sigma=scale, dims=dims),
-    "exponential": lambda pm, name, scale, dims: pm.Exponential(name, scale=scale, dims=dims),
+    "halfnormal": ("HalfNormal", lambda scale: {"sigma": scale},
+                   lambda rng, scale, shape: np.abs(rng.normal(0.0, scale, shape))),
+    "halfstudentt": ("HalfStudentT", lambda scale: {"nu": 3.0, "sigma": scale},
+                     lambda rng, scale, shape: np.abs(scale * rng.standard_t(3.0, shape))),
+    "exponential": ("Exponential", lambda scale: {"scale": scale},
+                    lambda rng, scale, shape: rng.exponential(scale, shape)),
 }
 
 
@@ -108,7 +112,19 @@ class Priors:
         """Declare the component sds' prior (standardised scale) in the current PyMC model."""
         import pymc as pm
 
-        return _SD_DISTS[self.sd_dist](pm, name, self.sd_scale, dims)
+        family, kwargs, _ = _SD_DISTS[self.sd_dist]
+        return getattr(pm, family)(name, dims=dims, **kwargs(self.sd_scale))
+
+    def sd_prior(self):
+        """The component sds' prior (standardised scale) as an unnamed PyMC distribution."""
+        import pymc as pm
+
+        family, kwargs, _ = _SD_DISTS[self.sd_dist]
+        return getattr(pm, family).dist(**kwargs(self.sd_scale))
+
+    def draw_sds(self, rng: np.random.Generator, shape: tuple) -> np.ndarray:
+        """Draws of the component sds' prior (standardised scale), in NumPy."""
+        return _SD_DISTS[self.sd_dist][2](rng, self.sd_scale, shape)
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable)."""
