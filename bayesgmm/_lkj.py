@@ -53,20 +53,28 @@ def unpack_cholesky(packed: np.ndarray, n_features: int) -> np.ndarray:
     return out
 
 
+def _row_and_diagonal_selectors(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, D) 0/1 matrices: packed entry p lies in row i; packed entry p is the diagonal of row i."""
+    rows, cols = np.tril_indices(n_features)
+    in_row = (rows[:, None] == np.arange(n_features)[None, :]).astype(float)
+    return in_row, in_row * (rows == cols)[:, None]
+
+
 def lkj_cholesky_cov_logp(value, eta: float, n_features: int, sd_dist):
     """Symbolic log-density of packed Cholesky factors (K, D(D+1)/2), one value per component.
 
     ``sd_dist`` is an unnamed PyMC distribution (``pm.HalfNormal.dist(...)``) for
-    each standard deviation.
+    each standard deviation. Row norms and diagonals come from products with
+    constant 0/1 matrices: PyTensor has C code for those, not for the advanced
+    indexing of a batch of packed vectors (a Python op costing ~5 us per step each).
     """
     import pymc as pm
     import pytensor.tensor as pt
 
     D = n_features
-    rows, cols = np.tril_indices(D)
-    L = pt.set_subtensor(pt.zeros((value.shape[0], D, D))[:, rows, cols], value)
-    sd = pt.sqrt(pt.sum(L**2, axis=-1))  # (K, D): row norms
-    log_corr_diag = pt.log(L[:, np.arange(D), np.arange(D)]) - pt.log(sd)
+    in_row, diagonal = _row_and_diagonal_selectors(D)
+    sd = pt.sqrt(pt.dot(value**2, in_row))  # (K, D): row norms
+    log_corr_diag = pt.log(pt.dot(value, diagonal)) - pt.log(sd)
     i = np.arange(D)
     lkj = pt.sum((2 * eta - 3 + D - i) * log_corr_diag, axis=-1)  # LKJ on the correlation factor
     jacobian = pt.sum(log_corr_diag - i * pt.log(sd), axis=-1)  # (sigma, C) -> L

@@ -183,10 +183,10 @@ class BayesianGMM:
         configure_pytensor()
         import pymc as pm
         import pytensor.tensor as pt
-        from pymc.distributions.transforms import CholeskyCovPacked
 
         from ._likelihood import MixtureLogLike
         from ._lkj import draw_packed, identity_packed, lkj_cholesky_cov_logp
+        from ._transforms import BatchedCholeskyCovPacked
 
         if likelihood not in ("kernel", "graph"):
             raise ValueError(f"likelihood must be 'kernel' or 'graph', got {likelihood!r}.")
@@ -241,7 +241,7 @@ class BayesianGMM:
                     support_point=lambda rv, size, identity: pt.zeros_like(rv) + identity,
                     random=lambda identity, rng=None, size=None: draw_packed(
                         rng, priors.eta, D, priors.draw_sds, size if size is not None else identity.shape[:-1]),
-                    signature="(p)->(p)", dims=("component", "chol_entry"), transform=CholeskyCovPacked(D),
+                    signature="(p)->(p)", dims=("component", "chol_entry"), transform=BatchedCholeskyCovPacked(D),
                 )  # (K, D(D+1)/2), row-major packed lower triangles
             else:
                 scale_params = priors.sd_distribution("sds_z", dims=("component", "feature"))

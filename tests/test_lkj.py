@@ -75,3 +75,18 @@ def test_prior_draws_of_the_latents_run_on_the_model():
         prior = pm.sample_prior_predictive(draws=50, random_seed=0, var_names=["weights", "means_z", "chol_cov_z"])
     packed = prior.prior["chol_cov_z"].values
     assert packed.shape == (1, 50, 2, 6) and np.all(unpack_cholesky(packed, 3)[..., np.arange(3), np.arange(3)] > 0)
+
+
+def test_batched_transform_matches_cholesky_cov_packed():
+    from pymc.distributions.transforms import CholeskyCovPacked
+
+    from bayesgmm._transforms import BatchedCholeskyCovPacked
+
+    packed = _random_packed(np.random.default_rng(4), 3, 3)
+    ours, theirs = BatchedCholeskyCovPacked(3), CholeskyCovPacked(3)
+    for method in ("forward", "backward"):
+        x = packed if method == "forward" else np.log(np.abs(packed))
+        np.testing.assert_allclose(getattr(ours, method)(pt.as_tensor(x)).eval(),
+                                   np.stack([getattr(theirs, method)(pt.as_tensor(row)).eval() for row in x]))
+    np.testing.assert_allclose(ours.log_jac_det(pt.as_tensor(packed)).eval(),
+                               [theirs.log_jac_det(pt.as_tensor(row)).eval() for row in packed])
