@@ -303,6 +303,7 @@ class BayesianGMM:
         init: str = "em",
         sampler: str = "pymc",
         mass_matrix: str = "auto",
+        warmup_start: str = "laplace",
         batch_size: int | str | None = "auto",
         n_iterations: int = 20_000,
         learning_rate: float = 0.01,
@@ -339,6 +340,14 @@ class BayesianGMM:
             number of gradient evaluations; its cost grows with the square of the
             number of parameters, so "auto" uses "full" up to
             200 parameters and "diag" above.
+        warmup_start : {"laplace", "identity"}, default="laplace"
+            NUTS with ``sampler="pymc"`` and ``init="em"``: the mass matrix warm-up
+            starts from the Laplace approximation at the EM optimum, with its sds
+            doubled (the reference problem tunes in half the time), or from the
+            identity, as PyMC does. On Old Faithful with K=3 (weakly identified),
+            over 8 seeds of 1000 draws: "laplace" median 18 divergences, R-hat at
+            most 1.17; "identity" (with ``mass_matrix="diag"``) median 6, but R-hat
+            up to 2.0 in 3 of 8 runs.
         batch_size : int, "auto" or None, default="auto"
             ADVI only: minibatch size. "auto" uses 2,000-row minibatches above
             20,000 rows and the full data below; None always uses all rows.
@@ -375,6 +384,8 @@ class BayesianGMM:
             inference.check_sampler(sampler)
         if mass_matrix not in ("auto", "full", "diag"):
             raise ValueError(f"mass_matrix must be 'auto', 'full' or 'diag', got {mass_matrix!r}.")
+        if warmup_start not in ("laplace", "identity"):
+            raise ValueError(f"warmup_start must be 'laplace' or 'identity', got {warmup_start!r}.")
         if not (batch_size is None or batch_size == "auto" or
                 (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size > 0)):
             raise ValueError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}.")
@@ -386,7 +397,8 @@ class BayesianGMM:
         if method == "nuts":
             idata = inference.fit_nuts(self, X, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                        progressbar=progressbar, init=init, sampler=sampler,
-                                       mass_matrix=mass_matrix, log_likelihood=log_likelihood, **sampler_kwargs)
+                                       mass_matrix=mass_matrix, warmup_start=warmup_start,
+                                       log_likelihood=log_likelihood, **sampler_kwargs)
         else:
             idata = inference.fit_vi(self, X, method=method, draws=draws, random_seed=random_seed,
                                      progressbar=progressbar, init=init, batch_size=batch_size,

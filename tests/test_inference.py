@@ -117,6 +117,21 @@ def test_nuts_options_reach_the_step_and_the_sampler():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = BayesianGMM(2).fit(X, draws=20, tune=20, chains=1, random_seed=0, progressbar=False,
-                                   target_accept=0.95, max_treedepth=4, mass_matrix="diag")
+                                   target_accept=0.95, max_treedepth=4, mass_matrix="diag", warmup_start="identity")
     assert int(idata.sample_stats["tree_depth"].max()) <= 4
     assert idata.posterior.sizes["draw"] == 20
+
+
+def test_identity_warmup_start_skips_the_laplace_approximation(monkeypatch):
+    from bayesgmm import inference
+
+    def fail(*args):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("Laplace approximation computed for warmup_start='identity'")
+
+    monkeypatch.setattr(inference, "laplace_covariance", fail)
+    X, _ = make_mixture(60, 2, 2, random_state=0, separation=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = BayesianGMM(2).fit(X, draws=10, tune=10, chains=1, random_seed=0, progressbar=False,
+                                   warmup_start="identity")
+    assert idata.posterior.sizes["draw"] == 10

@@ -204,6 +204,7 @@ def test_advi_recovers_means_and_keeps_history():
         (np.random.default_rng(0).normal(size=(20, 2)), {"init": "kmeans"}, "init"),
         (np.random.default_rng(0).normal(size=(20, 2)), {"draws": 0}, "draws"),
         (np.random.default_rng(0).normal(size=(20, 2)), {"mass_matrix": "dense"}, "mass_matrix"),
+        (np.random.default_rng(0).normal(size=(20, 2)), {"warmup_start": "map"}, "warmup_start"),
         (np.column_stack([np.arange(20.0), np.ones(20)]), {}, "constant"),
     ],
 )
