@@ -87,14 +87,23 @@ def logp_dlogp_function(model, key: str, initial_point: dict, *, use_cache: bool
             warnings.warn(f"Ignoring unreadable compile cache entry {path} ({err}).", RuntimeWarning, stacklevel=2)
     function = model.logp_dlogp_function(ravel_inputs=True, initial_point=initial_point)
     if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as fh:
-                _dump_without_data(function, fh)
-            os.replace(fh.name, path)  # atomic: concurrent processes never see half a file
-        except OSError:
-            pass  # a read-only cache only costs speed
+        _store(function, path)
     return function
+
+
+def _store(function, path: Path) -> None:
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as fh:
+            tmp = fh.name
+            _dump_without_data(function, fh)
+        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+    except Exception as err:  # a read-only or unpicklable cache only costs speed
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        if not isinstance(err, OSError):
+            warnings.warn(f"Could not cache the compiled log-density ({err}).", RuntimeWarning, stacklevel=3)
 
 
 def _dump_without_data(function, fh) -> None:

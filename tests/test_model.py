@@ -224,6 +224,11 @@ def test_missing_backend_is_a_clear_error(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numpyro" else real(name, *a))
     with pytest.raises(ImportError, match="numpyro"):
+        BayesianGMM(2, covariance_type="diag").fit(np.random.default_rng(0).normal(size=(20, 2)), sampler="numpyro")
+
+
+def test_numpyro_with_full_covariance_is_refused_not_wrong():
+    with pytest.raises(NotImplementedError, match="numpyro"):
         BayesianGMM(2).fit(np.random.default_rng(0).normal(size=(20, 2)), sampler="numpyro")
 
 
@@ -263,3 +268,18 @@ def test_diagnostic_warnings_say_what_to_do():
     messages = " ".join(str(w.message) for w in record)
     assert "3 divergent transitions" in messages and "target_accept" in messages
     assert "R-hat" in messages and "relabel" in messages
+
+
+def test_latents_have_static_shapes_for_jax():
+    # The JAX backend (sampler="numpyro") cannot differentiate through dynamic shapes.
+    model = BayesianGMM(3).build_model(np.random.default_rng(0).normal(size=(30, 2)))
+    assert model.rvs_to_values[model["chol_cov_z"]].type.shape == (3, 3)
+
+
+def test_graph_likelihood_compiles_with_jax():
+    pytest.importorskip("jax")
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    model = BayesianGMM(2).build_model(X, likelihood="graph")
+    point = model.initial_point()
+    reference = model.compile_dlogp()(point)
+    np.testing.assert_allclose(model.compile_dlogp(mode="JAX")(point), reference, rtol=1e-8, atol=1e-10)
