@@ -332,7 +332,8 @@ class BayesianGMM:
         sampler : {"pymc", "nutpie", "numpyro"}, default="pymc"
             NUTS implementation. "pymc" is PyMC's own sampler on PyTensor's C
             backend linked to OpenBLAS (see the README). "nutpie" needs the
-            ``nutpie`` extra and "numpyro" the ``jax`` extra.
+            ``nutpie`` extra and "numpyro" the ``jax`` extra; "numpyro" supports
+            only ``covariance_type="diag"`` for now.
         mass_matrix : {"auto", "full", "diag"}, default="auto"
             NUTS with ``sampler="pymc"``: the mass matrix adapted during tuning.
             "full" (dense) learns the posterior's correlations, e.g. between a
