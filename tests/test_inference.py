@@ -1,6 +1,7 @@
 """NUTS set-up: the on-disk cache of the compiled log-density, the Laplace mass matrix, adaptation choice."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,15 @@ def test_identity_warmup_start_skips_the_laplace_approximation(monkeypatch):
         idata = BayesianGMM(2).fit(X, draws=10, tune=10, chains=1, random_seed=0, progressbar=False,
                                    warmup_start="identity")
     assert idata.posterior.sizes["draw"] == 10
+
+
+def test_key_follows_every_module_of_the_package(tmp_path, monkeypatch):
+    import shutil
+
+    package = tmp_path / "pkg"
+    shutil.copytree(Path(_compile_cache.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    monkeypatch.setattr(_compile_cache, "__file__", str(package / "_compile_cache.py"))
+    before = _compile_cache.cache_key(BayesianGMM(2).config, 2)
+    with open(package / "_lkj.py", "a") as fh:  # a module model.py only imports
+        fh.write("\n# changed\n")
+    assert _compile_cache.cache_key(BayesianGMM(2).config, 2) != before
