@@ -124,6 +124,19 @@ class CovarianceType(ABC):
     def unwhiten_shift(self, mean_y: np.ndarray, precisions_cholesky: np.ndarray) -> np.ndarray:
         """Map whitened mean residuals back to data space: ``ybar_k P_k^{-1}``, shape (K, D)."""
 
+    # -- change of units ---------------------------------------------------
+    @abstractmethod
+    def rescale(self, matrices: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        """Covariances of the features multiplied by ``factor`` (shape (D,)).
+
+        Precisions change with ``1 / factor``. ``spherical`` is defined on the
+        standardised scale, so its variances do not change.
+        """
+
+    @abstractmethod
+    def rescale_cholesky(self, precisions_cholesky: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        """Precision Cholesky factors of the features multiplied by ``factor``."""
+
 
 
 def _cholesky_lower(mat: np.ndarray) -> np.ndarray:
@@ -160,6 +173,13 @@ class _MatrixCovariance(CovarianceType):
 
     def _centred_moments(self, nk, mean_y, second):
         return second - mean_y[:, :, None] * mean_y[:, None, :]
+
+    def rescale(self, matrices, factor):
+        return matrices * np.outer(factor, factor)
+
+    def rescale_cholesky(self, precisions_cholesky, factor):
+        # P' = diag(1/f) P diag(1/f) = (diag(1/f) U)(diag(1/f) U)': rows of U scale.
+        return precisions_cholesky / np.asarray(factor)[:, None]
 
 
 class FullCovariance(_MatrixCovariance):
@@ -299,6 +319,12 @@ class DiagCovariance(CovarianceType):
         covariances = np.asarray(covariances)
         return covariances[:, :, None] * np.eye(covariances.shape[1])
 
+    def rescale(self, matrices, factor):
+        return matrices * np.asarray(factor) ** 2
+
+    def rescale_cholesky(self, precisions_cholesky, factor):
+        return precisions_cholesky / np.asarray(factor)
+
     def smallest_variance(self, covariances, n_components, n_features):
         return np.min(covariances, axis=1)
 
@@ -350,6 +376,12 @@ class SphericalCovariance(CovarianceType):
     def full_matrices(self, covariances, n_components, n_features):
         covariances = np.asarray(covariances)
         return covariances[:, None, None] * np.eye(n_features)
+
+    def rescale(self, matrices, factor):
+        return matrices  # one variance per component in units of each feature's variance
+
+    def rescale_cholesky(self, precisions_cholesky, factor):
+        return precisions_cholesky
 
     def smallest_variance(self, covariances, n_components, n_features):
         return np.asarray(covariances)

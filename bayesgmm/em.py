@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from ._validation import check_n_components, check_sample_weight
 from .covariance import CovarianceType, get_covariance_type
 from .initialization import INITIALIZERS
+from .scaling import FeatureScaling
 
 __all__ = ["GaussianMixtureEM", "DegenerateFitWarning"]
 
@@ -60,11 +61,22 @@ class _Stats:
 
 
 @dataclass
+class _Params:
+    """Mixture parameters on the standardised scale, where every fit computes."""
+
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # shaped as covariances_
+    precisions_cholesky: np.ndarray  # shaped as covariances_
+
+
+@dataclass
 class _Pass:
     """What every chunk of one pass over the data shares."""
 
     bounds: list
     rows: int
+    shape: tuple[int, int]  # (K, D)
     prepared: tuple
     log_norm: np.ndarray | None
 
@@ -113,12 +125,18 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         Number of mixture components.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure: one full matrix per component, one matrix shared by
-        all, one diagonal per component, or one variance per component.
+        all, one diagonal per component, or one variance per component. As every
+        structure is fitted on standardised features, ``spherical`` is spherical
+        on that scale: one variance per component in units of each feature's
+        variance (in data units, ``covariances_[k] * scaling_.scale**2`` on the
+        diagonal), so that it too does not depend on the units.
     tol : float, default=1e-3
         EM stops when the per-sample average log-likelihood gains less than ``tol``.
     reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance so that they stay positive definite.
-        It is in the squared units of X: a component whose variance reaches this
+        Added to the diagonal of every covariance so that they stay positive definite,
+        as a fraction of each feature's variance: the fit runs on the data centred
+        and scaled per feature (``scaling_``), so ``reg_covar`` means the same
+        whatever the units. A component whose variance reaches about twice this
         floor is reported as degenerate.
     max_iter : int, default=100
         Maximum EM iterations per initialisation.
@@ -144,7 +162,8 @@ default="hierarchical"
     means_init : array-like of shape (n_components, n_features), default=None
         Starting means.
     precisions_init : array-like, default=None
-        Starting precisions (inverse covariances), shaped as ``covariances_``.
+        Starting precisions (inverse covariances), shaped and in the units of
+        ``covariances_``.
     random_state : int, RandomState instance or None, default=None
         Seed for the initialisations and for :meth:`sample`.
     warm_start : bool, default=False
@@ -161,7 +180,10 @@ default="hierarchical"
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray
-        (K, D, D) for full, (D, D) for tied, (K, D) for diag, (K,) for spherical.
+        (K, D, D) for full, (D, D) for tied, (K, D) for diag, in data units; (K,)
+        for spherical, relative to each feature's variance (see ``covariance_type``).
+    full_covariances_ : ndarray of shape (n_components, n_features, n_features)
+        Every covariance as a full matrix in data units, for any ``covariance_type``.
     precisions_ : ndarray
         Inverses of ``covariances_``, same shape.
     precisions_cholesky_ : ndarray
@@ -183,6 +205,9 @@ default="hierarchical"
     labels_ : ndarray of shape (n_samples,)
         Most probable component of each training row.
     n_features_in_ : int
+    scaling_ : FeatureScaling
+        Per-feature centre and standard deviation the fit was computed on. Results
+        are equivariant under rescaling and shifting of any feature.
 
     Examples
     --------
@@ -241,14 +266,27 @@ default="hierarchical"
             )
         for name in ("tol", "reg_covar"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a non-negative finite number, got {value!r}.")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative finite number, got {value!r}.")
         for name, low in (("max_iter", 0), ("n_init", 1), ("verbose_interval", 1)):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer >= {low}, got {value!r}.")
+            if value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-        if self.n_threads is not None and (not isinstance(self.n_threads, (int, np.integer)) or self.n_threads < 1):
+        if self.n_threads is not None and (
+            not isinstance(self.n_threads, (int, np.integer)) or isinstance(self.n_threads, bool) or self.n_threads < 1
+        ):
             raise ValueError(f"n_threads must be None or a positive integer, got {self.n_threads!r}.")
+        try:
+            check_random_state(self.random_state)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "random_state must be None, an integer in [0, 2**32 - 1] or a numpy RandomState, "
+                f"got {self.random_state!r}."
+            ) from None
         K = self.n_components
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=float)
@@ -274,7 +312,7 @@ default="hierarchical"
     # ------------------------------------------------------------- the pass
     def _log_prob_chunk(self, Xc: np.ndarray, pass_info: _Pass):
         """``log w_k + log N(x | k)`` for a chunk, plus the whitened residuals (views of scratch)."""
-        ws = _scratch(pass_info.rows, self.means_.shape, Xc.dtype)
+        ws = _scratch(pass_info.rows, pass_info.shape, Xc.dtype)
         n = Xc.shape[0]
         y = self._cov.whiten(Xc, pass_info.prepared, out=ws.y[:n])
         log_prob = np.einsum("nkd,nkd->nk", y, y, out=ws.log_prob[:n])
@@ -292,25 +330,26 @@ default="hierarchical"
         resp /= total[:, None]
         return top + np.log(total)
 
-    def _begin_pass(self, X: np.ndarray, with_log_norm: bool = True) -> _Pass:
+    def _begin_pass(self, X: np.ndarray, params: _Params, with_log_norm: bool = True) -> _Pass:
         n, d = X.shape
-        K = self.means_.shape[0]
+        K = params.means.shape[0]
         log_norm = None
         if with_log_norm:
-            log_det = self._cov.log_det_cholesky(self.precisions_cholesky_, d)
-            log_norm = (np.log(self.weights_) - 0.5 * d * _LOG_2PI + log_det).astype(X.dtype)
+            log_det = self._cov.log_det_cholesky(params.precisions_cholesky, d)
+            with np.errstate(divide="ignore"):  # an empty component has log-weight -inf
+                log_norm = (np.log(params.weights) - 0.5 * d * _LOG_2PI + log_det).astype(X.dtype)
         bounds = _chunk_bounds(n, K, d, X.dtype.itemsize)
-        prepared = self._cov.prepare_whitening(self.means_, self.precisions_cholesky_, X.dtype)
-        return _Pass(bounds, bounds[0][1] - bounds[0][0], prepared, log_norm)
+        prepared = self._cov.prepare_whitening(params.means, params.precisions_cholesky, X.dtype)
+        return _Pass(bounds, bounds[0][1] - bounds[0][0], (K, d), prepared, log_norm)
 
-    def _accumulate(self, X, sample_weight, resp_rows=None) -> _Stats:
+    def _accumulate(self, X, sample_weight, params: _Params, resp_rows=None) -> _Stats:
         """One pass: E-step responsibilities (or given ones) and whitened statistics."""
-        info = self._begin_pass(X, with_log_norm=resp_rows is None)
+        info = self._begin_pass(X, params, with_log_norm=resp_rows is None)
         unweighted = bool(np.all(sample_weight == 1))
 
         def work(a: int, b: int) -> _Stats:
             Xc, wc = X[a:b], sample_weight[a:b]
-            ws = _scratch(info.rows, self.means_.shape, X.dtype)
+            ws = _scratch(info.rows, info.shape, X.dtype)
             if resp_rows is None:
                 resp, y = self._log_prob_chunk(Xc, info)
                 log_px = self._normalize_in_place(resp)
@@ -339,51 +378,64 @@ default="hierarchical"
     # ---------------------------------------------------------------- hooks
     def _e_step(self, X, sample_weight) -> _Stats:
         """Expected sufficient statistics under the current parameters."""
-        return self._accumulate(X, sample_weight)
+        return self._accumulate(X, sample_weight, self._params)
 
     def _m_step(self, stats: _Stats) -> None:
         """Maximise the expected complete-data log-likelihood."""
-        dtype = self.means_.dtype
+        old = self._params
+        dtype = old.means.dtype
         # Same guard as scikit-learn against empty components.
         nk = stats.nk + 10 * np.finfo(dtype).eps
         mean_y = stats.sum_y / nk[:, None]
         second = stats.second / nk.reshape((-1,) + (1,) * (stats.second.ndim - 1))
-        covariances = self._cov.covariances_from_moments(
-            nk, mean_y, second, self.precisions_cholesky_, self.reg_covar
+        covariances = np.asarray(
+            self._cov.covariances_from_moments(nk, mean_y, second, old.precisions_cholesky, self.reg_covar),
+            dtype=dtype,
         )
-        self.means_ = (self.means_ + self._cov.unwhiten_shift(mean_y, self.precisions_cholesky_)).astype(dtype)
-        self.weights_ = (nk / stats.total_weight).astype(dtype)
-        self.covariances_ = np.asarray(covariances, dtype=dtype)
-        self.precisions_cholesky_ = self._cov.precision_cholesky(self.covariances_)
+        self._params = _Params(
+            weights=(nk / stats.total_weight).astype(dtype),
+            means=(old.means + self._cov.unwhiten_shift(mean_y, old.precisions_cholesky)).astype(dtype),
+            covariances=covariances,
+            precisions_cholesky=self._cov.precision_cholesky(covariances),
+        )
 
     def _compute_lower_bound(self, stats: _Stats) -> float:
         """Average log-likelihood per (weighted) sample."""
         return stats.log_likelihood / stats.total_weight
 
     # -------------------------------------------------------- initialisation
-    def _initialize_parameters(self, X, sample_weight, rng, attempt: int) -> None:
-        n, d = X.shape
+    def _initialize_parameters(self, Z, sample_weight, rng, attempt: int) -> None:
+        """Starting parameters on the standardised scale ``Z``."""
+        n, d = Z.shape
         K = self.n_components
         method = self.init_params
         if attempt > 0 and method == "hierarchical" and np.count_nonzero(sample_weight) <= 2000:
             method = "k-means++"  # deterministic on small data: vary the start instead
-        rows, resp = INITIALIZERS[method](X, K, sample_weight, rng)
-        Xr, wr = X[rows], sample_weight[rows]
+        rows, resp = INITIALIZERS[method](Z, K, sample_weight, rng)
+        Zr, wr = Z[rows], sample_weight[rows]
         # M-step from the starting partition, whitening against the identity at the
         # weighted mean (stable and reuses the same pass).
-        self._cov = get_covariance_type(self.covariance_type)
-        centre = (wr @ Xr) / wr.sum() if wr.sum() > 0 else Xr.mean(axis=0)
-        self.means_ = np.tile(centre.astype(X.dtype), (K, 1))
-        self.precisions_cholesky_ = self._cov.identity_precision_cholesky(K, d, X.dtype)
-        stats = self._accumulate(Xr, wr if wr.sum() > 0 else np.ones_like(wr), resp_rows=resp)
+        centre = (wr @ Zr) / wr.sum() if wr.sum() > 0 else Zr.mean(axis=0)
+        self._params = _Params(
+            weights=np.full(K, 1.0 / K, dtype=Z.dtype),
+            means=np.tile(centre.astype(Z.dtype), (K, 1)),
+            covariances=None,
+            precisions_cholesky=self._cov.identity_precision_cholesky(K, d, Z.dtype),
+        )
+        stats = self._accumulate(Zr, wr if wr.sum() > 0 else np.ones_like(wr), self._params, resp_rows=resp)
         self._m_step(stats)
+        self._apply_user_start(Z.dtype)
+
+    def _apply_user_start(self, dtype) -> None:
+        """Overwrite the start with ``weights_init``/``means_init``/``precisions_init`` (data units)."""
+        p, scale = self._params, self.scaling_.scale
         if self.weights_init is not None:
-            self.weights_ = np.asarray(self.weights_init, dtype=X.dtype)
+            p.weights = np.asarray(self.weights_init, dtype=dtype)
         if self.means_init is not None:
-            self.means_ = np.asarray(self.means_init, dtype=X.dtype)
+            p.means = self.scaling_.transform(np.asarray(self.means_init, dtype=float), dtype=dtype)
         if self.precisions_init is not None:
-            precisions = np.asarray(self.precisions_init, dtype=X.dtype)
-            self.precisions_cholesky_ = self._cov.precision_cholesky_from_precisions(precisions)
+            precisions = self._cov.rescale(np.asarray(self.precisions_init, dtype=np.float64), scale)
+            p.precisions_cholesky = self._cov.precision_cholesky_from_precisions(precisions.astype(dtype))
 
     # ------------------------------------------------------------------- fit
     def fit(self, X, y=None, sample_weight=None) -> GaussianMixtureEM:
@@ -404,8 +456,20 @@ default="hierarchical"
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
+    def _can_warm_start(self, n_features: int) -> bool:
+        """Warm start only from a fit of the same shape; anything else starts cold."""
+        return (
+            self.warm_start
+            and hasattr(self, "_params")
+            and getattr(self, "_fitted_shape", None) == (self.n_components, self.covariance_type, n_features)
+        )
+
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
         """Fit the model and return the most probable component of each row.
+
+        The data are centred and scaled per feature before fitting (see
+        ``scaling_``), so the fit does not depend on the units of the features; the
+        fitted attributes are reported in the data's units.
 
         Parameters
         ----------
@@ -417,83 +481,133 @@ default="hierarchical"
         -------
         labels : ndarray of shape (n_samples,)
         """
-        warm = self.warm_start and hasattr(self, "converged_")
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not warm)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True)
         n, d = X.shape
         cov = self._validate_params(n, d)
-        sample_weight = check_sample_weight(sample_weight, n, dtype=X.dtype)
+        sample_weight = check_sample_weight(sample_weight, n, dtype=np.float64)
         if np.count_nonzero(sample_weight) < self.n_components:
             raise ValueError(
                 f"Only {np.count_nonzero(sample_weight)} rows have a positive sample_weight; "
                 f"need at least n_components = {self.n_components}."
             )
+        # Only relative weights matter; this keeps 1e-310 and 1e300 weights in range.
+        sample_weight = (sample_weight / sample_weight.max()).astype(X.dtype)
+        warm = self._can_warm_start(d)
         self._cov = cov
+        if not warm:
+            self.scaling_ = FeatureScaling.from_data(X, sample_weight, feature_names=self._feature_names(d))
+        Z = self.scaling_.transform(X, dtype=X.dtype)
         rng = check_random_state(self.random_state)
-        n_init = 1 if warm else self.n_init
-
         best = None
-        for attempt in range(n_init):
+        for attempt in range(1 if warm else self.n_init):
             if not warm:
-                self._initialize_parameters(X, sample_weight, rng, attempt)
-            lower_bound = self.lower_bound_ if warm else -np.inf
-            history: list[float] = []
-            converged = False
-            n_iter = 0
-            for n_iter in range(1, self.max_iter + 1):
-                previous = lower_bound
-                stats = self._e_step(X, sample_weight)
-                self._m_step(stats)
-                lower_bound = self._compute_lower_bound(stats)
-                history.append(lower_bound)
-                if self.verbose and n_iter % self.verbose_interval == 0:
-                    print(f"  init {attempt + 1}, iteration {n_iter}: lower bound {lower_bound:.6f}")
-                if abs(lower_bound - previous) < self.tol:
-                    converged = True
-                    break
+                self._initialize_parameters(Z, sample_weight, rng, attempt)
+            lower_bound, n_iter, converged, history = self._run_em(Z, sample_weight, attempt, warm)
             degenerate = self._degenerate_components(d)
             # A collapsed component is a spurious maximiser: prefer any proper fit.
             key = (degenerate.size == 0, lower_bound)
             if best is None or key > best[0] or best[0][1] == -np.inf:
-                best = (key, self._get_parameters(), n_iter, converged, history, degenerate)
+                best = (key, self._params, n_iter, converged, history, degenerate)
 
-        _, params, n_iter, converged, history, degenerate = best
-        self._set_parameters(params)
+        (_, lower_bound), self._params, n_iter, converged, history, degenerate = best
+        self._fitted_shape = (self.n_components, self.covariance_type, d)
+        self._publish_parameters(X.dtype)
+        shift = self.scaling_.log_scale_sum  # log-densities in data units
         self.n_iter_ = n_iter
         self.converged_ = converged
-        self.lower_bound_ = best[0][1]
-        self.lower_bounds_ = history
+        self.lower_bound_ = lower_bound - shift
+        self.lower_bounds_ = [value - shift for value in history]
         self.degenerate_components_ = degenerate
         self.degenerate_ = bool(degenerate.size)
-        if not converged and self.max_iter > 0:
+        self._warn_about_fit()
+        self.labels_ = self._chunked_e_step(X, keep="labels")[1]
+        return self.labels_
+
+    def _feature_names(self, n_features: int) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(v) for v in names] if names is not None else [f"x{j}" for j in range(n_features)]
+
+    def _run_em(self, Z, sample_weight, attempt: int, warm: bool):
+        """EM iterations from ``self._params`` until ``tol`` or ``max_iter``."""
+        lower_bound = self.lower_bound_ + self.scaling_.log_scale_sum if warm else -np.inf
+        history: list[float] = []
+        converged = False
+        n_iter = 0
+        if self.max_iter == 0:  # report the start's own log-likelihood, not -inf
+            lower_bound = self._compute_lower_bound(self._e_step(Z, sample_weight))
+        for n_iter in range(1, self.max_iter + 1):
+            previous = lower_bound
+            stats = self._e_step(Z, sample_weight)
+            self._m_step(stats)
+            lower_bound = self._compute_lower_bound(stats)
+            history.append(lower_bound)
+            if self.verbose and n_iter % self.verbose_interval == 0:
+                print(f"  init {attempt + 1}, iteration {n_iter}: lower bound {lower_bound:.6f}")
+            if abs(lower_bound - previous) < self.tol:
+                converged = True
+                break
+        return lower_bound, n_iter, converged, history
+
+    def _publish_parameters(self, dtype) -> None:
+        """Set the fitted attributes, in data units, from the standardised parameters."""
+        p, scaling = self._params, self.scaling_
+        with np.errstate(over="ignore", under="ignore"):
+            self.weights_ = p.weights
+            self.means_ = scaling.inverse_transform(p.means).astype(dtype)
+            self.covariances_ = self._cov.rescale(p.covariances.astype(np.float64), scaling.scale).astype(dtype)
+            chol = self._cov.rescale_cholesky(p.precisions_cholesky.astype(np.float64), scaling.scale)
+            self.precisions_cholesky_ = chol.astype(dtype)
+            self.precisions_ = self._cov.precisions(chol).astype(dtype)
+        for name in ("means_", "covariances_", "precisions_cholesky_", "precisions_"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(
+                    f"The fitted {name[:-1]} cannot be represented in {np.dtype(dtype).name} in the data's "
+                    f"units (feature standard deviations {scaling.scale.min():.3g}..{scaling.scale.max():.3g}). "
+                    "Rescale the data, or pass float64 data."
+                )
+
+    def _warn_about_fit(self) -> None:
+        if self.max_iter == 0:
+            warnings.warn(
+                "max_iter=0: the parameters are the starting values, not an EM fit.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif not self.converged_:
             warnings.warn(
                 "Best initialisation did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         if self.degenerate_:
             warnings.warn(
-                f"Component(s) {degenerate.tolist()} collapsed: their smallest variance is at "
-                f"the reg_covar floor ({self.reg_covar:g}), e.g. on tied values of a discrete "
-                "column. This is a spurious maximum of the likelihood, not a better fit; "
-                "use fewer components, another covariance_type, or more n_init.",
+                f"Component(s) {self.degenerate_components_.tolist()} collapsed: their smallest variance is "
+                f"at the reg_covar floor ({self.reg_covar:g} times the feature's variance), e.g. on tied "
+                "values of a discrete column. This is a spurious maximum of the likelihood, not a better "
+                "fit; use fewer components, another covariance_type, or more n_init.",
                 DegenerateFitWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        self.labels_ = self.predict(X)
-        return self.labels_
 
     def _degenerate_components(self, n_features: int) -> np.ndarray:
-        smallest = self._cov.smallest_variance(self.covariances_, self.n_components, n_features)
+        # On the standardised scale, so the check is relative to each feature's spread.
+        smallest = self._cov.smallest_variance(self._params.covariances, self.n_components, n_features)
         smallest = np.broadcast_to(smallest, (self.n_components,))
         return np.flatnonzero(smallest < 2.0 * self.reg_covar)
 
-    def _get_parameters(self):
-        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+    @property
+    def full_covariances_(self) -> np.ndarray:
+        """Covariance matrices in the data's units, shape (n_components, n_features, n_features).
 
-    def _set_parameters(self, params) -> None:
-        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
-        self.precisions_ = self._cov.precisions(self.precisions_cholesky_)
+        The same for every ``covariance_type`` (``tied`` repeated, ``diag`` and
+        ``spherical`` as diagonal matrices), for code that needs matrices.
+        """
+        check_is_fitted(self)
+        K, d = self.n_components, self.means_.shape[1]
+        cov = get_covariance_type(self._fitted_shape[1])
+        full_z = cov.full_matrices(self._params.covariances.astype(np.float64), K, d)
+        return get_covariance_type("full").rescale(full_z, self.scaling_.scale)
 
     # ------------------------------------------------------------ inference
     def _check_X(self, X) -> np.ndarray:
@@ -502,14 +616,15 @@ default="hierarchical"
 
     def _chunked_e_step(self, X, keep: str):
         """Chunked E-step returning ``log p(x)`` and either log-responsibilities or labels."""
-        self._cov = get_covariance_type(self.covariance_type)
-        info = self._begin_pass(X)
-        n = X.shape[0]
+        self._cov = get_covariance_type(self._fitted_shape[1])
+        Z = self.scaling_.transform(X, dtype=X.dtype)
+        info = self._begin_pass(Z, self._params)
+        n = Z.shape[0]
         log_px = np.empty(n, dtype=np.float64)
         out = np.empty((n, self.n_components), dtype=X.dtype) if keep == "log_resp" else np.empty(n, np.intp)
 
         def work(a: int, b: int) -> None:
-            log_prob, _ = self._log_prob_chunk(X[a:b], info)
+            log_prob, _ = self._log_prob_chunk(Z[a:b], info)
             norm = logsumexp(log_prob, axis=1)
             log_px[a:b] = norm
             if keep == "log_resp":
@@ -518,7 +633,7 @@ default="hierarchical"
                 out[a:b] = log_prob.argmax(axis=1)
 
         _map_chunks(work, info.bounds, self._threads())
-        return log_px, out
+        return log_px - self.scaling_.log_scale_sum, out
 
     def _estimate_log_resp(self, X):
         """Per-row log p(x) and log responsibilities."""
@@ -591,15 +706,18 @@ default="hierarchical"
             Component of each drawn row.
         """
         check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
+            raise TypeError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         rng = check_random_state(self.random_state)
         d = self.means_.shape[1]
-        counts = rng.multinomial(n_samples, self.weights_)
-        covs = get_covariance_type(self.covariance_type).full_matrices(self.covariances_, self.n_components, d)
-        X = np.vstack([
-            rng.multivariate_normal(mean, cov, size=c) for mean, cov, c in zip(self.means_, covs, counts)
-        ])
+        counts = rng.multinomial(n_samples, self._params.weights.astype(np.float64))
+        # Drawn on the standardised scale, where every covariance is well conditioned.
+        p = self._params
+        covs = get_covariance_type(self._fitted_shape[1]).full_matrices(p.covariances, self.n_components, d)
+        Z = np.vstack([rng.multivariate_normal(mean, cov, size=c) for mean, cov, c in zip(p.means, covs, counts)])
+        X = self.scaling_.inverse_transform(Z)
         y = np.repeat(np.arange(self.n_components), counts)
         return X, y
 

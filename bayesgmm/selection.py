@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -87,6 +88,29 @@ def _fit_one(X, k, cov_type, params):
     return row, model
 
 
+def _check_grid(n_components, covariance_types, n_samples: int) -> tuple[list[int], list[str]]:
+    """The grid's K values (sorted, unique) and covariance types, checked."""
+    if isinstance(n_components, (numbers.Integral, str)) or not isinstance(n_components, Iterable):
+        raise TypeError(
+            f"n_components must be an iterable of positive integers such as range(1, 10) or [3], "
+            f"got {n_components!r}."
+        )
+    ks = sorted({check_n_components(k) for k in n_components})
+    if not ks:
+        raise ValueError("n_components must contain at least one value.")
+    too_many = [k for k in ks if k > n_samples]
+    if too_many:
+        raise ValueError(f"n_components {too_many} exceed the number of samples ({n_samples}).")
+    if isinstance(covariance_types, str):  # one name, not its letters
+        covariance_types = [covariance_types]
+    cov_types = list(dict.fromkeys(covariance_types))
+    if not cov_types:
+        raise ValueError("covariance_types must contain at least one value.")
+    for name in cov_types:
+        get_covariance_type(name)
+    return ks, cov_types
+
+
 def select_model(
     X,
     n_components: Iterable[int] = range(1, 10),
@@ -112,7 +136,8 @@ def select_model(
     ----------
     X : array-like of shape (n_samples, n_features)
     n_components : iterable of int, default=range(1, 10)
-    covariance_types : iterable of str, default=("full", "tied", "diag", "spherical")
+        Numbers of components to try (each at most the number of samples).
+    covariance_types : str or iterable of str, default=("full", "tied", "diag", "spherical")
     criterion : {"bic", "icl", "aic"}, default="bic"
     n_init : int, default=1
         Initialisations per fit (the first is the hierarchical start).
@@ -144,17 +169,12 @@ def select_model(
     X = check_data(X, min_samples=2)
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
-    ks = sorted({check_n_components(k) for k in n_components})
-    if not ks:
-        raise ValueError("n_components must contain at least one value.")
-    cov_types = list(dict.fromkeys(covariance_types))
-    if not cov_types:
-        raise ValueError("covariance_types must contain at least one value.")
-    for name in cov_types:
-        get_covariance_type(name)
-    ks = [k for k in ks if k <= X.shape[0]]
-    if not ks:
-        raise ValueError(f"Every n_components exceeds the number of samples ({X.shape[0]}).")
+    ks, cov_types = _check_grid(n_components, covariance_types, X.shape[0])
+    # Every EM setting is checked once here, not swallowed by each fit of the grid.
+    GaussianMixtureEM(ks[0], covariance_type=cov_types[0], n_init=n_init, random_state=random_state, tol=tol,
+                      max_iter=max_iter, **em_params)._validate_params(*X.shape)
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
+        raise ValueError(f"n_jobs must be None, -1 or a non-zero integer, got {n_jobs!r}.")
 
     seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max) if random_state is not None else None
     params = dict(n_init=n_init, random_state=seed, tol=tol, max_iter=max_iter, **em_params)
@@ -173,8 +193,8 @@ def select_model(
     eligible = table[(~table["degenerate"]) & (table["error"] == "")]
     if eligible.empty:
         raise ValueError(
-            "Every fit in the grid was degenerate or failed; use fewer components, "
-            "raise reg_covar, or scale the data."
+            "Every fit in the grid was degenerate or failed; use fewer components "
+            "or raise reg_covar. Errors: " + "; ".join(sorted(set(table["error"]) - {""}))
         )
     table["rank"] = eligible[criterion].rank(method="min").astype("Int64")
     table = table.sort_values(["covariance_type", "n_components"]).reset_index(drop=True)
