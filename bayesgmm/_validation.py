@@ -66,3 +66,51 @@ def check_probability(value, name: str) -> float:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1), got {value}.")
     return float(value)
+
+
+# ------------------------------------------------ scalar parameters (summaries, plots)
+def check_integer_param(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not bool, not a float such as 2.0 or 2.5) within [minimum, maximum]."""
+    allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "") + (
+        f" and <= {maximum}" if maximum is not None else "")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__}).")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+    return int(value)
+
+
+def check_real_param(value, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
+    """A finite real number (not bool), at least ``minimum`` (above it when ``strict``)."""
+    bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number{bound}, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not np.isfinite(value) or (minimum is not None and (value <= minimum if strict else value < minimum)):
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}.")
+    return value
+
+
+def check_option(value, name: str, options) -> object:
+    """One of a fixed set of values (compared with ==, bools only against bools)."""
+    for option in options:
+        if isinstance(option, bool) != isinstance(value, (bool, np.bool_)):
+            continue
+        try:
+            equal = bool(value == option)
+        except (TypeError, ValueError):  # e.g. an array: never one of the options
+            equal = False
+        if equal:
+            return option
+    raise ValueError(f"{name} must be one of {list(options)!r}, got {value!r}.")
+
+
+def check_seed(value, name: str = "random_seed"):
+    """None, a non-negative integer, or a numpy Generator / SeedSequence."""
+    if value is None or isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be None or a non-negative integer, got {value!r} ({type(value).__name__}).")
+    if value < 0:
+        raise ValueError(f"{name} must be None or a non-negative integer, got {value!r}.")
+    return int(value)

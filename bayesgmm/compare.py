@@ -11,8 +11,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from ._posterior import check_idata
-from ._validation import check_data, check_probability
+from ._posterior import _frame_to_array, check_fitted_em, check_idata, check_points, feature_names
+from ._validation import (
+    check_data,
+    check_integer_param,
+    check_option,
+    check_probability,
+    check_real_param,
+    check_seed,
+)
 from .labels import relabel
 from .model import BayesianGMM
 from .selection import ModelSelection, select_model
@@ -84,6 +91,7 @@ def compare_k(
     ----------
     X : array-like of shape (n_samples, n_features)
     n_components : iterable of int, default=range(1, 7)
+        Every K to fit: integers between 1 and the number of rows (no floats).
     covariance_type : {"full", "diag"}, default="full"
     method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
     draws, tune, chains, random_seed, progressbar
@@ -106,10 +114,22 @@ def compare_k(
     >>> result.best_loo, result.best_bic
     (2, 2)
     """
+    if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+        X = _frame_to_array(X, list(X.columns), "X", "X")  # names any non-numeric column
     X = check_data(X, dtype=(np.float64,))
-    ks = sorted(set(int(k) for k in n_components))
-    if not ks or ks[0] < 1:
-        raise ValueError("n_components must be positive integers.")
+    ks = _check_ks(n_components, X.shape[0])
+    covariance_type = check_option(covariance_type, "covariance_type", ("full", "diag"))
+    method = check_option(method, "method", ("nuts", "advi", "fullrank_advi"))
+    draws = check_integer_param(draws, "draws", minimum=1)
+    tune = check_integer_param(tune, "tune", minimum=0)
+    chains = check_integer_param(chains, "chains", minimum=1)
+    random_seed = check_seed(random_seed)
+    if isinstance(random_seed, (np.random.Generator, np.random.SeedSequence)):
+        raise TypeError(f"random_seed must be None or a non-negative integer, got {random_seed!r}.")
+    progressbar = check_option(progressbar, "progressbar", (True, False))
+    if sparse_alpha is not None:
+        sparse_alpha = check_real_param(sparse_alpha, "sparse_alpha", minimum=0.0, strict=True)
+    threshold = check_probability(threshold, "threshold")
     em = select_model(X, ks, covariance_types=(covariance_type,), random_state=random_seed)
     idatas = {}
     for k in ks:
@@ -138,6 +158,19 @@ def compare_k(
         sparse = effective_components(sparse_fit, threshold=threshold)
         idatas["sparse"] = sparse_fit
     return KComparison(table=table, idatas=idatas, em=em, sparse=sparse)
+
+
+def _check_ks(n_components, n_samples: int) -> list[int]:
+    """The K grid: a non-empty collection of integers in [1, n_samples], sorted, without repeats."""
+    hint = "a list of positive integers such as [1, 2, 3] or range(1, 7)"
+    if isinstance(n_components, (str, bytes)) or not isinstance(n_components, Iterable):
+        raise TypeError(f"n_components must be {hint}, got {n_components!r}.")
+    ks = list(n_components)
+    if not ks:
+        raise ValueError(f"n_components must be {hint}, got an empty collection.")
+    for k in ks:
+        check_integer_param(k, "each n_components value", minimum=1, maximum=n_samples)
+    return sorted(set(int(k) for k in ks))
 
 
 @dataclass
@@ -208,22 +241,29 @@ def compare_fits(em, idata, X, *, X_test=None, threshold: float = 0.8, hdi_prob:
     >>> result.adjusted_rand_index, result.all_em_in_hdi
     (1.0, True)
     """
+    check_fitted_em(em)
     check_idata(idata)
     threshold = check_probability(threshold, "threshold")
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
-    if not hasattr(em, "means_"):
-        raise ValueError("em must be a fitted GaussianMixtureEM.")
     K, D = em.means_.shape
     if idata.posterior.sizes["component"] != K:
         raise ValueError(f"em has {K} components but the posterior has {idata.posterior.sizes['component']}.")
-    X = check_data(X, dtype=(np.float64,))
-    if X.shape[1] != D:
-        raise ValueError(f"X has {X.shape[1]} features, the fits have {D}.")
+    if idata.posterior.sizes["feature"] != D:
+        raise ValueError(f"em has {D} features but the posterior has {idata.posterior.sizes['feature']}.")
+    names = feature_names(idata)
+    em_names = [str(n) for n in getattr(em, "feature_names_in_", [])]
+    placeholder = names == [f"x{j}" for j in range(D)]  # a posterior fitted on an unnamed array
+    if em_names and all(isinstance(n, str) for n in names) and not placeholder and em_names != names:
+        raise ValueError(f"em was fitted on features {em_names} but the posterior has {names}: their parameters "
+                         "cannot be compared one to one. Fit both on the same columns in the same order.")
+    X = check_points(X, names, name="X")
+    if X_test is not None:
+        X_test = check_points(X_test, names, name="X_test")
 
     aligned = relabel(idata, reference=em)
     post = aligned.posterior
     names = [str(f) for f in post.feature.values]
-    em_cov = em._cov.full_matrices(em.covariances_, K, D)
+    em_cov = em.full_covariances_
     em_sd = np.sqrt(np.diagonal(em_cov, axis1=1, axis2=2))
     em_corr = em_cov / (em_sd[:, :, None] * em_sd[:, None, :])
     variables = ["weights", "means", "stds"] + (["corr"] if "corr" in post else [])
@@ -253,8 +293,9 @@ def compare_fits(em, idata, X, *, X_test=None, threshold: float = 0.8, hdi_prob:
     table = pd.DataFrame(rows)
 
     result = assignments(aligned, X, relabel_draws=False, hdi_prob=hdi_prob)
-    em_labels = em.predict(X)
-    em_prob = em.predict_proba(X).max(axis=1)
+    em_X = pd.DataFrame(X, columns=em_names) if em_names else X  # as em was fitted: no sklearn name warning
+    em_labels = em.predict(em_X)
+    em_prob = em.predict_proba(em_X).max(axis=1)
     post_labels = result["most_probable"].values
     post_prob = result["max_probability"].values
     flagged = (em_labels != post_labels) | (post_prob < threshold)
@@ -268,9 +309,8 @@ def compare_fits(em, idata, X, *, X_test=None, threshold: float = 0.8, hdi_prob:
     })
     log_predictive = None
     if X_test is not None:
-        X_test = check_data(X_test, name="X_test", dtype=(np.float64,))
         log_predictive = pd.Series({
-            "em": float(em.score_samples(X_test).mean()),
+            "em": float(em.score_samples(pd.DataFrame(X_test, columns=em_names) if em_names else X_test).mean()),
             "posterior": float(predictive_density(aligned, X_test)["log_density"].mean()),
         }, name="mean log predictive density")
     return FitComparison(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._posterior import check_idata, posterior_arrays
+from ._posterior import check_fitted_em, check_idata, posterior_arrays
+from ._validation import check_integer_param
 
 __all__ = ["relabel"]
 
@@ -38,6 +39,25 @@ def _apply(arr: np.ndarray, perms: np.ndarray, axis: int) -> np.ndarray:
                                                                   moved.shape[2:]), axis=1), 1, axis)
 
 
+def _feature_scale(idata, covs: np.ndarray) -> np.ndarray:
+    """The data's spread per feature: stored at fit time, else from the data or the posterior."""
+    D = covs.shape[-1]
+    try:
+        scale = np.asarray(idata.attrs.get("data_scale", []), dtype=float).ravel()
+    except (TypeError, ValueError):
+        scale = np.empty(0)
+    if scale.shape == (D,) and np.all(np.isfinite(scale)) and np.all(scale > 0):
+        return scale
+    if "observed_data" in idata.groups() and "obs" in idata.observed_data:
+        obs = np.asarray(idata.observed_data["obs"].values, dtype=float)
+        if obs.ndim == 2 and obs.shape[1] == D and obs.shape[0] > 1 and np.all(np.isfinite(obs)):
+            sd = obs.std(axis=0)
+            if np.all(sd > 0):
+                return sd
+    # No data: the components' own average spread, in the same units.
+    return np.sqrt(np.diagonal(covs, axis1=-2, axis2=-1).mean(axis=(0, 1)))
+
+
 def relabel(idata, reference=None, *, max_iter: int = 50):
     """Permute component labels draw by draw so labels agree across draws and chains.
 
@@ -59,7 +79,8 @@ def relabel(idata, reference=None, *, max_iter: int = 50):
         the sampler happened to use. An EM fit uses its means and covariances; an
         array of means uses the means alone (scaled by the data's spread).
     max_iter : int, default=50
-        Iterations of the self-referencing estimate.
+        Iterations of the self-referencing estimate (an integer >= 0; 0 matches
+        every draw to the first one).
 
     Returns
     -------
@@ -82,26 +103,42 @@ def relabel(idata, reference=None, *, max_iter: int = 50):
            [0., 5.]])
     """
     check_idata(idata)
+    max_iter = check_integer_param(max_iter, "max_iter", minimum=0)
+    K, D = idata.posterior.sizes["component"], idata.posterior.sizes["feature"]
+    from .em import GaussianMixtureEM
+
+    if isinstance(reference, GaussianMixtureEM):
+        check_fitted_em(reference, name="reference")
+        if reference.means_.shape != (K, D):
+            raise ValueError(f"reference must describe {K} components in {D} features (like the posterior), "
+                             f"got an EM fit with {reference.means_.shape[0]} components in "
+                             f"{reference.means_.shape[1]} features.")
+    elif reference is not None:
+        if isinstance(reference, (str, bytes, dict, set)) or hasattr(reference, "fit"):
+            raise TypeError("reference must be None, a fitted GaussianMixtureEM or an array of means of shape "
+                            f"({K}, {D}), got {type(reference).__name__}.")
+        try:
+            ref_array = np.asarray(reference, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"reference must be numeric means of shape ({K}, {D}), got {reference!r}.") from None
+        if ref_array.shape != (K, D):
+            raise ValueError(f"reference must describe {K} components in {D} features, got means of shape "
+                             f"{ref_array.shape}.")
+        if not np.all(np.isfinite(ref_array)):
+            raise ValueError("reference means contain NaN or infinite values.")
     arrays = posterior_arrays(idata)
     means, covs = arrays["means"], arrays["cov"]
-    S, K, D = means.shape
-    scale = np.asarray(idata.attrs.get("data_scale", np.ones(D)), dtype=float)
-    if scale.shape != (D,):
-        scale = np.ones(D)
 
     canonical = reference is None
+    means_only = reference is not None and not isinstance(reference, GaussianMixtureEM)
     if reference is None:
         ref_means, ref_covs = means[0], covs[0]
-    elif hasattr(reference, "means_") and hasattr(reference, "covariances_"):
+    elif not means_only:
         ref_means = np.asarray(reference.means_, dtype=float)
-        ref_covs = reference._cov.full_matrices(reference.covariances_, reference.n_components, D)
+        ref_covs = reference.full_covariances_
     else:
-        ref_means = np.asarray(reference, dtype=float)
-        ref_covs = np.broadcast_to(np.diag(scale**2), (K, D, D))
-    if ref_means.shape != (K, D):
-        raise ValueError(f"reference must describe {K} components in {D} features, got means of shape "
-                         f"{ref_means.shape}.")
-    means_only = reference is not None and not hasattr(reference, "means_")
+        ref_means = ref_array
+        ref_covs = np.broadcast_to(np.diag(_feature_scale(idata, covs) ** 2), (K, D, D))
 
     def match(r_means, r_covs):
         if means_only:

@@ -10,8 +10,14 @@ from __future__ import annotations
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
+from ._posterior import check_fitted_em, check_idata, posterior_arrays
+from ._validation import check_data, check_integer_param, check_option, check_probability
 from .labels import relabel
 
 __all__ = [
@@ -27,7 +33,58 @@ __all__ = [
 
 
 def _ax(ax):
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}.")
     return ax if ax is not None else plt.subplots(figsize=(6, 4.5))[1]
+
+
+def _check_dataset(data, name: str, variables, source: str) -> None:
+    if not isinstance(data, xr.Dataset):
+        raise TypeError(f"{name} must be the xarray.Dataset returned by {source}, got {type(data).__name__}.")
+    missing = [v for v in variables if v not in data]
+    if missing:
+        raise ValueError(f"{name} lacks {missing}; expected the output of {source}.")
+
+
+def _check_assignment(assignment, n_rows: int | None = None) -> None:
+    _check_dataset(assignment, "assignment", ("most_probable", "max_probability"), "bayesgmm.assignments")
+    if "component" not in assignment.sizes:
+        raise ValueError("assignment has no 'component' dim; expected the output of bayesgmm.assignments.")
+    if n_rows is not None and assignment["most_probable"].size != n_rows:
+        raise ValueError(f"assignment has {assignment['most_probable'].size} rows but X has {n_rows}: compute it "
+                         "with bayesgmm.assignments(idata, X) on the same X.")
+    labels = np.asarray(assignment["most_probable"].values)
+    K = assignment.sizes["component"]
+    if labels.dtype.kind not in "iu" or labels.size and (labels.min() < 0 or labels.max() >= K):
+        raise ValueError(f"assignment['most_probable'] must hold component indices 0..{K - 1}.")
+
+
+def _check_table(table, name: str, columns, source: str) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{name} must be the pandas.DataFrame {source}, got {type(table).__name__}.")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; expected {source}.")
+    if table.empty:
+        raise ValueError(f"{name} is empty: nothing to plot.")
+
+
+def _feature_pair(features, X, D: int) -> list[int]:
+    """Two distinct feature indices (or DataFrame column names)."""
+    if isinstance(features, (str, bytes)) or not hasattr(features, "__len__") or len(features) != 2:
+        raise TypeError(f"features must be a pair of feature indices (or column names), got {features!r}.")
+    columns = list(X.columns) if isinstance(X, pd.DataFrame) else None
+    idx = []
+    for f in features:
+        if isinstance(f, str):
+            if columns is None or f not in columns:
+                raise ValueError(f"features: {f!r} is not a column of X (columns: {columns}).")
+            idx.append(columns.index(f))
+        else:
+            idx.append(check_integer_param(f, "features", minimum=0, maximum=D - 1))
+    if idx[0] == idx[1]:
+        raise ValueError(f"features must be two different features, got {features!r}.")
+    return idx
 
 
 def _colors(n: int):
@@ -56,16 +113,35 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
     em : GaussianMixtureEM, optional
         Draws EM's 1- and 2-sigma ellipses (dashed).
     features : pair of int, default=(0, 1)
+        Two different feature indices (or column names when X is a DataFrame).
     n_draws : int, default=8
+        An integer >= 0.
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib Axes
     """
+    frame = X
+    X = check_data(X, name="X", dtype=(np.float64,))
+    D = X.shape[1]
+    if D < 2:
+        raise ValueError("plot_clusters needs X with at least 2 features; use plot_density_1d for 1-D data.")
+    i, j = _feature_pair(features, frame, D)
+    _check_assignment(assignment, X.shape[0])
+    n_draws = check_integer_param(n_draws, "n_draws", minimum=0)
+    K = assignment.sizes["component"]
+    if idata is not None:
+        check_idata(idata)
+        post_sizes = idata.posterior.sizes
+        if post_sizes["feature"] != D or post_sizes["component"] != K:
+            raise ValueError(f"idata has {post_sizes['component']} components in {post_sizes['feature']} features; "
+                             f"assignment and X have {K} in {D}.")
+    if em is not None:
+        check_fitted_em(em)
+        if em.means_.shape[1] != D:
+            raise ValueError(f"em has {em.means_.shape[1]} features but X has {D}.")
     ax = _ax(ax)
-    X = np.asarray(X, dtype=float)
-    i, j = features
     labels = assignment["most_probable"].values
     certainty = assignment["max_probability"].values
     K = assignment.sizes["component"]
@@ -75,11 +151,10 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
     ax.scatter(X[:, i], X[:, j], c=rgba, s=18, edgecolors="none")
     sel = [i, j]
     if idata is not None:
-        post = idata.posterior
-        means = post["means"].mean(("chain", "draw")).values[:, sel]
-        covs = post["cov"].mean(("chain", "draw")).values[:, sel][:, :, sel]
-        flat_means = post["means"].values.reshape((-1,) + post["means"].shape[2:])[:, :, sel]
-        flat_covs = post["cov"].values.reshape((-1,) + post["cov"].shape[2:])[:, :, sel][:, :, :, sel]
+        arrays = posterior_arrays(idata)
+        flat_means = arrays["means"][:, :, sel]
+        flat_covs = arrays["cov"][:, :, sel][:, :, :, sel]
+        means, covs = flat_means.mean(axis=0), flat_covs.mean(axis=0)
         pick = np.linspace(0, len(flat_means) - 1, min(n_draws, len(flat_means))).astype(int)
         for k in range(K):
             for n_sigma in (1, 2):
@@ -88,7 +163,7 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
                 _ellipse(ax, flat_means[s, k], flat_covs[s, k], 1, color=colors[k], lw=0.5, alpha=0.5)
     if em is not None:
         d = em.means_.shape[1]
-        covs = em._cov.full_matrices(em.covariances_, em.n_components, d)
+        covs = em.full_covariances_
         for k in range(em.n_components):
             for n_sigma in (1, 2):
                 _ellipse(ax, em.means_[k, sel], covs[k][np.ix_(sel, sel)], n_sigma, color="black", lw=1.0, ls="--")
@@ -117,8 +192,38 @@ def plot_density_1d(density, *, X=None, em_density=None, ax=None):
     -------
     matplotlib Axes
     """
+    _check_dataset(density, "density", ("coordinates", "density", "density_lower", "density_upper"),
+                   "bayesgmm.predictive_density or marginal_density")
+    coords = density["coordinates"]
+    if coords.ndim != 2 or coords.shape[1] != 1:
+        raise ValueError(f"density must be on a 1-D grid (one feature), got coordinates of shape {coords.shape}; "
+                         "use marginal_density for one feature of a multivariate fit.")
+    n = coords.shape[0]
+    if X is not None:
+        if isinstance(X, (str, bytes)):
+            raise TypeError(f"X must be numeric 1-D data for the rug, got {type(X).__name__}.")
+        try:
+            shape = np.shape(X)
+        except ValueError:
+            shape = None
+        if shape is None or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+            raise ValueError(f"X must be 1-D data for the rug, shape (n_samples,) or (n_samples, 1), got "
+                             f"{'a ragged sequence' if shape is None else f'shape {shape}'}.")
+        X = check_data(np.reshape(np.asarray(X), (-1, 1)), name="X", dtype=(np.float64,))
+    if em_density is not None:
+        try:
+            em_density = np.asarray(em_density, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"em_density must be numbers, one per grid point, got {em_density!r:.80}.") from None
+        if em_density.ndim == 2 and em_density.shape[1] == 1:
+            em_density = em_density[:, 0]
+        if em_density.shape != (n,):
+            raise ValueError(f"em_density must have one value per grid point, shape ({n},), got "
+                             f"{em_density.shape}.")
+        if not np.all(np.isfinite(em_density)) or np.any(em_density < 0):
+            raise ValueError("em_density must be finite and non-negative (np.exp(em.score_samples(grid))).")
     ax = _ax(ax)
-    x = density["coordinates"].values[:, 0]
+    x = coords.values[:, 0]
     prob = density.attrs.get("hdi_prob", 0.94)
     ax.fill_between(x, density["density_lower"], density["density_upper"], alpha=0.3, color="C0",
                     label=f"{prob:.0%} credible band")
@@ -148,8 +253,18 @@ def plot_pairs(X, assignment, marginals: dict, *, fig=None):
     -------
     matplotlib Figure
     """
-    X = np.asarray(X, dtype=float)
+    X = check_data(X, name="X", dtype=(np.float64,))
     D = X.shape[1]
+    _check_assignment(assignment, X.shape[0])
+    if not isinstance(marginals, dict):
+        raise TypeError(f"marginals must be a dict of feature index -> marginal_density result, got "
+                        f"{type(marginals).__name__}.")
+    for key, value in marginals.items():
+        check_integer_param(key, "marginals key", minimum=0, maximum=D - 1)
+        _check_dataset(value, f"marginals[{key}]", ("coordinates", "density", "density_lower", "density_upper"),
+                       "bayesgmm.marginal_density")
+    if fig is not None and not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure or None, got {type(fig).__name__}.")
     fig = fig or plt.figure(figsize=(2.6 * D, 2.6 * D))
     axes = fig.subplots(D, D, squeeze=False)
     colors = np.array(_colors(assignment.sizes["component"]))[assignment["most_probable"].values]
@@ -181,8 +296,13 @@ def plot_weights(idata, *, em=None, ax=None):
     -------
     matplotlib Axes
     """
+    check_idata(idata)
+    w = posterior_arrays(idata)["weights"]
+    if em is not None:
+        check_fitted_em(em)
+        if em.weights_.shape[0] != w.shape[1]:
+            raise ValueError(f"em has {em.weights_.shape[0]} components but the posterior has {w.shape[1]}.")
     ax = _ax(ax)
-    w = idata.posterior["weights"].values.reshape(-1, idata.posterior.sizes["component"])
     positions = np.arange(w.shape[1])
     parts = ax.violinplot([w[:, k] for k in positions], positions=positions, showmedians=True)
     for body, color in zip(parts["bodies"], _colors(len(positions))):
@@ -203,13 +323,15 @@ def plot_uncertainty(assignment, *, threshold: float = 0.8, ax=None):
     ----------
     assignment : xarray.Dataset
     threshold : float, default=0.8
-        Marked with a vertical line.
+        Marked with a vertical line; strictly between 0 and 1.
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib Axes
     """
+    _check_assignment(assignment)
+    threshold = check_probability(threshold, "threshold")
     ax = _ax(ax)
     ax.hist(assignment["max_probability"].values, bins=np.linspace(0, 1, 26), color="C0", alpha=0.8)
     ax.axvline(threshold, color="C3", ls="--", label=f"threshold {threshold:g}")
@@ -233,6 +355,9 @@ def plot_selection(table, *, criterion: str = "bic", ax=None):
     -------
     matplotlib Axes
     """
+    criterion = check_option(criterion, "criterion", ("bic", "icl", "aic"))
+    _check_table(table, "table", ("covariance_type", "n_components", "degenerate", criterion),
+                 "select_model(...).table")
     ax = _ax(ax)
     for cov_type, rows in table.groupby("covariance_type"):
         rows = rows.sort_values("n_components")
@@ -258,6 +383,7 @@ def plot_loo(table, *, ax=None):
     -------
     matplotlib Axes
     """
+    _check_table(table, "table", ("n_components", "elpd_loo", "se"), "compare_k(...).table")
     ax = _ax(ax)
     rows = table.sort_values("n_components")
     ax.errorbar(rows["n_components"], rows["elpd_loo"], yerr=rows["se"], marker="o", capsize=3)
@@ -272,12 +398,21 @@ def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool = T
     Parameters
     ----------
     idata : arviz.InferenceData
-    var_names : sequence of str, default=("weights", "means")
+    var_names : str or sequence of str, default=("weights", "means")
     relabel_draws : bool, default=True
 
     Returns
     -------
     numpy.ndarray of matplotlib Axes
     """
+    check_idata(idata)
+    relabel_draws = check_option(relabel_draws, "relabel_draws", (True, False))
+    if isinstance(var_names, str):
+        var_names = [var_names]
+    if not hasattr(var_names, "__iter__") or not var_names or not all(isinstance(v, str) for v in var_names):
+        raise TypeError(f"var_names must be a variable name or a non-empty sequence of them, got {var_names!r}.")
+    missing = [v for v in var_names if v not in idata.posterior]
+    if missing:
+        raise ValueError(f"var_names {missing} are not in the posterior; available: {list(idata.posterior.data_vars)}.")
     data = relabel(idata) if relabel_draws else idata
     return az.plot_trace(data, var_names=list(var_names), compact=True)

@@ -7,6 +7,7 @@ with all draws at once, so memory stays bounded (no (draws, N, K, D) array).
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import arviz as az
@@ -14,9 +15,9 @@ import numpy as np
 import xarray as xr
 from scipy.special import logsumexp
 
-from ._posterior import check_idata, posterior_arrays
-from ._validation import check_data, check_probability
-from .density import component_log_prob
+from ._posterior import check_idata, check_points, feature_index, feature_names, posterior_arrays
+from ._validation import check_integer_param, check_option, check_probability, check_real_param, check_seed
+from .density import component_log_prob, limit_responsibilities
 from .labels import relabel
 
 __all__ = [
@@ -48,6 +49,7 @@ def _hdi(values: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _maybe_relabel(idata, do_relabel):
+    do_relabel = check_option(do_relabel, "relabel_draws", (True, False, "auto"))
     n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     if do_relabel == "auto":
         do_relabel = n_draws > 1 and "relabel_permuted_per_chain" not in idata.posterior.attrs
@@ -55,15 +57,17 @@ def _maybe_relabel(idata, do_relabel):
 
 
 def _points(idata, X, name: str = "X") -> np.ndarray:
-    D = int(idata.posterior.sizes["feature"])
+    """Validated points in the posterior's feature order; the training data when X is None."""
+    names = feature_names(idata)
     if X is None:
-        if "observed_data" not in idata.groups():
-            raise ValueError(f"{name} is required: this InferenceData has no observed_data group.")
-        return np.asarray(idata.observed_data["obs"].values, dtype=float)
-    X = check_data(X, name=name, dtype=(np.float64,))
-    if X.shape[1] != D:
-        raise ValueError(f"{name} has {X.shape[1]} features, but the posterior has {D}.")
-    return X
+        if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
+            raise ValueError(f"{name} is required: this InferenceData has no observed_data group (the training "
+                             "data); pass the points to evaluate.")
+        obs = idata.observed_data["obs"]
+        if "feature" in obs.dims:
+            obs = obs.transpose(..., "feature")
+        return check_points(obs.values, names, name="idata.observed_data['obs']")
+    return check_points(X, names, name=name)
 
 
 def _point_blocks(n_points: int, n_draws: int, n_components: int):
@@ -73,6 +77,29 @@ def _point_blocks(n_points: int, n_draws: int, n_components: int):
 
 
 # ------------------------------------------------------------------------ summary
+def _fill_constant(result: xr.Dataset, data: xr.Dataset) -> dict:
+    """Exact values for quantities that are constant across draws (ArviZ gives NaN there).
+
+    A constant (the weight of a one-component mixture, every quantity of a one-draw
+    posterior) has sd and Monte Carlo error 0; where ESS and R-hat are reported, its
+    ESS is the number of draws and its R-hat 1. Returns, per variable, the mask of
+    constant elements.
+    """
+    n_draws = data.sizes["chain"] * data.sizes["draw"]
+    exact = {"sd": 0.0, "mcse_mean": 0.0, "mcse_sd": 0.0, "ess_bulk": float(n_draws),
+             "ess_tail": float(n_draws), "r_hat": 1.0}
+    masks = {}
+    for name in result.data_vars:
+        da = data[name]
+        mask = (da.max(("chain", "draw")) == da.min(("chain", "draw"))).transpose(
+            *[d for d in result[name].dims if d != "metric"])
+        masks[name] = mask.values
+        for metric, value in exact.items():
+            if metric in result.metric:
+                result[name].loc[{"metric": metric}] = result[name].sel(metric=metric).where(~mask, value)
+    return masks
+
+
 def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto") -> xr.Dataset:
     """Posterior summary on relabelled draws, with label-invariant diagnostics.
 
@@ -80,6 +107,7 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     ----------
     idata : arviz.InferenceData
     hdi_prob : float, default=0.94
+        Strictly between 0 and 1.
     relabel_draws : bool or "auto", default="auto"
         Relabel first (see :func:`relabel`); "auto" does unless already done.
 
@@ -92,6 +120,11 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
         ``total_log_likelihood`` (label-invariant). Attributes give the worst
         pointwise log-likelihood R-hat and ESS, divergences and relabelling counts.
         Warns when R-hat > 1.01, bulk ESS < 400 or there were divergences.
+        No NaN: with fewer than 4 draws per chain (e.g. :func:`em_to_idata`) only
+        the statistics (mean, sd, HDI) are given; with one chain R-hat is computed
+        on its two halves; a quantity constant across draws (the weight of K=1)
+        has sd and MCSE 0, ESS the number of draws and R-hat 1. ``attrs["diagnostics"]``
+        says when diagnostics were left out or computed differently.
 
     Examples
     --------
@@ -123,28 +156,71 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
                 coords={"feature_pair": [f"{feats[i]}|{feats[j]}" for i, j in pairs]},
             )
     invariant = {}
-    if "log_likelihood" in idata.groups():
+    # ESS and R-hat need at least 4 draws per chain; with fewer (an EM point estimate
+    # from em_to_idata has one) only the statistics are reported, not NaN diagnostics.
+    diagnostics = post.sizes["draw"] >= 4
+    if "log_likelihood" in idata.groups() and "obs" in idata.log_likelihood:
         loglik = idata.log_likelihood["obs"]
         data["total_log_likelihood"] = loglik.sum("obs_id")
-        multi_chain = post.sizes["chain"] > 1 and post.sizes["draw"] > 3
-        if multi_chain:
-            invariant["max_rhat_pointwise_log_likelihood"] = float(az.rhat(idata.log_likelihood)["obs"].max())
-        invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(idata.log_likelihood)["obs"].min())
-    result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray")
+        if diagnostics:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                if post.sizes["chain"] > 1:
+                    invariant["max_rhat_pointwise_log_likelihood"] = float(
+                        az.rhat(idata.log_likelihood)["obs"].max())
+                invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(idata.log_likelihood)["obs"].min())
+    arviz_log = logging.getLogger("arviz")
+    level = arviz_log.level
+    arviz_log.setLevel(logging.ERROR)  # its "shape validation" note on one chain: R-hat is redone below
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant draws (K=1 weights, one draw)
+            result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray", kind="all" if diagnostics else "stats")
+    finally:
+        arviz_log.setLevel(level)
+    if diagnostics and post.sizes["chain"] < 2 and "r_hat" in result.metric:
+        # ArviZ's R-hat needs 2 chains (NaN otherwise): split the one chain in halves.
+        half = post.sizes["draw"] // 2
+        if half >= 4:
+            one = data.isel(chain=0, drop=True)
+            split = xr.concat([one.isel(draw=slice(0, half)),
+                               one.isel(draw=slice(half, 2 * half)).assign_coords(draw=one.draw.values[:half])],
+                              dim="chain")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                rhat = az.rhat(split)
+            for name in result.data_vars:
+                result[name].loc[{"metric": "r_hat"}] = rhat[name].transpose(
+                    *[d for d in result[name].dims if d != "metric"])
+            result.attrs["diagnostics"] = "one chain: R-hat computed on its two halves"
+        else:
+            result = result.drop_sel(metric="r_hat")
+            result.attrs["diagnostics"] = "R-hat not computed: one chain of fewer than 8 draws"
+    constant = _fill_constant(result, data)
     n_div = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() and \
         "diverging" in idata.sample_stats else 0
     result.attrs.update(invariant)
     result.attrs["n_divergences"] = n_div
     result.attrs["relabel_permuted_per_chain"] = list(post.attrs.get("relabel_permuted_per_chain", []))
 
+    if not diagnostics:
+        result.attrs["diagnostics"] = "not computed: ESS and R-hat need at least 4 draws per chain"
+
+    def worst(metric, reduce):
+        values = [result[v].sel(metric=metric).values[~constant[v]] for v in result.data_vars]
+        values = np.concatenate([np.ravel(v) for v in values])
+        values = values[np.isfinite(values)]
+        return float(reduce(values)) if values.size else None
+
     problems = []
     if "r_hat" in result.metric:
-        rhat = max(float(result[v].sel(metric="r_hat").max()) for v in result.data_vars)
-        if rhat > 1.01:
+        rhat = worst("r_hat", np.max)
+        if rhat is not None and rhat > 1.01:
             problems.append(f"R-hat up to {rhat:.3f} (> 1.01): run more draws/tune")
-    ess = min(float(result[v].sel(metric="ess_bulk").min()) for v in result.data_vars)
-    if ess < 400:
-        problems.append(f"bulk ESS as low as {ess:.0f} (< 400): draw more samples before trusting intervals")
+    if "ess_bulk" in result.metric:
+        ess = worst("ess_bulk", np.min)
+        if ess is not None and ess < 400:
+            problems.append(f"bulk ESS as low as {ess:.0f} (< 400): draw more samples before trusting intervals")
     if n_div:
         problems.append(f"{n_div} divergent transitions: increase tune or target_accept")
     if problems:
@@ -163,7 +239,9 @@ def assignments(idata, X=None, *, hdi_prob: float = 0.94, relabel_draws: bool | 
     ----------
     idata : arviz.InferenceData
     X : array-like of shape (n_points, n_features), default=None
-        Points to assign; the training data when None.
+        Points to assign (finite numbers); the training data when None. A
+        DataFrame is matched to the posterior's features by column name, in any
+        order; an array by position.
     hdi_prob : float, default=0.94
     relabel_draws : bool or "auto", default="auto"
 
@@ -191,8 +269,8 @@ def assignments(idata, X=None, *, hdi_prob: float = 0.94, relabel_draws: bool | 
     """
     check_idata(idata)
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
-    idata = _maybe_relabel(idata, relabel_draws)
     X = _points(idata, X)
+    idata = _maybe_relabel(idata, relabel_draws)
     arrays = posterior_arrays(idata)
     S, K, _ = arrays["means"].shape
     n = X.shape[0]
@@ -203,8 +281,17 @@ def assignments(idata, X=None, *, hdi_prob: float = 0.94, relabel_draws: bool | 
     high = np.empty((n, K))
     for block in _point_blocks(n, S, K):
         log_prob = component_log_prob(X[block], log_w, arrays["means"], arrays["chol"])  # (S, b, K)
-        log_prob -= logsumexp(log_prob, axis=2, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            norm = logsumexp(log_prob, axis=2, keepdims=True)
+            log_prob -= norm
         resp = np.exp(log_prob, out=log_prob)
+        lost = ~np.isfinite(norm[..., 0])  # (S, b): every component's density underflowed
+        if lost.any():
+            rows = np.flatnonzero(lost.any(axis=0))
+            limit = limit_responsibilities(X[block][rows], log_w, arrays["means"], arrays["chol"])
+            sub = resp[:, rows]
+            sub[lost[:, rows]] = limit[lost[:, rows]]
+            resp[:, rows] = sub
         mean[block] = resp.mean(axis=0)
         low[block], high[block] = _hdi(resp, hdi_prob)
     entropy = -np.sum(np.where(mean > 0, mean * np.log(np.where(mean > 0, mean, 1.0)), 0.0), axis=1)
@@ -231,7 +318,8 @@ def predictive_density(idata, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
     ----------
     idata : arviz.InferenceData
     points : array-like of shape (n_points, n_features)
-        Where to evaluate (see :func:`density_grid` for grids).
+        Where to evaluate (see :func:`density_grid` for grids); finite numbers, a
+        DataFrame matched to the features by column name, an array by position.
     hdi_prob : float, default=0.94
 
     Returns
@@ -264,8 +352,9 @@ def predictive_density(idata, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
     low = np.empty(n)
     high = np.empty(n)
     for block in _point_blocks(n, S, K):
-        log_px = logsumexp(component_log_prob(points[block], log_w, arrays["means"], arrays["chol"]), axis=2)
-        log_mean[block] = logsumexp(log_px, axis=0) - np.log(S)
+        with np.errstate(divide="ignore", invalid="ignore"):  # density 0 (log -inf) far from every component
+            log_px = logsumexp(component_log_prob(points[block], log_w, arrays["means"], arrays["chol"]), axis=2)
+            log_mean[block] = logsumexp(log_px, axis=0) - np.log(S)
         low[block], high[block] = _hdi(np.exp(log_px), hdi_prob)
     coords = {"point": np.arange(n)}
     return xr.Dataset(
@@ -281,25 +370,34 @@ def predictive_density(idata, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
     )
 
 
+#: Most points :func:`density_grid` builds (n_points ** D).
+_MAX_GRID_POINTS = 25_000_000
+
+
 def density_grid(idata, n_points: int = 200, *, features=None, margin: float = 0.15) -> dict:
     """A regular 1-D or 2-D grid spanning the data (plus a margin), for density plots.
 
     Parameters
     ----------
     idata : arviz.InferenceData
+        With the training data (``observed_data``) of 1 or 2 features; for more
+        features use :func:`marginal_density` (1-D marginals).
     n_points : int, default=200
-        Points per axis.
-    features : sequence of 1 or 2 feature names or indices, default=None
-        Required when the data have more than 2 features (then use
-        :func:`marginal_density` for 1-D marginals).
+        Points per axis, an integer >= 2.
+    features : sequence of feature names or indices, default=None
+        The order of the grid's axes: every feature once (e.g. ``[1, 0]`` puts
+        feature 1 on the first axis). None is the data's order.
     margin : float, default=0.15
-        Extra range on each side, as a fraction of the data range.
+        Extra range on each side, as a fraction of the data range (finite, >= 0).
 
     Returns
     -------
     dict
-        ``points`` (n, D) to pass to :func:`predictive_density`, ``axes`` (one 1-D
-        array per feature) and ``shape`` to reshape the result into an image.
+        ``points`` (n, D), always in the data's column order, to pass to
+        :func:`predictive_density`; ``axes`` (one 1-D array per grid axis, in the
+        order of ``features``); ``features`` (the feature names of those axes) and
+        ``shape`` to reshape the density into an image whose axis ``a`` runs along
+        ``axes[a]``.
 
     Examples
     --------
@@ -311,22 +409,42 @@ def density_grid(idata, n_points: int = 200, *, features=None, margin: float = 0
     >>> density_grid(idata, n_points=30)["shape"]
     (30, 30)
     """
-    check_idata(idata)
-    X = _points(idata, None)
-    D = X.shape[1]
-    names = list(idata.posterior.feature.values)
+    check_idata(idata, observed=True)
+    n_points = check_integer_param(n_points, "n_points", minimum=2)
+    margin = check_real_param(margin, "margin", minimum=0.0)
+    names = feature_names(idata)
+    D = len(names)
+    if D > 2:
+        raise ValueError(f"density_grid covers every feature and the data have {D}; use marginal_density "
+                         "for the 1-D marginal of each feature.")
     if features is None:
-        if D > 2:
-            raise ValueError("features must name 1 or 2 features when the data have more than 2.")
-        features = list(range(D))
-    idx = [names.index(f) if isinstance(f, str) else int(f) for f in features]
-    if len(idx) != D:
-        raise ValueError(f"A grid covers every feature; the data have {D}. Use marginal_density for D > 2.")
+        idx = list(range(D))
+    else:
+        if isinstance(features, (str, bytes)) or not hasattr(features, "__iter__"):
+            raise TypeError(f"features must be a sequence of feature names or indices, got {features!r}.")
+        idx = [feature_index(idata, f, name="features") for f in features]
+        if sorted(idx) != list(range(D)):
+            raise ValueError(f"features must list each of the {D} features {names} exactly once, got "
+                             f"{list(features)!r}.")
+    if n_points**D > _MAX_GRID_POINTS:
+        raise ValueError(f"n_points={n_points} gives {n_points**D:,} grid points in {D}-D; at most "
+                         f"{_MAX_GRID_POINTS:,} are allowed (n_points <= {int(_MAX_GRID_POINTS ** (1 / D))}).")
+    X = _points(idata, None)
     lo, hi = X.min(axis=0), X.max(axis=0)
-    pad = margin * (hi - lo)
+    span = hi - lo
+    # A constant column has no range: span its posterior spread instead.
+    sd = np.sqrt(np.diagonal(posterior_arrays(idata)["cov"], axis1=-2, axis2=-1).mean(axis=(0, 1)))
+    span = np.where(span > 0, span, 6.0 * sd)
+    lo, hi = np.where(hi > lo, lo, lo - span / 2), np.where(hi > lo, hi, hi + span / 2)
+    pad = margin * span
     axes = [np.linspace(lo[j] - pad[j], hi[j] + pad[j], n_points) for j in idx]
+    if not all(np.all(np.isfinite(a)) for a in axes):
+        raise ValueError(f"margin={margin} takes the grid beyond the float64 range for this data.")
     mesh = np.meshgrid(*axes, indexing="ij")
-    return {"points": np.column_stack([m.ravel() for m in mesh]), "axes": axes, "shape": mesh[0].shape}
+    points = np.empty((mesh[0].size, D))
+    for axis, j in enumerate(idx):  # columns in the data's order, whatever the axes' order
+        points[:, j] = mesh[axis].ravel()
+    return {"points": points, "axes": axes, "features": [names[j] for j in idx], "shape": mesh[0].shape}
 
 
 def marginal_density(idata, feature, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
@@ -336,7 +454,9 @@ def marginal_density(idata, feature, points, *, hdi_prob: float = 0.94) -> xr.Da
     ----------
     idata : arviz.InferenceData
     feature : str or int
+        A feature name, or its index (0 <= index < n_features).
     points : array-like of shape (n_points,)
+        Values of that feature (1-D; a single column of shape (n_points, 1) is also accepted).
     hdi_prob : float, default=0.94
 
     Returns
@@ -358,16 +478,28 @@ def marginal_density(idata, feature, points, *, hdi_prob: float = 0.94) -> xr.Da
     1.0
     """
     check_idata(idata)
-    names = list(idata.posterior.feature.values)
-    j = names.index(feature) if isinstance(feature, str) else int(feature)
-    if not 0 <= j < len(names):
-        raise ValueError(f"feature {feature!r} is not one of {names}.")
+    j = feature_index(idata, feature)
+    hdi_prob = check_probability(hdi_prob, "hdi_prob")
+    name = feature_names(idata)[j]
+    try:
+        shape = np.shape(points)
+    except ValueError:  # ragged: check_points says so
+        shape = None
+    if shape is not None and len(shape) == 2 and shape[1] != 1:
+        raise ValueError(f"points must be 1-D values of feature {name!r} (shape (n_points,) or (n_points, 1)), "
+                         f"got shape {shape}; for the joint density use predictive_density.")
+    values = check_points(points, [name], name="points", allow_1d=True, owner=f"the marginal of {name!r}")
+    if "cov" in idata.posterior:
+        cov = idata.posterior["cov"]
+    else:  # only Cholesky factors stored
+        chol = idata.posterior["chol"].transpose(..., "feature", "feature_bis")
+        cov = chol.copy(data=np.einsum("...ij,...kj->...ik", chol.values, chol.values))
     marginal = idata.posterior[["weights"]].assign(
         means=idata.posterior["means"].isel(feature=[j]),
-        cov=idata.posterior["cov"].isel(feature=[j], feature_bis=[j]),
+        cov=cov.isel(feature=[j], feature_bis=[j]),
     )
     sub = az.InferenceData(posterior=marginal)
-    return predictive_density(sub, np.asarray(points, dtype=float).reshape(-1, 1), hdi_prob=hdi_prob)
+    return predictive_density(sub, values, hdi_prob=hdi_prob)
 
 
 # ------------------------------------------------------------ posterior predictive
@@ -378,7 +510,9 @@ def sample_posterior_predictive(idata, n_samples: int, random_seed=None) -> xr.D
     ----------
     idata : arviz.InferenceData
     n_samples : int
-    random_seed : int, optional
+        How many points, an integer >= 1.
+    random_seed : int, numpy.random.Generator or None, optional
+        A non-negative integer for reproducible samples.
 
     Returns
     -------
@@ -397,8 +531,8 @@ def sample_posterior_predictive(idata, n_samples: int, random_seed=None) -> xr.D
     (500, 2)
     """
     check_idata(idata)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    n_samples = check_integer_param(n_samples, "n_samples", minimum=1)
+    random_seed = check_seed(random_seed)
     arrays = posterior_arrays(idata)
     rng = np.random.default_rng(random_seed)
     S, K, D = arrays["means"].shape
