@@ -22,6 +22,8 @@ from .density import pointwise_log_likelihood
 from .em import GaussianMixtureEM
 
 _SAMPLER_MODULES = {"pymc": (), "nutpie": ("nutpie",), "numpyro": ("numpyro", "jax")}
+#: The NUTS implementations ``BayesianGMM.fit(sampler=...)`` accepts.
+SAMPLERS = tuple(_SAMPLER_MODULES)
 _AUTO_BATCH_ROWS = 20_000
 _AUTO_BATCH_SIZE = 2_000
 
@@ -37,24 +39,30 @@ def check_sampler(sampler: str) -> None:
 
 
 # --------------------------------------------------------------------------- start
-def em_start(gmm, X: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
-    """Initial values of the free variables at an EM solution (standardised scale)."""
-    K = gmm.n_components
+def em_start(gmm, Z: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
+    """Initial values of the free variables at an EM solution.
+
+    EM is fitted on the standardised data ``Z`` (what the model sees), so the start,
+    like the posterior, does not depend on the units of X; ``gmm.em_`` is that fit,
+    on the standardised scale.
+    """
+    K, D = gmm.n_components, Z.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         em = GaussianMixtureEM(K, covariance_type=gmm.covariance_type, n_init=3, tol=1e-6, max_iter=500,
-                               random_state=random_seed).fit(X)
-    centre, scale = gmm._scaling["centre"], gmm._scaling["scale"]
-    order = np.arange(K)
+                               random_state=random_seed).fit(Z)
     names = gmm._scaling["feature"]
     order_feature = gmm._order_feature(names)
-    if order_feature is not None:
-        order = np.argsort(em.means_[:, order_feature])
+    # Components in a canonical order (by the ordered feature's mean, else by the
+    # first feature's and so on): EM's restarts can tie up to rounding with their
+    # labels permuted, and data that differ only by rounding (the same data in
+    # other units) must get the same start.
+    keys = np.asarray(em.means_, dtype=float).T[::-1]
+    order = np.lexsort(keys if order_feature is None else np.vstack([keys, keys[::-1][order_feature]]))
     weights = np.clip(em.weights_[order], 1e-3, None)
     weights = weights / weights.sum()
-    means_z = (em.means_[order] - centre) / scale
-    cov = em._cov.full_matrices(em.covariances_, K, X.shape[1])[order]
-    cov_z = cov / np.outer(scale, scale)
+    means_z = np.asarray(em.means_, dtype=float)[order]
+    cov_z = _full_covariances(np.asarray(em.covariances_, dtype=float), gmm.covariance_type, K, D)[order]
     initvals: dict = {"weights": weights}
     if order_feature is None:
         initvals["means_z"] = means_z
@@ -66,10 +74,45 @@ def em_start(gmm, X: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
                 column = column + np.arange(K) * 1e-6
             initvals[key] = column
     if gmm.covariance_type == "full":
-        initvals["chol_cov_z"] = np.linalg.cholesky(cov_z)[:, *np.tril_indices(X.shape[1])]
+        initvals["chol_cov_z"] = np.linalg.cholesky(cov_z)[:, *np.tril_indices(D)]
     else:
         initvals["sds_z"] = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
+    if not all(np.all(np.isfinite(v)) for v in initvals.values()):
+        raise ValueError("the EM solution has non-finite parameters")
     return initvals, em
+
+
+def _full_covariances(covariances: np.ndarray, covariance_type: str, K: int, D: int) -> np.ndarray:
+    """EM's ``covariances_`` of any type as (K, D, D) matrices."""
+    if covariance_type == "full":
+        return covariances.reshape(K, D, D)
+    if covariance_type == "diag":
+        return np.einsum("kd,de->kde", covariances.reshape(K, D), np.eye(D))
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances.reshape(D, D), (K, D, D)).copy()
+    return np.einsum("k,de->kde", covariances.reshape(K), np.eye(D))  # spherical
+
+
+def start_values(gmm, model, data, init: str, random_seed) -> dict | None:
+    """The EM start set on ``model`` (``init="em"``), or None to start where PyMC does.
+
+    Where EM cannot fit (e.g. many tied rows for K components) the sampler starts
+    from PyMC's default point instead, with a warning.
+    """
+    gmm.em_ = None
+    if init != "em":
+        return None
+    try:
+        initvals, gmm.em_ = em_start(gmm, data.Z, random_seed)
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+        warnings.warn(f"The EM start failed ({err}); starting from the prior's default point instead "
+                      "(init='prior').", UserWarning, stacklevel=4)
+        return None
+    # With every free variable's start set, PyMC's initial point is cheap (otherwise
+    # it compiles LKJ's default-value graph: ~1.5 s of every fit).
+    for name, value in initvals.items():
+        model.set_initval(model[name], value)
+    return initvals
 
 
 def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
@@ -110,17 +153,13 @@ def nuts_adaptation(gmm, n_features: int, mass_matrix: str, jitter: bool) -> str
 
 def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sampler, log_likelihood,
              mass_matrix="auto", warmup_start="laplace", **kwargs):
-    X_arr, _ = gmm._check_X(X, fitting=True)
+    """NUTS on the standardised data; X is array-like or the checked data from ``gmm._prepare``."""
+    data = gmm._prepare(X)
+    X_arr = data.X
     # JAX (numpyro) and numba (nutpie) compile the graph themselves: they need plain
     # PyTensor operations, not our compiled-kernel Op.
-    model = gmm.build_model(X, likelihood="kernel" if sampler == "pymc" else "graph")
-    initvals = None
-    if init == "em":
-        initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)
-        # With every free variable's start set, PyMC's initial point is cheap (otherwise
-        # it compiles LKJ's default-value graph: ~1.5 s of every fit).
-        for name, value in initvals.items():
-            model.set_initval(model[name], value)
+    model = gmm.build_model(data, likelihood="kernel" if sampler == "pymc" else "graph")
+    initvals = start_values(gmm, model, data, init, random_seed)
     if sampler == "nutpie":
         import nutpie
 
@@ -132,8 +171,9 @@ def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sam
             compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
         compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
         seed = None if random_seed is None else int(random_seed)
+        kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
         idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                              progress_bar=progressbar, cores=min(chains, os.cpu_count() or 1), **kwargs)
+                              progress_bar=progressbar, **kwargs)
     else:
         import pymc as pm
 
@@ -152,13 +192,21 @@ def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sam
             kwargs.setdefault("init", adaptation)
         with model, warnings.catch_warnings():
             warnings.filterwarnings("ignore", "QuadPotentialFullAdapt is an experimental", UserWarning)
-            idata = pm.sample(
-                draws=draws, tune=tune, chains=chains,
-                random_seed=random_seed, initvals=initvals, progressbar=progressbar,
-                nuts_sampler=sampler, compute_convergence_checks=False,
-                idata_kwargs={"log_likelihood": False}, **kwargs,
-            )
-    return finalize(gmm, idata, X_arr, log_likelihood)
+            try:
+                idata = pm.sample(
+                    draws=draws, tune=tune, chains=chains,
+                    random_seed=random_seed, initvals=initvals, progressbar=progressbar,
+                    nuts_sampler=sampler, compute_convergence_checks=False,
+                    idata_kwargs={"log_likelihood": False}, **kwargs,
+                )
+            except pm.exceptions.SamplingError as err:
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise RuntimeError(
+                    f"NUTS could not start: the log-density is not finite at the starting point ({first_line}). "
+                    "Try init='prior' (or 'em' if you used 'prior'), fewer components, or check the data for "
+                    "duplicated rows."
+                ) from err
+    return finalize(gmm, idata, data, log_likelihood)
 
 
 def laplace_covariance(logp_dlogp, x0: np.ndarray) -> np.ndarray | None:
@@ -264,19 +312,17 @@ class LossPlateau:
 
 def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size, n_iterations, learning_rate,
            log_likelihood):
+    """ADVI on the standardised data; X is array-like or the checked data from ``gmm._prepare``."""
     import pymc as pm
 
-    X_arr, _ = gmm._check_X(X, fitting=True)
-    n = X_arr.shape[0]
+    data = gmm._prepare(X)
+    n = data.X.shape[0]
     if batch_size == "auto":
         batch_size = _AUTO_BATCH_SIZE if n > _AUTO_BATCH_ROWS else None
     if batch_size is not None and batch_size >= n:
         batch_size = None
-    model = gmm.build_model(X, batch_size=batch_size)
-    if init == "em":
-        initvals, gmm.em_ = em_start(gmm, X_arr, random_seed)  # uses the scaling build_model set
-        for name, value in initvals.items():
-            model.set_initval(model[name], value)
+    model = gmm.build_model(data, batch_size=batch_size)
+    start_values(gmm, model, data, init, random_seed)  # uses the scaling build_model set
     plateau = LossPlateau()
     with model:
         if method == "advi":
@@ -286,10 +332,16 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
             vi = pm.ADVI(start_sigma=start_sigma, random_seed=random_seed)
         else:
             vi = pm.FullRankADVI(random_seed=random_seed)
-        approx = vi.fit(n=n_iterations, progressbar=progressbar, callbacks=[plateau],
-                        obj_optimizer=pm.adam(learning_rate=learning_rate))
+        try:
+            approx = vi.fit(n=n_iterations, progressbar=progressbar, callbacks=[plateau],
+                            obj_optimizer=pm.adam(learning_rate=learning_rate))
+        except FloatingPointError as err:
+            raise FloatingPointError(
+                f"{method} diverged (the loss became NaN) with learning_rate={learning_rate:g}; use a smaller "
+                "learning_rate (e.g. 0.001) or method='nuts'."
+            ) from err
         posterior = approx.sample(draws, random_seed=random_seed, return_inferencedata=True).posterior
-    idata = finalize(gmm, az.InferenceData(posterior=posterior), X_arr, log_likelihood)
+    idata = finalize(gmm, az.InferenceData(posterior=posterior), data, log_likelihood)
     history = np.asarray(approx.hist, dtype=float)
     converged = plateau.converged
     fit_history = xr.Dataset(
@@ -316,20 +368,33 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
 LOG_LIKELIHOOD_AUTO_LIMIT = 20_000_000
 
 
-def finalize(gmm, idata, X: np.ndarray, log_likelihood: bool | str = "auto"):
-    """Add derived quantities, the pointwise log-likelihood and the observed data."""
-    centre, scale = gmm._scaling["centre"], gmm._scaling["scale"]
+def finalize(gmm, idata, X, log_likelihood: bool | str = "auto"):
+    """Add derived quantities, the pointwise log-likelihood and the observed data.
+
+    Everything is computed from the standardised latents and only then scaled to
+    the data's units, so no intermediate under- or overflows whatever the units.
+    X is the data in its units (array) or the checked data from ``gmm._prepare``.
+    """
+    centre, scale = np.asarray(gmm._scaling["centre"], dtype=float), np.asarray(gmm._scaling["scale"], dtype=float)
     names = gmm._scaling["feature"]
+    if isinstance(X, np.ndarray):
+        Z = gmm._standardise(X)
+    else:
+        X, Z = X.X, X.Z
     post = idata.posterior
     D = X.shape[1]
-    means = centre + scale * post["means_z"].values
+    means_z = post["means_z"].values
+    means = centre + scale * means_z
     if gmm.covariance_type == "full":
-        chol = scale[:, None] * unpack_cholesky(post["chol_cov_z"].values, D)
+        chol_z = unpack_cholesky(post["chol_cov_z"].values, D)
     else:
-        chol = np.einsum("...d,de->...de", scale * post["sds_z"].values, np.eye(D))
-    cov = chol @ np.swapaxes(chol, -1, -2)
-    stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    corr = cov / (stds[..., :, None] * stds[..., None, :])
+        chol_z = np.einsum("...d,de->...de", post["sds_z"].values, np.eye(D))
+    chol = scale[:, None] * chol_z
+    cov_z = chol_z @ np.swapaxes(chol_z, -1, -2)
+    cov = np.outer(scale, scale) * cov_z
+    stds_z = np.sqrt(np.diagonal(cov_z, axis1=-2, axis2=-1))
+    stds = scale * stds_z
+    corr = cov_z / (stds_z[..., :, None] * stds_z[..., None, :])
     chain_draw = ("chain", "draw")
     mat = (*chain_draw, "component", "feature", "feature_bis")
     derived = {
@@ -353,7 +418,9 @@ def finalize(gmm, idata, X: np.ndarray, log_likelihood: bool | str = "auto"):
         log_likelihood = n_chain * n_draw * X.shape[0] <= LOG_LIKELIHOOD_AUTO_LIMIT
     if log_likelihood:
         flat = lambda a: a.reshape((n_chain * n_draw,) + a.shape[2:])  # noqa: E731
-        loglik = pointwise_log_likelihood(X, flat(weights), flat(means), flat(chol)).reshape(n_chain, n_draw, -1)
+        # log p(x) = log p(z) - sum(log s): computed on the standardised scale, exact in any units.
+        loglik = pointwise_log_likelihood(Z, flat(weights), flat(means_z), flat(chol_z)).reshape(n_chain, n_draw, -1)
+        loglik = loglik - np.log(scale).sum()
         coords = {"chain": post.chain.values, "draw": post.draw.values, "obs_id": np.arange(X.shape[0])}
         groups["log_likelihood"] = xr.Dataset({"obs": ((*chain_draw, "obs_id"), loglik)}, coords=coords)
     if "sample_stats" in idata.groups():

@@ -66,22 +66,26 @@ class Priors:
     sd_dist: str = "halfnormal"
 
     def __post_init__(self):
+        if not isinstance(self.sd_dist, str):
+            raise TypeError(f"priors['sd_dist'] must be one of {sorted(_SD_DISTS)}, got {self.sd_dist!r}.")
         if self.sd_dist not in _SD_DISTS:
             raise ValueError(f"priors['sd_dist'] must be one of {sorted(_SD_DISTS)}, got {self.sd_dist!r}.")
         alpha = self.alpha
+        if isinstance(alpha, np.ndarray) and alpha.ndim == 0:
+            alpha = alpha.item()
         if isinstance(alpha, (list, tuple, np.ndarray)):
-            alpha = tuple(float(a) for a in np.asarray(alpha, dtype=float).ravel())
-            object.__setattr__(self, "alpha", alpha)
-            values = alpha
+            values = list(np.asarray(alpha, dtype=object).ravel())
+            if not values:
+                raise ValueError("priors['alpha'] must be a positive number or a non-empty sequence of them "
+                                 "(one per component), got an empty sequence.")
         else:
-            values = (alpha,)
+            values = [alpha]
         for value in values:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"priors['alpha'] must be positive, got {self.alpha!r}.")
+            _check_positive(value, "alpha", self.alpha)
+        alpha = tuple(float(a) for a in values) if isinstance(alpha, (list, tuple, np.ndarray)) else float(alpha)
+        object.__setattr__(self, "alpha", alpha)
         for name in ("eta", "mean_scale", "sd_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"priors[{name!r}] must be a positive number, got {value!r}.")
+            object.__setattr__(self, name, _check_positive(getattr(self, name), name))
 
     @classmethod
     def from_config(cls, config: Priors | Mapping | None) -> Priors:
@@ -91,9 +95,9 @@ class Priors:
         if isinstance(config, Priors):
             return config
         if not isinstance(config, Mapping):
-            raise TypeError(f"priors must be a dict or a Priors, got {type(config).__name__}.")
+            raise TypeError(f"priors must be a dict or a Priors, got {config!r} ({type(config).__name__}).")
         known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
+        unknown = {str(key) for key in config} - known
         if unknown:
             raise ValueError(f"Unknown prior(s) {sorted(unknown)}; expected some of {sorted(known)}.")
         return cls(**config)
@@ -132,3 +136,14 @@ class Priors:
         if isinstance(out["alpha"], tuple):
             out["alpha"] = list(out["alpha"])
         return out
+
+
+def _check_positive(value, name: str, shown=None) -> float:
+    """A finite positive real number (not a bool), else an error naming ``priors[name]``."""
+    shown = value if shown is None else shown
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"priors[{name!r}] must be a finite positive number, got {shown!r} "
+                        f"({type(value).__name__}).")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"priors[{name!r}] must be a finite positive number, got {shown!r}.")
+    return float(value)

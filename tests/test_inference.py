@@ -31,7 +31,7 @@ def _model_and_point(X, seed=0):
 def test_cached_function_is_reused_and_sees_the_new_data(cache_in_tmp):
     X1, _ = make_mixture(120, 2, 2, random_state=0, separation=5)
     X2, _ = make_mixture(80, 2, 2, random_state=1, separation=3)
-    X2 = X2 * 100 + 7  # other units: the centre and scale must be refreshed too
+    X2 = X2 * 100 + 7  # other units: the model sees them standardised
     gmm, model1, start, point = _model_and_point(X1)
     key = _compile_cache.cache_key(gmm.config, 2)
     first = _compile_cache.logp_dlogp_function(model1, key, start)
@@ -57,7 +57,8 @@ def test_data_are_not_pickled(tmp_path, monkeypatch):
         _compile_cache.logp_dlogp_function(model, "k", start, use_cache=True)
         sizes.append((tmp_path / str(n) / "k.pkl").stat().st_size)
     assert abs(sizes[1] - sizes[0]) < 10_000
-    assert float(model["X"].get_value()[0, 0]) == X[0, 0]  # the model's own data are restored
+    # the model's own (standardised) data are restored
+    assert float(model["X"].get_value()[0, 0]) == gmm._standardise(X)[0, 0]
 
 
 def test_key_changes_with_the_model():
