@@ -7,6 +7,12 @@ existing output) ends with a one-line error and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import logging
+import os
+import re
+import secrets
 import sys
 import warnings
 from pathlib import Path
@@ -22,58 +28,270 @@ class CLIError(Exception):
 
 
 def _parse_range(text: str) -> list[int]:
-    try:
-        if ".." in text:
-            low, high = text.split("..")
-            values = list(range(int(low), int(high) + 1))
-        else:
-            values = [int(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected K or LOW..HIGH, got {text!r}") from None
+    """``K``, ``LOW..HIGH`` or a comma-separated list of those (``1..3,5``)."""
+    values: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if ".." in part:
+                low, high = (int(v) for v in part.split(".."))
+                if low > high:
+                    raise argparse.ArgumentTypeError(f"empty range {part!r}: LOW must not exceed HIGH")
+                values.extend(range(low, high + 1))
+            else:
+                values.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected K, LOW..HIGH or a comma-separated list, got {text!r}") from None
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"component counts must be positive, got {text!r}")
-    return values
+        raise argparse.ArgumentTypeError(f"component counts must be positive integers, got {text!r}")
+    return sorted(set(values))
 
 
-def load_data(path: str, columns: str | None = None, dropna: bool = False,
-              standardize: bool = False) -> tuple[pd.DataFrame, list[int]]:
-    """Read a CSV and check it is usable; returns the data and the dropped row numbers."""
+def _integer(text: str, low: int, what: str, high: int | None = None) -> int:
     try:
-        data = pd.read_csv(path)
-    except FileNotFoundError:
-        raise CLIError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise CLIError(f"cannot read {path}: it is a directory") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        value = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
+
+
+def _nonnegative_int(text: str) -> int:
+    return _integer(text, 0, "an integer >= 0")
+
+
+def _seed(text: str) -> int:
+    return _integer(text, 0, "an integer in 0..4294967295", 2**32 - 1)
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def _name_list(text: str) -> list[str]:
+    names = [n.strip() for n in str(text).split(",")]
+    if not any(names) or not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"column(s) {repeated} listed more than once")
+    return names
+
+
+def _note(message: str) -> None:
+    """Our own notes about how the input was read: stderr, printed even with --quiet."""
+    print(f"bayesgmm: note: {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ reading CSV
+_DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_SAMPLE_BYTES = 65536
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity|nan)$", re.IGNORECASE)
+_COMMA_NUMBER = re.compile(r"^[+-]?(\d+(,\d*)?|,\d+)([eE][+-]?\d+)?$")
+_ID_NAME = re.compile(r"^(id|index|idx|row|rownames|row[ _.]?(id|no|num|number)|unnamed: ?0)$|[ _.]id$", re.IGNORECASE)
+
+
+def _is_number(cell: str, decimal_comma: bool) -> bool:
+    cell = cell.strip()
+    return bool(_NUMBER.match(cell) or (decimal_comma and _COMMA_NUMBER.match(cell)))
+
+
+def _read_sample(path: str) -> str:
+    """The first bytes of the file as text, with clear errors for missing, empty or binary files."""
+    file = Path(path)
+    if not file.exists():
+        raise CLIError(f"cannot read {path}: no such file")
+    if file.is_dir():
+        raise CLIError(f"cannot read {path}: it is a directory")
+    try:
+        with open(file, "rb") as handle:
+            raw = handle.read(_SAMPLE_BYTES)
+    except OSError as err:
+        raise CLIError(f"cannot read {path}: {err.strerror or err}") from None
+    if not raw.strip():
+        raise CLIError(f"{path} is empty")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw:
+        raise CLIError(f"cannot read {path} as CSV: it is not UTF-8 text (binary data or UTF-16)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        if len(raw) == _SAMPLE_BYTES and err.start >= len(raw) - 3:  # a character cut at the sample's end
+            text = raw[:err.start].decode("utf-8-sig", errors="replace")
+        else:
+            raise CLIError(f"cannot read {path} as CSV: it is not UTF-8 text (byte {err.start}); "
+                           "save it as UTF-8") from None
+    if len(raw) == _SAMPLE_BYTES:  # drop the line cut at the sample's end
+        text = text[: text.rfind("\n") + 1] or text
+    return text
+
+
+def _sniff(text: str) -> tuple[str, bool, list[str]]:
+    """Delimiter, whether numbers use decimal commas, and the first row's cells.
+
+    A delimiter qualifies when it splits the header and at least 90% of the lines
+    into the same number (>= 2) of fields; among those the one whose cells parse as
+    numbers most often (then the most fields) wins. No candidate: a single column.
+    """
+    lines = [line for line in text.splitlines() if line.strip()][:200]
+    best = None
+    for delimiter in _DELIMITERS:
+        rows = list(csv.reader(lines, delimiter=delimiter, skipinitialspace=True))
+        counts = [len(r) for r in rows]
+        mode = max(set(counts), key=counts.count)
+        if mode < 2 or counts[0] != mode or counts.count(mode) < 0.9 * len(counts):
+            continue
+        cells = [c.strip() for r in (rows[1:] or rows) for c in r if c.strip()]
+        decimal_comma = delimiter != "," and any(_COMMA_NUMBER.match(c) and not _NUMBER.match(c) for c in cells)
+        numeric = sum(_is_number(c, decimal_comma) for c in cells) / max(len(cells), 1)
+        score = (numeric, mode)
+        if best is None or score > best[0]:
+            best = (score, delimiter, decimal_comma, rows[0])
+    if best is not None:
+        return best[1], best[2], best[3]
+    # No consistent split: if a delimiter splits the header, use it (pandas then names the ragged line).
+    header_splits = [(sum(len(r) == len(rows[0]) for r in rows), d, rows[0]) for d in _DELIMITERS
+                     for rows in [list(csv.reader(lines, delimiter=d, skipinitialspace=True))]
+                     if rows and len(rows[0]) >= 2]
+    if header_splits:
+        _, delimiter, first = max(header_splits, key=lambda t: t[0])
+        return delimiter, False, first
+    # One column: read with a delimiter that does not occur, so commas in it stay decimal commas.
+    unused = next((d for d in _DELIMITERS[1:] if d not in text), "\t")
+    cells = [line.strip() for line in lines[1:]]
+    decimal_comma = any(_COMMA_NUMBER.match(c) and not _NUMBER.match(c) for c in cells)
+    return unused, decimal_comma, [lines[0].strip()] if lines else []
+
+
+def _is_id_column(name: str, column: pd.Series) -> bool:
+    """Named like an ID/index, or integers counting up by one from 0 or 1."""
+    if _ID_NAME.search(name.strip()):
+        return True
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column) or len(column) < 3:
+        return False
+    values = column.to_numpy(dtype=float)
+    if not np.isfinite(values).all() or not np.array_equal(values, np.round(values)):
+        return False
+    return values[0] in (0.0, 1.0) and bool(np.all(np.diff(values) == 1.0))
+
+
+def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = False,
+              standardize: bool = False, drop: str | list[str] | None = None) -> tuple[pd.DataFrame, list[int]]:
+    """Read a CSV and check it is usable; returns the data and the dropped row numbers.
+
+    The delimiter (comma, semicolon, tab, pipe) and decimal commas are detected; a
+    file whose first row is all numbers is read without a header (columns x0, x1,
+    ...); a column that looks like a row index or ID is left out (unless
+    ``columns`` names it). Every such decision is printed to stderr.
+    """
+    if isinstance(columns, str):
+        columns = _name_list(columns)
+    if isinstance(drop, str):
+        drop = _name_list(drop)
+    if columns and drop:
+        raise CLIError("give either --columns or --drop, not both")
+    text = _read_sample(path)
+    delimiter, decimal_comma, first_row = _sniff(text)
+    headerless = bool(first_row) and all(c.strip() and _is_number(c, decimal_comma) for c in first_row)
+    options = dict(sep=delimiter, decimal="," if decimal_comma else ".", skipinitialspace=True, index_col=False,
+                   encoding="utf-8-sig")
+    if headerless:
+        options.update(header=None, names=[f"x{i}" for i in range(len(first_row))])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            data = pd.read_csv(path, **options)
+    except pd.errors.ParserWarning:
+        raise CLIError(f"cannot read {path} as CSV: some rows have more fields than the header") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CLIError(f"cannot read {path} as CSV: {first_line}") from None
-    if columns:
-        wanted = [c.strip() for c in columns.split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in data.columns]
+    data.columns = [str(c).strip() for c in data.columns]
+    line_offset = 1 if headerless else 2  # data row r is on file line r + offset
+    if delimiter != "," or decimal_comma:
+        decimals = " with decimal commas" if decimal_comma else ""
+        _note(f"read {path} as {_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated{decimals}")
+    if headerless:
+        _note(f"{path} has no header line (its first row is all numbers): read every row as data and named the "
+              f"columns {', '.join(data.columns[:3])}{', ...' if data.shape[1] > 3 else ''}")
+    available = list(data.columns)
+    for option, names in (("--columns", columns), ("--drop", drop)):
+        unknown = [c for c in names or [] if c not in available]
         if unknown:
-            raise CLIError(f"unknown column(s) {unknown}; the file has {list(data.columns)}")
-        data = data[wanted]
-    non_numeric = [str(c) for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]
+            raise CLIError(f"{option}: unknown column(s) {unknown}; the file has {available}")
+    if columns:
+        data = data[columns]
+    else:
+        if drop:
+            data = data.drop(columns=drop)
+        empty = [c for c in data.columns if c.startswith("Unnamed:") and data[c].isna().all()]
+        if empty:  # e.g. a delimiter at the end of every line
+            data = data.drop(columns=empty)
+        ids = [c for c in data.columns if _is_id_column(c, data[c])]
+        if ids and len(ids) == data.shape[1]:
+            raise CLIError(f"every column looks like a row index or ID ({ids}); name the columns to fit with "
+                           "--columns")
+        if ids:
+            data = data.drop(columns=ids)
+            _note(f"left out column(s) {ids}: they look like a row index or ID (name them in --columns to fit them)")
+    if data.shape[1] == 0:
+        raise CLIError(f"{path} has no columns left to fit")
+    if len(data) == 0:
+        raise CLIError(f"{path} has no data rows")
+    non_numeric = [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])
+                   or pd.api.types.is_bool_dtype(data[c])]
+    if non_numeric and delimiter != ",":  # decimal commas the sniffing did not see (e.g. mixed with points)
+        for c in list(non_numeric):
+            cells = data[c].dropna().astype(str).str.strip()
+            if len(cells) and cells.map(lambda v: bool(_NUMBER.match(v) or _COMMA_NUMBER.match(v))).all():
+                data[c] = pd.to_numeric(data[c].astype(str).str.strip().str.replace(",", ".", regex=False)
+                                        .where(data[c].notna()))
+                non_numeric.remove(c)
+                _note(f"read decimal commas in column {c!r}")
     if non_numeric:
-        numeric = [str(c) for c in data.columns if c not in non_numeric]
-        raise CLIError(f"non-numeric column(s) {non_numeric}; pick numeric ones with --columns "
-                       f"{','.join(numeric) or 'NAME,...'}")
-    if data.shape[1] == 0 or len(data) == 0:
-        raise CLIError(f"{path} has no data rows or no columns")
+        numeric = [c for c in data.columns if c not in non_numeric]
+        examples = []
+        for c in non_numeric[:3]:
+            bad = data[c].notna() & pd.to_numeric(data[c], errors="coerce").isna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                examples.append(f"{c!r} has {str(data[c].iloc[row])[:30]!r} on line {row + line_offset}")
+        detail = f" ({'; '.join(examples)})" if examples else ""
+        raise CLIError(f"non-numeric column(s) {non_numeric}{detail}; pick numeric ones with --columns "
+                       f"{','.join(numeric) or 'NAME,...'} or leave them out with --drop {','.join(non_numeric)}")
     missing = data.isna()
     dropped: list[int] = []
     if missing.to_numpy().any():
         bad_rows = np.flatnonzero(missing.any(axis=1).to_numpy())
-        bad_cols = [str(c) for c in data.columns[missing.any(axis=0).to_numpy()]]
+        per_column = missing.sum(axis=0)
+        bad_cols = ", ".join(f"{c} ({int(n)})" for c, n in per_column.items() if n)
+        shown = ", ".join(str(r + line_offset) for r in bad_rows[:5])
+        where = f"file lines {shown}{'...' if len(bad_rows) > 5 else ''}"
         if not dropna:
-            shown = ", ".join(str(r + 2) for r in bad_rows[:5])  # +2: header line and 1-based lines
-            raise CLIError(f"{int(missing.to_numpy().sum())} missing value(s) in {len(bad_rows)} row(s) (file lines "
-                           f"{shown}{'...' if len(bad_rows) > 5 else ''}; columns {bad_cols}); pass --dropna to "
-                           "drop those rows")
+            raise CLIError(f"{int(missing.to_numpy().sum())} missing value(s) in {len(bad_rows)} row(s) ({where}; "
+                           f"columns {bad_cols}); pass --dropna to drop those rows")
         dropped = [int(r) for r in bad_rows]
         data = data.dropna().reset_index(drop=True)
-    if not np.isfinite(data.to_numpy(dtype=float)).all():
-        raise CLIError("the data contain infinite values")
+        _note(f"--dropna dropped {len(dropped)} of {len(dropped) + len(data)} row(s) with missing values "
+              f"({where}; columns {bad_cols}); {len(data)} remain")
+    values = data.to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        bad_cols = [c for c, ok in zip(data.columns, np.isfinite(values).all(axis=0)) if not ok]
+        raise CLIError(f"the data contain infinite values (column(s) {bad_cols})")
+    if len(data) < 2:
+        raise CLIError(f"{path} has only {len(data)} usable data row; at least 2 are needed")
+    data = data.astype(float)
     if standardize:
         std = data.std(ddof=0).replace(0, 1.0)
         data = (data - data.mean()) / std
@@ -85,18 +303,52 @@ def _check_rows(data: pd.DataFrame, ks: list[int]) -> None:
         raise CLIError(f"{len(data)} rows but up to {max(ks)} components requested; use fewer components")
 
 
-def _check_out(out: str, force: bool) -> Path:
-    path = Path(out)
+def _check_out(out: str, force: bool, data: str | None = None) -> Path:
+    """Check that ``out`` can be written, before any fitting."""
+    if not str(out).strip():
+        raise CLIError("--out is empty; give a file name")
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise CLIError(f"cannot write {out}: it is a directory; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise CLIError(f"cannot write {out}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise CLIError(f"cannot write {out}: {parent} is not a folder")
     if path.exists() and not force:
         raise CLIError(f"{out} exists; pass --force to overwrite it")
-    if not path.parent.exists():
-        raise CLIError(f"cannot write {out}: folder {path.parent} does not exist")
+    if data is not None and path.exists() and path.resolve() == Path(data).resolve():
+        raise CLIError(f"--out {out} is the input data file; choose another name")
+    probe = parent / f".{path.name}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.open("x").close()
+        probe.unlink()
+    except OSError as err:
+        raise CLIError(f"cannot write {out}: folder {parent} is not writable ({err.strerror or err})") from None
     return path
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write(temporary_path)`` in the target's folder, then rename it onto ``path``.
+
+    Readers never see a half-written file and a failure leaves nothing behind (an
+    existing file stays as it was).
+    """
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except OSError as err:
+        raise CLIError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def _print_selection(result) -> None:
     cols = ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "degenerate", "rank"]
-    table = result.table.sort_values(result.criterion)[cols]
+    table = result.table.assign(_excluded=result.table["rank"].isna())  # chosen-eligible rows first
+    table = table.sort_values(["_excluded", result.criterion])[cols]
     with pd.option_context("display.width", 120, "display.float_format", "{:.2f}".format):
         print(table.head(12).to_string(index=False))
     best = result.best_estimator_
@@ -114,12 +366,16 @@ def _select(data, ks, cov_types, seed, quiet):
 
 # -------------------------------------------------------------------- commands
 def _cmd_em(args) -> int:
-    data, _ = load_data(args.data, args.columns, args.dropna, args.standardize)
+    data, _ = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
     ks = args.components or args.select
     _check_rows(data, ks)
     cov_types = ("full", "tied", "diag", "spherical") if args.covariance == "all" else (args.covariance,)
     result = _select(data, ks, cov_types, args.seed, args.quiet)
     _print_selection(result)
+    collapsed = int(result.table["degenerate"].sum())
+    if collapsed > len(result.table) / 2 and not args.standardize:
+        _note(f"{collapsed} of {len(result.table)} fits had collapsed components; if the columns have very "
+              "different scales, try --standardize")
     best = result.best_estimator_
     print("weights:", np.round(best.weights_, 3))
     print("means:\n", pd.DataFrame(best.means_, columns=data.columns).round(3).to_string())
@@ -129,24 +385,26 @@ def _cmd_em(args) -> int:
 def _cmd_fit(args) -> int:
     from .model import BayesianGMM
 
-    out = _check_out(args.out, args.force)
-    data, _ = load_data(args.data, args.columns, args.dropna, args.standardize)
+    out = _check_out(args.out, args.force, args.data)
+    data, _ = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
     _check_rows(data, [args.components])
     kwargs = dict(method=args.method, draws=args.draws, random_seed=args.seed, progressbar=not args.quiet)
     if args.method == "nuts":
         kwargs.update(tune=args.tune, chains=args.chains)
+        if args.target_accept is not None:
+            kwargs.update(target_accept=args.target_accept)
     model = BayesianGMM(args.components, covariance_type=args.covariance)
     model.fit(data, **kwargs)
-    model.save(out)
-    print(f"Saved the posterior to {out}")
+    _write_atomically(out, model.save)
+    print(f"Saved the posterior to {out.resolve()}")
     return 0
 
 
 def _cmd_report(args) -> int:
     from .report import ReportSettings, build_report
 
-    out = _check_out(args.out, args.force)
-    data, dropped = load_data(args.data, args.columns, args.dropna, args.standardize)
+    out = _check_out(args.out, args.force, args.data)
+    data, dropped = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
     ks = [args.components] if args.components else args.select
     _check_rows(data, ks)
     settings = ReportSettings(
@@ -156,7 +414,8 @@ def _cmd_report(args) -> int:
     )
     if not args.quiet:
         print("Building the report (EM model selection, Bayesian fits, summaries)...", file=sys.stderr)
-    out.write_text(build_report(data, settings), encoding="utf-8")
+    text = build_report(data, settings)
+    _write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"Report written to {out.resolve()}")
     return 0
 
@@ -167,6 +426,7 @@ def _cmd_demo(args) -> int:
     from .report import ReportSettings, build_report
     from .summaries import summary
 
+    out = _check_out(args.out, force=True)  # the demo always refreshes its report
     data = load_faithful()
     print(f"Old Faithful: {len(data)} eruptions, columns {list(data.columns)}\n")
     result = _select(data, list(range(1, 10)), ("full", "tied", "diag", "spherical"), 0, args.quiet)
@@ -181,40 +441,53 @@ def _cmd_demo(args) -> int:
         summ = summary(idata)
     rows = []
     for var in ("weights", "means", "stds"):
-        frame = summ[var].to_dataframe().unstack("metric")[var][["mean", "sd", "hdi_3%", "hdi_97%", "r_hat"]]
+        frame = summ[var].to_dataframe().unstack("metric")[var]
+        frame = frame[[c for c in ("mean", "sd", "hdi_3%", "hdi_97%", "r_hat") if c in frame.columns]]
         frame.index = [f"{var}{list(i) if isinstance(i, tuple) else [i]}" for i in frame.index]
         rows.append(frame)
     with pd.option_context("display.width", 120, "display.float_format", "{:.3f}".format):
         print(pd.concat(rows).to_string())
-    out = Path(args.out)
     settings = ReportSettings(select=list(range(1, 7)), draws=args.draws, tune=args.draws, progressbar=not args.quiet,
                               source="bayesgmm/data/faithful.csv (bundled)")
-    out.write_text(build_report(data, settings), encoding="utf-8")
+    text = build_report(data, settings)
+    _write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"\nReport written to {out.resolve()}")
     return 0
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line CLIError (exit code 2) instead of usage text and SystemExit."""
+
+    def error(self, message):
+        raise CLIError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bayesgmm", description="Gaussian mixtures by EM and by Bayes.")
+    parser = _ArgumentParser(prog="bayesgmm", description="Gaussian mixtures by EM and by Bayes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_options(p):
-        p.add_argument("data", help="CSV file with a header line")
-        p.add_argument("--columns", help="comma-separated numeric columns to use (default: all)")
+        p.add_argument("data", help="CSV file (delimiter and decimal commas detected; a header line is expected, "
+                                    "a first row of numbers is read as data)")
+        picks = p.add_mutually_exclusive_group()
+        picks.add_argument("--columns", type=_name_list,
+                           help="comma-separated numeric columns to use (default: all but ID-like columns)")
+        picks.add_argument("--drop", type=_name_list, help="comma-separated columns to leave out")
         p.add_argument("--standardize", action="store_true", help="centre and scale every column first")
         p.add_argument("--dropna", action="store_true", help="drop rows with missing values (else refuse)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--seed", type=_seed, default=0, help="random seed, 0..4294967295")
+        p.add_argument("--quiet", action="store_true",
+                       help="no progress output or library warnings (our diagnostics are still printed)")
 
     def sampler_options(p):
         p.add_argument("--method", choices=["nuts", "advi"], default="nuts")
-        p.add_argument("--draws", type=int, default=1000)
-        p.add_argument("--tune", type=int, default=1000)
-        p.add_argument("--chains", type=int, default=2)
+        p.add_argument("--draws", type=_positive_int, default=1000)
+        p.add_argument("--tune", type=_nonnegative_int, default=1000)
+        p.add_argument("--chains", type=_positive_int, default=2)
 
     demo = sub.add_parser("demo", help="the main job on the bundled Old Faithful data")
     demo.add_argument("--out", default="report.html")
-    demo.add_argument("--draws", type=int, default=1000)
+    demo.add_argument("--draws", type=_positive_int, default=1000)
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
 
@@ -229,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit the Bayesian mixture and save the posterior (netCDF)")
     data_options(fit)
     sampler_options(fit)
-    fit.add_argument("--components", type=int, required=True)
+    fit.add_argument("--components", type=_positive_int, required=True)
+    fit.add_argument("--target-accept", type=_probability, default=None,
+                     help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
     fit.add_argument("--covariance", default="full", choices=["full", "diag"])
     fit.add_argument("--out", required=True)
     fit.add_argument("--force", action="store_true", help="overwrite --out")
@@ -239,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(report)
     sampler_options(report)
     group = report.add_mutually_exclusive_group()
-    group.add_argument("--components", type=int)
+    group.add_argument("--components", type=_positive_int)
     group.add_argument("--select", type=_parse_range, default=list(range(1, 7)))
     report.add_argument("--out", required=True)
     report.add_argument("--force", action="store_true", help="overwrite --out")
@@ -247,18 +522,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "quiet", False):
-        import logging
+_LIBRARY_LOGGERS = ("pymc", "pytensor", "arviz", "numba", "jax", "nutpie")
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
-        for name in ("pymc", "pytensor", "arviz"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    if getattr(args, "components", None) is not None and isinstance(args.components, int) and args.components < 1:
-        print("bayesgmm: error: --components must be positive", file=sys.stderr)
-        return EXIT_USAGE
+
+def _warning_origin(depth: int = 2) -> str:
+    """The file of the code that called ``warnings.warn`` (seen from inside ``showwarning``)."""
+    frame = sys._getframe(depth)
+    while frame is not None and frame.f_globals.get("__name__") == "warnings":
+        frame = frame.f_back
+    return frame.f_code.co_filename if frame is not None else ""
+
+
+@contextlib.contextmanager
+def _output_control(quiet: bool, uses_pymc: bool = False):
+    """Route warnings: the package's own (divergences, R-hat, collapsed fits) always print as one line;
+    other libraries' warnings and their INFO/WARNING log lines are dropped with ``quiet``."""
+    if quiet and uses_pymc:
+        import pymc  # noqa: F401  (importing PyMC/PyTensor resets their loggers' levels: do it first)
+    saved = {name: logging.getLogger(name).level for name in _LIBRARY_LOGGERS}
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        origin = _warning_origin()
+        ours = (category.__module__.startswith("bayesgmm")
+                or (issubclass(category, UserWarning) and origin.startswith(_PACKAGE_DIR)))
+        if ours:
+            print(f"bayesgmm: warning: {text}", file=sys.stderr)
+        elif not quiet:
+            print(f"warning ({category.__name__}): {text}", file=sys.stderr)
+
     try:
-        return args.func(args)
+        if quiet:
+            for name in _LIBRARY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        with _output_control(getattr(args, "quiet", False), args.command in ("fit", "report", "demo")):
+            return args.func(args)
     except CLIError as err:
         print(f"bayesgmm: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -266,6 +576,13 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"bayesgmm: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:  # anything else: one line, not a deep traceback
+        if os.environ.get("BAYESGMM_TRACEBACK"):
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"bayesgmm: error: unexpected {type(err).__name__}: {message} (set BAYESGMM_TRACEBACK=1 to see "
+              "the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

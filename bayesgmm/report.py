@@ -183,9 +183,12 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
         summ = summary(aligned, relabel_draws=False)
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if settings.method == "nuts":
-        rhat = max(float(summ[v].sel(metric="r_hat").max()) for v in summ.data_vars)
+        if "r_hat" in summ.metric.values:
+            rhat = f"Largest R-hat {max(float(summ[v].sel(metric='r_hat').max()) for v in summ.data_vars):.3f}"
+        else:
+            rhat = "R-hat not computed (too few draws to split into chains)"
         parts["diagnostics"].append(f"<p>NUTS, {settings.chains} chains x {settings.draws} draws after "
-                                    f"{settings.tune} tuning steps. Largest R-hat {rhat:.3f}; divergences "
+                                    f"{settings.tune} tuning steps. {rhat}; divergences "
                                     f"{summ.attrs['n_divergences']}.</p>")
     else:
         hist = idata.get("fit_history")
