@@ -162,7 +162,6 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
             for s in pick:
                 _ellipse(ax, flat_means[s, k], flat_covs[s, k], 1, color=colors[k], lw=0.5, alpha=0.5)
     if em is not None:
-        d = em.means_.shape[1]
         covs = em.full_covariances_
         for k in range(em.n_components):
             for n_sigma in (1, 2):
