@@ -124,6 +124,10 @@ class CovarianceType(ABC):
     def unwhiten_shift(self, mean_y: np.ndarray, precisions_cholesky: np.ndarray) -> np.ndarray:
         """Map whitened mean residuals back to data space: ``ybar_k P_k^{-1}``, shape (K, D)."""
 
+    def covariances_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
+        """Covariances (inverse precisions), same shape."""
+        return 1.0 / precisions
+
     # -- change of units ---------------------------------------------------
     @abstractmethod
     def rescale(self, matrices: np.ndarray, factor: np.ndarray) -> np.ndarray:
@@ -173,6 +177,9 @@ class _MatrixCovariance(CovarianceType):
 
     def _centred_moments(self, nk, mean_y, second):
         return second - mean_y[:, :, None] * mean_y[:, None, :]
+
+    def covariances_from_precisions(self, precisions):
+        return np.linalg.inv(precisions)
 
     def rescale(self, matrices, factor):
         return matrices * np.outer(factor, factor)

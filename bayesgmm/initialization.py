@@ -7,6 +7,10 @@ weights, means and covariances with its own M-step.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 
@@ -24,6 +28,15 @@ def _one_hot(labels: np.ndarray, n_components: int, dtype) -> np.ndarray:
 def init_kmeans(X, n_components, sample_weight, rng):
     labels = (
         KMeans(n_clusters=n_components, n_init=1, random_state=rng)
+        .fit(X, sample_weight=sample_weight)
+        .labels_
+    )
+    return np.arange(X.shape[0]), _one_hot(labels, n_components, X.dtype)
+
+
+def init_kmeans_best_of_10(X, n_components, sample_weight, rng):
+    labels = (
+        KMeans(n_clusters=n_components, n_init=10, random_state=rng)
         .fit(X, sample_weight=sample_weight)
         .labels_
     )
@@ -49,11 +62,8 @@ def init_random_from_data(X, n_components, sample_weight, rng):
 
 
 def init_hierarchical(X, n_components, sample_weight, rng):
-    rows = np.flatnonzero(sample_weight > 0)
-    if rows.size > HIERARCHICAL_MAX_SAMPLES:
-        rows = np.sort(rng.choice(rows, size=HIERARCHICAL_MAX_SAMPLES, replace=False))
-    labels = ward_partition(_svd_whiten(X[rows], sample_weight[rows]), n_components, sample_weight[rows])
-    return rows, _one_hot(labels, n_components, X.dtype)
+    rows, merges = hierarchical_tree(X, sample_weight, rng)
+    return rows, _one_hot(cut_tree(merges, rows.size, n_components), n_components, X.dtype)
 
 
 INITIALIZERS = {
@@ -78,8 +88,67 @@ def _svd_whiten(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return centred @ (eigvec[:, keep] / np.sqrt(eigval[keep]))
 
 
+# The tree does not depend on K or the covariance type: select_model's grid and
+# repeated fits on the same data cut one tree (keyed by the rows' bytes).
+_TREE_CACHE: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_TREE_CACHE_SIZE = 8
+_TREE_LOCK = threading.Lock()
+
+
+def hierarchical_tree(X: np.ndarray, sample_weight: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Rows used and the full Ward merge sequence on their centred, sphered values.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_rows,)
+        Rows with positive weight (a random subsample above ``HIERARCHICAL_MAX_SAMPLES``).
+    merges : ndarray of shape (n_rows - 1, 2)
+        Positions (into ``rows``) of two members of the groups merged at each step,
+        in order; :func:`cut_tree` replays them down to any number of groups.
+    """
+    rows = np.flatnonzero(sample_weight > 0)
+    if rows.size > HIERARCHICAL_MAX_SAMPLES:
+        rows = np.sort(rng.choice(rows, size=HIERARCHICAL_MAX_SAMPLES, replace=False))
+    Xr, wr = np.ascontiguousarray(X[rows], dtype=np.float64), np.ascontiguousarray(sample_weight[rows], np.float64)
+    key = hashlib.blake2b(Xr.tobytes() + wr.tobytes() + str(Xr.shape).encode(), digest_size=16).digest()
+    with _TREE_LOCK:
+        if key in _TREE_CACHE:
+            _TREE_CACHE.move_to_end(key)
+            return rows, _TREE_CACHE[key]
+    # Our own weighted Ward, not SciPy's faster linkage: ties (repeated rows) must
+    # break the same way with integer weights as with repeated rows.
+    merges = ward_merges(_svd_whiten(Xr, wr), wr)
+    with _TREE_LOCK:
+        _TREE_CACHE[key] = merges
+        while len(_TREE_CACHE) > _TREE_CACHE_SIZE:
+            _TREE_CACHE.popitem(last=False)
+    return rows, merges
+
+
+def cut_tree(merges: np.ndarray, n_rows: int, n_clusters: int) -> np.ndarray:
+    """Groups (0..n_clusters-1) after the first ``n_rows - n_clusters`` merges."""
+    parent = np.arange(n_rows)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in merges[: n_rows - n_clusters]:
+        parent[root(j)] = root(i)
+    roots = np.array([root(i) for i in range(n_rows)])
+    _, labels = np.unique(roots, return_inverse=True)
+    return labels
+
+
 def ward_partition(Z: np.ndarray, n_clusters: int, weights: np.ndarray) -> np.ndarray:
-    """Weighted Ward agglomeration down to ``n_clusters`` groups.
+    """Weighted Ward agglomeration down to ``n_clusters`` groups (see :func:`ward_merges`)."""
+    return cut_tree(ward_merges(Z, weights), Z.shape[0], n_clusters)
+
+
+def ward_merges(Z: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted Ward agglomeration down to one group; the merge sequence.
 
     Ward's merge cost ``w_a w_b / (w_a + w_b) * ||c_a - c_b||^2`` is the decrease of the
     classification log-likelihood of a Gaussian mixture with equal spherical
@@ -90,14 +159,13 @@ def ward_partition(Z: np.ndarray, n_clusters: int, weights: np.ndarray) -> np.nd
 
     Returns
     -------
-    labels : ndarray of shape (n_samples,)
-        Group of each row, numbered 0..n_clusters-1.
+    merges : ndarray of shape (n_samples - 1, 2)
+        The two member rows whose groups merge, step by step.
     """
     n = Z.shape[0]
     centroids = np.array(Z, dtype=np.float64)
     sizes = np.asarray(weights, dtype=np.float64).copy()
     active = np.ones(n, dtype=bool)
-    parent = np.arange(n)
 
     def costs_to(i: int) -> np.ndarray:
         dist = np.sum((centroids - centroids[i]) ** 2, axis=1)
@@ -119,14 +187,15 @@ def ward_partition(Z: np.ndarray, n_clusters: int, weights: np.ndarray) -> np.nd
         best_partner[start:stop] = np.argmin(cost, axis=1)
         best_cost[start:stop] = cost[np.arange(stop - start), best_partner[start:stop]]
 
-    for _ in range(n - n_clusters):
+    merges = np.empty((max(n - 1, 0), 2), dtype=np.intp)
+    for step in range(n - 1):
         i = int(np.argmin(np.where(active, best_cost, np.inf)))
         j = int(best_partner[i])
+        merges[step] = i, j
         total = sizes[i] + sizes[j]
         centroids[i] = (sizes[i] * centroids[i] + sizes[j] * centroids[j]) / total
         sizes[i] = total
         active[j] = False
-        parent[j] = i
         best_cost[j] = np.inf
         stale = np.flatnonzero(active & ((best_partner == i) | (best_partner == j)))
         for r in np.union1d(stale, [i]):
@@ -134,12 +203,4 @@ def ward_partition(Z: np.ndarray, n_clusters: int, weights: np.ndarray) -> np.nd
             best_partner[r] = np.argmin(cost)
             best_cost[r] = cost[best_partner[r]]
 
-    # Follow parents to the surviving root of each row.
-    roots = parent.copy()
-    while True:
-        nxt = roots[roots]
-        if np.array_equal(nxt, roots):
-            break
-        roots = nxt
-    _, labels = np.unique(roots, return_inverse=True)
-    return labels
+    return merges

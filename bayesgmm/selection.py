@@ -13,7 +13,7 @@ from joblib import Parallel, delayed
 
 from ._validation import check_data, check_n_components
 from .covariance import get_covariance_type
-from .em import DegenerateFitWarning, GaussianMixtureEM
+from .em import DegenerateFitWarning, GaussianMixtureEM, _is_dask
 
 __all__ = ["select_model", "ModelSelection"]
 
@@ -135,16 +135,18 @@ def select_model(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
+        Or a dask array / DataFrame, fitted out of core (see :class:`GaussianMixtureEM`).
     n_components : iterable of int, default=range(1, 10)
         Numbers of components to try (each at most the number of samples).
     covariance_types : str or iterable of str, default=("full", "tied", "diag", "spherical")
     criterion : {"bic", "icl", "aic"}, default="bic"
     n_init : int, default=1
-        Initialisations per fit (the first is the hierarchical start).
+        Initialisations per fit (each one the estimator's ``init_params``,
+        by default its multi-start "auto" strategy).
     random_state : int, RandomState instance or None, default=None
     tol : float, default=1e-6
-        EM tolerance. Tighter than the estimator's default because criteria are
-        compared at the scale of one log-likelihood unit.
+        EM tolerance (the estimator's default too: criteria are compared at the
+        scale of one log-likelihood unit).
     max_iter : int, default=1000
     n_jobs : int or None, default=None
         Parallel fits (joblib, threads). None runs in sequence; -1 uses all cores.
@@ -166,7 +168,12 @@ def select_model(
     >>> result.best_params_
     {'n_components': 3, 'covariance_type': 'tied'}
     """
-    X = check_data(X, min_samples=2)
+    if _is_dask(X):  # out of core: every fit of the grid is a sequence of reductions (see _dask.py)
+        from ._dask import check_data as check_dask_data
+
+        X = check_dask_data(X)
+    else:
+        X = check_data(X, min_samples=2)
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     ks, cov_types = _check_grid(n_components, covariance_types, X.shape[0])

@@ -13,7 +13,7 @@ from bayesgmm.datasets import load_faithful, make_mixture
 from bayesgmm.scaling import FeatureScaling
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
-INITS = ["hierarchical", "kmeans", "k-means++", "random", "random_from_data"]
+INITS = ["auto", "hierarchical", "kmeans", "k-means++", "random", "random_from_data"]
 
 X_BASE, _ = make_mixture(80, n_components=2, n_features=2, random_state=3, separation=4)
 Z_BASE = (X_BASE - X_BASE.mean(axis=0)) / X_BASE.std(axis=0)
