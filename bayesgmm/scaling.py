@@ -59,10 +59,20 @@ class FeatureScaling:
         centre_unit = (w @ unit) / w.sum()
         dev = unit - centre_unit
         spread_unit = np.sqrt((w @ dev**2) / w.sum())
+        return cls.from_unit_moments(centre_unit, spread_unit, magnitude, feature_names=feature_names)
+
+    @classmethod
+    def from_unit_moments(cls, centre_unit: np.ndarray, spread_unit: np.ndarray, magnitude: np.ndarray, *,
+                          feature_names=None) -> FeatureScaling:
+        """The scaling from each feature's weighted mean and standard deviation of ``X / magnitude``.
+
+        ``magnitude`` is ``max |X|`` per column (1 where that is 0). Used by :meth:`from_data`
+        and by reductions over blocks (dask input), which compute these moments block by block.
+        """
         centre = centre_unit * magnitude
         constant = spread_unit == 0
         scale = np.where(constant, np.where(centre == 0, 1.0, np.abs(centre)), spread_unit * magnitude)
-        names = feature_names if feature_names is not None else [f"x{j}" for j in range(X.shape[1])]
+        names = feature_names if feature_names is not None else [f"x{j}" for j in range(centre.shape[0])]
         for j in np.flatnonzero(~constant):
             if not _SCALE_LIMITS[0] <= scale[j] <= _SCALE_LIMITS[1]:
                 raise ValueError(
