@@ -20,6 +20,7 @@ def check_data(X, *, name: str = "X", dtype=(np.float64, np.float32), min_sample
     ValueError
         If X is not 2-D, is empty, or contains NaN or infinite values.
     """
+    check_numeric_columns(X, name)
     return check_array(
         X, dtype=list(dtype), ensure_2d=True, ensure_min_samples=min_samples, input_name=name
     )
@@ -114,3 +115,27 @@ def check_seed(value, name: str = "random_seed"):
     if value < 0:
         raise ValueError(f"{name} must be None or a non-negative integer, got {value!r}.")
     return int(value)
+
+
+def check_numeric_columns(X, name: str = "X") -> None:
+    """Refuse a DataFrame with non-numeric columns, naming them (NumPy's error names none)."""
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame):
+        return
+    bad = []
+    for column, dtype in zip(X.columns, X.dtypes):
+        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_complex_dtype(dtype):
+            bad.append(f"{column!r} ({dtype})")
+        elif not pd.api.types.is_numeric_dtype(dtype):
+            kind = pd.api.types.infer_dtype(X[column], skipna=True)
+            if not pd.api.types.is_object_dtype(dtype) or kind not in _NUMERIC_KINDS:
+                bad.append(f"{column!r} ({dtype}, holding {kind} values)")
+    if bad:
+        raise ValueError(
+            f"{name} has non-numeric column(s) {', '.join(bad)}; a Gaussian mixture needs numeric features. "
+            "Drop them or encode them as numbers first."
+        )
+
+
+_NUMERIC_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty")

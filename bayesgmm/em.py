@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ._validation import check_n_components, check_sample_weight
+from ._validation import check_n_components, check_numeric_columns, check_sample_weight
 from .covariance import CovarianceType, get_covariance_type
 from .initialization import INITIALIZERS, init_kmeans_best_of_10
 from .scaling import FeatureScaling
@@ -131,16 +131,18 @@ def _is_dask(obj) -> bool:
 
 
 def _single_threaded_blas(method):
-    """Run ``method`` with BLAS on one thread.
+    """Run ``method`` with BLAS and OpenMP on one thread.
 
-    EM's BLAS calls are D x D factorisations and per-chunk products; threaded BLAS
-    only adds overhead there (30 x 30 triangular solves took 1.6 ms instead of
-    60 us with the other core busy), and large passes run on our own threads.
+    EM's BLAS calls are D x D factorisations and per-chunk products, and the k-means
+    starts run on a few thousand rows; threaded BLAS and OpenMP only add overhead
+    there, and spin badly when the cores are busy (30 x 30 triangular solves took
+    1.6 ms instead of 60 us, a k-means run on 272 rows 160 ms). Large passes run
+    on our own threads.
     """
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1):
             return method(*args, **kwargs)
 
     return wrapper
@@ -606,6 +608,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
             X, sample_weight, cov, data_scaling = _dask.check_fit_input(self, X, sample_weight)
         else:
+            check_numeric_columns(X)
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True)
             cov = self._validate_params(*X.shape)
             sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype=np.float64)
