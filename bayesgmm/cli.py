@@ -378,7 +378,9 @@ def _cmd_em(args) -> int:
               "different scales, try --standardize")
     best = result.best_estimator_
     print("weights:", np.round(best.weights_, 3))
-    print("means:\n", pd.DataFrame(best.means_, columns=data.columns).round(3).to_string())
+    # Four significant digits, whatever the units (1e-12 values must not print as 0.000).
+    with pd.option_context("display.float_format", "{:.4g}".format):
+        print("means:\n", pd.DataFrame(best.means_, columns=data.columns).to_string())
     return 0
 
 
@@ -394,7 +396,12 @@ def _cmd_fit(args) -> int:
         if args.target_accept is not None:
             kwargs.update(target_accept=args.target_accept)
     model = BayesianGMM(args.components, covariance_type=args.covariance)
-    model.fit(data, **kwargs)
+    idata = model.fit(data, **kwargs)
+    if idata is not None:
+        from .diagnostics import assess
+
+        # The verdict is the first thing printed about the posterior (reasons and advice below it).
+        print(assess(idata).details())
     _write_atomically(out, model.save)
     print(f"Saved the posterior to {out.resolve()}")
     return 0
@@ -422,6 +429,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_demo(args) -> int:
     from .datasets import load_faithful
+    from .diagnostics import assess
     from .model import BayesianGMM
     from .report import ReportSettings, build_report
     from .summaries import summary
@@ -439,6 +447,9 @@ def _cmd_demo(args) -> int:
         idata = BayesianGMM(K).fit(data, draws=args.draws, tune=args.draws, chains=2, random_seed=0,
                                    progressbar=not args.quiet)
         summ = summary(idata)
+        verdict = assess(idata)
+    # The verdict before any number: reliable, or why not and what to do.
+    print(verdict.details())
     rows = []
     for var in ("weights", "means", "stds"):
         frame = summ[var].to_dataframe().unstack("metric")[var]

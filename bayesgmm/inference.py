@@ -288,26 +288,90 @@ def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, st
 
 # ----------------------------------------------------------------------- ADVI
 class LossPlateau:
-    """Stop variational fitting when the windowed mean loss stops improving.
+    """Stop variational fitting at a plateau of the windowed mean loss, lowering the learning rate on the way.
 
     Parameter-change criteria never fire with minibatches (the noise keeps the
     parameters moving); the mean loss over a window is what users care about.
+    Every ``window`` iterations the mean loss of the last ``n_windows`` windows is
+    compared: they form a plateau when they all lie within ``tolerance * max(|loss|,
+    n_rows)`` of each other (0.1% of the loss, and never less than 0.001 nats per
+    data row, so a loss near zero is not held to an impossible standard). Three
+    windows, not two, so that a loss that swings up and down (a learning rate too
+    large) is not read as flat by chance.
+
+    At the first plateaus the learning rates are multiplied by ``decay_factor``
+    (``decays`` times): with a constant rate, Adam's steps keep the parameters
+    jittering around the optimum by about a rate's worth per coordinate, which
+    on the reference problem moved posterior means by up to 1.2 NUTS sds. The fit
+    has converged only at a plateau at the lowest rate.
     """
 
     window = 500
+    n_windows = 3
     tolerance = 1e-3
+    decays = 2
+    decay_factor = 0.1
 
-    def __init__(self):
+    def __init__(self, n_rows: int = 0, learning_rates=()):
+        self.n_rows = int(n_rows)
+        self.learning_rates = list(learning_rates)
         self.converged = False
+        self.plateaus: list[int] = []
+        self._since = 0
+
+    def figures(self, loss_hist) -> tuple[float, float]:
+        """Spread of the last ``n_windows`` window means and the tolerance (NaN when too few iterations)."""
+        w, k = self.window, self.n_windows
+        loss_hist = np.asarray(loss_hist, dtype=float)
+        if loss_hist.size < k * w:
+            return float("nan"), float("nan")
+        tail = loss_hist[loss_hist.size - k * w:].reshape(k, w)
+        means = tail.mean(axis=1)
+        if not np.all(np.isfinite(means)):
+            return float("inf"), float("nan")
+        return float(np.ptp(means)), float(self.tolerance * max(abs(means[-1]), self.n_rows))
 
     def __call__(self, approx, loss_hist, i):
         w = self.window
-        if i < 2 * w or i % w:
+        if i % w or i - self._since < self.n_windows * w:
             return
-        recent, previous = np.mean(loss_hist[-w:]), np.mean(loss_hist[-2 * w: -w])
-        if abs(previous - recent) <= self.tolerance * abs(recent):
+        spread, tolerance = self.figures(loss_hist)  # PyMC passes the first i losses
+        if not spread <= tolerance:  # also False for NaN
+            return
+        self.plateaus.append(int(i))
+        if len(self.plateaus) > self.decays:
             self.converged = True
-            raise StopIteration(f"mean loss changed by less than {self.tolerance:g} (relative)")
+            raise StopIteration(f"mean loss flat within {tolerance:.3g} over {self.n_windows} windows of {w}")
+        self._since = i
+        for rate in self.learning_rates:
+            rate.set_value(rate.get_value() * self.decay_factor)
+
+
+#: Learning rate of the full-rank Cholesky factor relative to that of the means.
+#: Adam moves every coordinate by about the learning rate per step whatever its
+#: gradient; the factor's entries live on the scale of posterior sds (~0.01-0.1
+#: on the standardised scale), so at the means' rate (0.01) the d(d+1)/2 entries
+#: random-walk by a posterior sd every few steps and the covariance blows up
+#: (reference problem: loss windows swinging between 58 and 1720, sds up to 86x
+#: NUTS's).
+FULLRANK_FACTOR_RATE = 0.1
+#: Starting sd of the variational approximation around the start point
+#: (standardised scale); PyMC's default (1 for mean-field, 1.31 for full rank) is a
+#: whole data sd and throws away the EM start.
+VI_START_SIGMA = 0.01
+
+
+def _vi_optimizer(rates: dict):
+    """Adam with one shared learning rate per approximation parameter (``rates``: name -> shared scalar)."""
+    import pymc as pm
+
+    def optimizer(grads, params):
+        updates = {}
+        for grad, param in zip(grads, params):
+            updates.update(pm.adam([grad], [param], learning_rate=rates.get(param.name, rates["mu"])))
+        return updates
+
+    return optimizer
 
 
 def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size, n_iterations, learning_rate,
@@ -323,18 +387,33 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
         batch_size = None
     model = gmm.build_model(data, batch_size=batch_size)
     start_values(gmm, model, data, init, random_seed)  # uses the scaling build_model set
-    plateau = LossPlateau()
+    import pytensor
+
+    rates = {"mu": pytensor.shared(pm.floatX(np.asarray(learning_rate)), name="learning_rate")}
     with model:
         if method == "advi":
             # Start narrow around the initial point: MeanField's default sd of 1 is a whole
             # data sd on the standardised scale and makes the first steps pure noise.
-            start_sigma = {v.name: np.full(model.initial_point()[v.name].size, 0.01) for v in model.value_vars}
+            start_sigma = {v.name: np.full(model.initial_point()[v.name].size, VI_START_SIGMA)
+                           for v in model.value_vars}
             vi = pm.ADVI(start_sigma=start_sigma, random_seed=random_seed)
         else:
             vi = pm.FullRankADVI(random_seed=random_seed)
+            # The same narrow start for the Cholesky factor of the full-rank covariance.
+            # PyMC starts it at the identity (sds of 1.31 around the EM start): on the
+            # reference problem (issue #11) that ended with a component emptied (weight
+            # 0.01) and means 75-120 NUTS sds off, at learning rate 0.01 or 0.001 alike.
+            group = vi.approx.groups[0]
+            dim = group.ddim
+            factor = np.zeros((dim, dim))
+            factor[np.diag_indices(dim)] = np.log(np.expm1(VI_START_SIGMA))  # PyMC maps the diagonal by softplus
+            group.params_dict["L_tril"].set_value(pm.floatX(factor[np.tril_indices(dim)]))
+            rates["L_tril"] = pytensor.shared(pm.floatX(np.asarray(learning_rate * FULLRANK_FACTOR_RATE)),
+                                              name="learning_rate_L")
+        plateau = LossPlateau(n, rates.values())
         try:
             approx = vi.fit(n=n_iterations, progressbar=progressbar, callbacks=[plateau],
-                            obj_optimizer=pm.adam(learning_rate=learning_rate))
+                            obj_optimizer=_vi_optimizer(rates))
         except FloatingPointError as err:
             raise FloatingPointError(
                 f"{method} diverged (the loss became NaN) with learning_rate={learning_rate:g}; use a smaller "
@@ -344,20 +423,38 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
     idata = finalize(gmm, az.InferenceData(posterior=posterior), data, log_likelihood)
     history = np.asarray(approx.hist, dtype=float)
     converged = plateau.converged
+    spread, tolerance = plateau.figures(history)
     fit_history = xr.Dataset(
         {"loss": (("iteration",), history)},
         attrs={"method": method, "converged": int(converged), "n_iterations": int(history.size),
-               "batch_size": -1 if batch_size is None else int(batch_size), "learning_rate": learning_rate},
+               "batch_size": -1 if batch_size is None else int(batch_size), "learning_rate": learning_rate,
+               # The convergence decision's figures (read by bayesgmm.diagnostics.assess):
+               "final_learning_rate": float(rates["mu"].get_value()),
+               "loss_window": LossPlateau.window, "loss_windows": LossPlateau.n_windows,
+               "loss_range": spread, "loss_tolerance": tolerance,
+               "plateau_iterations": [int(i) for i in plateau.plateaus],
+               "loss_last_window_mean": float(history[-LossPlateau.window:].mean()) if history.size else float("nan")},
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # ArviZ notes that the group is not a standard one
         idata.add_groups(fit_history=fit_history)
     if not converged:
+        from .diagnostics import PosteriorDiagnosticsWarning
+
+        w, k = LossPlateau.window, LossPlateau.n_windows
+        if np.isnan(spread):
+            figures = (f"only {history.size} iterations, fewer than the {k} windows of {w} needed to see a "
+                       "plateau")
+        else:
+            figures = (f"the mean loss over the last {k} windows of {w} iterations spread over {spread:.3g}, "
+                       f"more than the tolerance {tolerance:.3g}" if not spread <= tolerance else
+                       f"the loss was flat at learning rate {float(rates['mu'].get_value()):.3g} but had "
+                       f"reached {len(plateau.plateaus)} of the {LossPlateau.decays + 1} plateaus (one per "
+                       "learning-rate decay) needed")
         warnings.warn(
-            f"{method} did not converge in {n_iterations} iterations (the mean loss still moved by more than "
-            f"{LossPlateau.tolerance:g} relative between windows of {LossPlateau.window}): raise n_iterations, "
-            "or use NUTS.",
-            UserWarning,
+            f"{method} did not converge in {n_iterations} iterations ({figures}); its posterior is not "
+            "trustworthy: raise n_iterations, lower learning_rate, or use method='nuts'.",
+            PosteriorDiagnosticsWarning,
             stacklevel=3,
         )
     return idata
@@ -435,29 +532,21 @@ def finalize(gmm, idata, X, log_likelihood: bool | str = "auto"):
     return result
 
 
-def warn_on_diagnostics(idata) -> None:
-    """Warn, with what to do, on divergences or R-hat above 1.01."""
-    stats = idata.get("sample_stats")
-    if stats is not None and "diverging" in stats:
-        n_div = int(stats["diverging"].sum())
-        if n_div:
-            warnings.warn(
-                f"{n_div} divergent transitions. Increase tune, raise target_accept (e.g. fit(..., "
-                "target_accept=0.95) with sampler='pymc', or a longer tune with nutpie), try "
-                "fit(..., warmup_start='identity'), or use fewer components.",
-                UserWarning,
-                stacklevel=3,
-            )
-    post = idata.posterior
-    if post.sizes.get("chain", 1) < 2 or post.sizes.get("draw", 0) < 4:
-        return
-    rhat = az.rhat(post[["weights", "means"]])
-    worst = max(float(rhat[v].max()) for v in rhat.data_vars)
-    if worst > 1.01:
-        warnings.warn(
-            f"R-hat up to {worst:.3f} (> 1.01) on weights/means. Run longer chains (more draws and tune); "
-            "if chains settled on different labellings, summarise with bayesgmm.relabel first, and if it "
-            "persists consider fewer components.",
-            UserWarning,
-            stacklevel=3,
-        )
+def warn_on_diagnostics(idata):
+    """Warn when the posterior is unreliable; the message starts with the verdict's headline.
+
+    The verdict (:func:`bayesgmm.diagnostics.assess`) covers divergences, R-hat and
+    bulk/tail ESS on label-invariant quantities, E-BFMI and, for ADVI, the loss
+    plateau. The warning is a :class:`~bayesgmm.PosteriorDiagnosticsWarning` whose
+    first line is the headline and whose next lines give every reason and what to do.
+
+    Returns
+    -------
+    Verdict
+    """
+    from .diagnostics import PosteriorDiagnosticsWarning, assess
+
+    verdict = assess(idata)
+    if verdict.label == "unreliable":
+        warnings.warn(verdict.details(), PosteriorDiagnosticsWarning, stacklevel=3)
+    return verdict

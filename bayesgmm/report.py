@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from . import plotting  # noqa: E402
 from .compare import compare_fits, compare_k  # noqa: E402
+from .diagnostics import Verdict, assess  # noqa: E402
 from .labels import relabel  # noqa: E402
 from .model import BayesianGMM  # noqa: E402
 from .selection import select_model  # noqa: E402
@@ -46,6 +47,12 @@ table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #f0f0f0; } .warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5rem 1rem; }
 .ok { background: #eef8ee; border-left: 4px solid #3a3; padding: 0.5rem 1rem; }
+.verdict { margin: 1rem 0 1.5rem; padding: 1rem 1.5rem; border: 3px solid; border-radius: 6px; font-size: 1.05rem; }
+.verdict .verdict-title { font-size: 1.6rem; font-weight: bold; margin: 0 0 0.5rem; }
+.verdict-reliable { background: #e6f6e6; border-color: #2e8b2e; } .verdict-reliable .verdict-title { color: #1d6b1d; }
+.verdict-unreliable { background: #fdecea; border-color: #c62828; }
+.verdict-unreliable .verdict-title { color: #b71c1c; }
+.verdict-not-assessed { background: #f3f3f3; border-color: #888; }
 figure { display: inline-block; margin: 0.5rem; } img { max-width: 520px; }
 nav a { margin-right: 1rem; }
 """
@@ -89,6 +96,29 @@ def _table(df: pd.DataFrame, index: bool = False) -> str:
 
 def _note(text: str, kind: str = "warn") -> str:
     return f'<p class="{kind}">{html.escape(text)}</p>'
+
+
+def _verdict_box(verdict: Verdict, what: str) -> str:
+    """The report's headline: a large green (reliable), red (unreliable) or grey box."""
+    titles = {"reliable": "Reliable posterior", "unreliable": "UNRELIABLE posterior",
+              "not assessed": "Posterior not assessed"}
+    if verdict.metrics.get("kind") == "variational":
+        titles = {k: v.replace("posterior", "variational fit") for k, v in titles.items()}
+    items = lambda values: "".join(f"<li>{html.escape(v)}</li>" for v in values)  # noqa: E731
+    parts = [f'<div id="verdict" class="verdict verdict-{verdict.label.replace(" ", "-")}">',
+             f'<p class="verdict-title">{html.escape(titles.get(verdict.label, verdict.label))}</p>',
+             f"<p>{html.escape(verdict.headline())}</p>", f"<p>For {html.escape(what)}.</p>"]
+    if verdict.reasons and verdict.label != "reliable":
+        parts.append(f"<p><b>Why:</b></p><ul>{items(verdict.reasons)}</ul>")
+    if verdict.advice:
+        parts.append(f"<p><b>What to do:</b></p><ul>{items(verdict.advice)}</ul>")
+    if verdict.notes:
+        parts.append(f"<p><b>Notes:</b></p><ul>{items(verdict.notes)}</ul>")
+    if verdict.label == "unreliable":
+        parts.append("<p>Read every number below with this in mind: intervals and assignment probabilities "
+                     "may be wrong.</p>")
+    parts.append("</div>")
+    return "\n".join(parts)
 
 
 def _versions() -> pd.DataFrame:
@@ -176,6 +206,9 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
     if idata.posterior.sizes["feature"] == len(names):
         idata.posterior = idata.posterior.assign_coords(feature=names, feature_bis=names)
     aligned = relabel(idata, reference=em)
+    verdict = assess(aligned)
+    fit_what = (f"the Bayesian fit with K = {K} ({bayes_cov} covariance, "
+                f"{'NUTS' if settings.method == 'nuts' else settings.method.upper()})")
 
     # -- diagnostics
     with warnings.catch_warnings(record=True) as caught:
@@ -201,9 +234,10 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
         f"{aligned.posterior.attrs.get('relabel_permuted_per_chain')}).</p>")
     for message in messages:
         parts["diagnostics"].append(_note(message))
-    if not messages:
+    if not messages and verdict.reliable:
         parts["diagnostics"].append(_note("No warnings: R-hat, effective sample size and divergences look fine.",
                                           "ok"))
+    parts["diagnostics"].append(f"<p>Verdict (the box at the top): {html.escape(verdict.headline())}</p>")
 
     # -- clusters
     rows = []
@@ -286,4 +320,5 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
     )
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>bayesgmm clustering report</title><style>{_CSS}</style></head>\n"
-            f"<body><h1>Clustering report</h1><nav>{nav}</nav>\n{body}\n</body></html>\n")
+            f"<body><h1>Clustering report</h1>\n{_verdict_box(verdict, fit_what)}\n<nav>{nav}</nav>\n{body}\n"
+            "</body></html>\n")

@@ -18,6 +18,7 @@ from scipy.special import logsumexp
 from ._posterior import check_idata, check_points, feature_index, feature_names, posterior_arrays
 from ._validation import check_integer_param, check_option, check_probability, check_real_param, check_seed
 from .density import component_log_prob, limit_responsibilities
+from .diagnostics import assess
 from .labels import relabel
 
 __all__ = [
@@ -118,7 +119,10 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
         r_hat...) of weights, means, stds and correlations (off-diagonal pairs,
         dim ``feature_pair``), plus
         ``total_log_likelihood`` (label-invariant). Attributes give the worst
-        pointwise log-likelihood R-hat and ESS, divergences and relabelling counts.
+        pointwise log-likelihood R-hat and ESS, divergences and relabelling counts;
+        ``attrs["verdict"]`` is :func:`bayesgmm.assess`'s one-line headline (read it
+        before any number), ``attrs["reliable"]`` 1 or 0 and ``attrs["verdict_label"]``
+        "reliable", "unreliable" or "not assessed".
         Warns when R-hat > 1.01, bulk ESS < 400 or there were divergences.
         No NaN: with fewer than 4 draws per chain (e.g. :func:`em_to_idata`) only
         the statistics (mean, sd, HDI) are given; with one chain R-hat is computed
@@ -202,6 +206,11 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     result.attrs.update(invariant)
     result.attrs["n_divergences"] = n_div
     result.attrs["relabel_permuted_per_chain"] = list(post.attrs.get("relabel_permuted_per_chain", []))
+    # The verdict first: every caller (CLI, report, notebooks) gets the same one.
+    verdict = assess(idata)
+    result.attrs["verdict"] = verdict.headline()
+    result.attrs["verdict_label"] = verdict.label
+    result.attrs["reliable"] = int(verdict.reliable)  # 1/0: netCDF attributes cannot be booleans
 
     if not diagnostics:
         result.attrs["diagnostics"] = "not computed: ESS and R-hat need at least 4 draws per chain"

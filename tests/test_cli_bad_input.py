@@ -371,7 +371,7 @@ def test_quiet_keeps_our_diagnostics_and_drops_library_noise(good, tmp_path, mon
         logging.getLogger("pymc").removeHandler(handler)
     assert code == 0, err
     assert seen["progressbar"] is False and seen["target_accept"] == 0.9
-    assert "bayesgmm: warning: 3 divergent transitions" in err
+    assert "bayesgmm: warning: UNRELIABLE posterior: 3 divergent transitions" in err  # the verdict first
     assert "deprecation" not in err and "library note" not in err and records == []
     assert logging.getLogger("pymc").level == level  # restored afterwards
     # without --quiet the library's warnings are shown, one line each

@@ -1,0 +1,428 @@
+"""A verdict on a posterior, read before any of its numbers.
+
+:func:`assess` turns ArviZ's diagnostics into one :class:`Verdict`: reliable,
+unreliable (with the reasons and what to do) or not assessed (a point estimate).
+Everything is computed on *label-invariant* quantities, so that label switching
+between chains is not mistaken for non-convergence and a real problem is not hidden
+by it:
+
+* the log-likelihood of the whole data set per draw (the ``log_likelihood``
+  group summed over points; computed from the draws when the group is absent);
+* the weights and means after :func:`bayesgmm.relabel` (unless already relabelled).
+
+Thresholds (Vehtari, Gelman, Simpson, Carpenter and Bürkner 2021, "Rank-normalization,
+folding, and localization: an improved R-hat"; Stan's and ArviZ's defaults):
+
+* rank-normalised split R-hat <= 1.01;
+* bulk and tail ESS >= 400 draws in total (100 per chain for the 4 chains the
+  paper assumes; bayesgmm's default is 2 chains of 1000 draws);
+* no divergent transition (any divergence means the sampler missed part of the
+  posterior: the draws can be biased);
+* E-BFMI >= 0.3 in every chain (lower: the momentum resampling cannot explore the
+  energy distribution, typical of funnels and heavy tails).
+
+Hitting the maximum tree depth is an efficiency problem, not a validity one (Stan
+says the same); it is reported in the metrics and the advice only. With a single
+chain, R-hat is computed on its two halves and cannot see chains that settle in
+different modes: the verdict says so. A variational fit (ADVI) has no R-hat or ESS:
+its verdict says whether the optimisation's loss reached a plateau (see
+``fit_history``'s attributes).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["Verdict", "assess", "PosteriorDiagnosticsWarning", "RHAT_MAX", "ESS_MIN", "EBFMI_MIN"]
+
+#: Largest acceptable rank-normalised split R-hat.
+RHAT_MAX = 1.01
+#: Smallest acceptable bulk and tail effective sample size (in total, over chains).
+ESS_MIN = 400
+#: Smallest acceptable energy Bayesian fraction of missing information, per chain.
+EBFMI_MIN = 0.3
+#: Above this many (draw, point) pairs the log-likelihood is not recomputed from the draws.
+_LOGLIK_RECOMPUTE_LIMIT = 20_000_000
+
+_LABELS = ("reliable", "unreliable", "not assessed")
+
+
+class PosteriorDiagnosticsWarning(UserWarning):
+    """The posterior failed a diagnostic check; the message starts with the verdict's headline."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a posterior can be trusted, why, and what to do.
+
+    Attributes
+    ----------
+    reliable : bool
+        True only when every check passed (False also for "not assessed").
+    label : {"reliable", "unreliable", "not assessed"}
+    reasons : list of str
+        Why it is unreliable (or why it was not assessed); empty when reliable.
+    advice : list of str
+        What to do, most important first.
+    metrics : dict
+        The figures behind the verdict (divergences, max R-hat, min bulk/tail ESS,
+        E-BFMI, tree-depth saturation, or the VI loss figures) and the thresholds.
+    notes : list of str
+        Caveats that do not make the posterior unreliable (one chain, tree depth).
+
+    Examples
+    --------
+    >>> from bayesgmm import Verdict
+    >>> verdict = Verdict(False, "unreliable", ["3 divergent transitions (0.2% of draws)"],
+    ...                   ["raise target_accept"], {"divergences": 3})
+    >>> verdict.headline()
+    'UNRELIABLE posterior: 3 divergent transitions (0.2% of draws). Try: raise target_accept.'
+    """
+
+    reliable: bool
+    label: str
+    reasons: list[str]
+    advice: list[str]
+    metrics: dict
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        """The verdict in one line, e.g. ``"UNRELIABLE posterior: 34 divergent transitions ... Try: ..."``."""
+        variational = self.metrics.get("kind") == "variational"
+        what = "variational fit" if variational else "posterior"
+        if self.label == "unreliable":
+            line = f"UNRELIABLE {what}: {', '.join(self.reasons)}."
+            if self.advice:
+                line += f" Try: {'; '.join(self.advice[:2])}."
+            return line
+        if self.label == "not assessed":
+            return f"Posterior not assessed: {', '.join(self.reasons) or 'no diagnostics available'}."
+        if variational:
+            line = (f"Reliable variational fit: the loss reached a plateau "
+                    f"({self.metrics.get('loss_range', float('nan')):.3g} over the last windows, tolerance "
+                    f"{self.metrics.get('loss_tolerance', float('nan')):.3g}); variational intervals are usually "
+                    "too narrow, confirm with method='nuts'.")
+            return line
+        parts = ["no divergences" if "divergences" in self.metrics else "no divergence information"]
+        if self.metrics.get("max_rhat") is not None:
+            parts.append(f"R-hat <= {self.metrics['max_rhat']:.3f}")
+        if self.metrics.get("min_ess_bulk") is not None:
+            parts.append(f"bulk ESS >= {self.metrics['min_ess_bulk']:.0f}")
+        if self.metrics.get("min_ess_tail") is not None:
+            parts.append(f"tail ESS >= {self.metrics['min_ess_tail']:.0f}")
+        line = f"Reliable posterior: {', '.join(parts)}."
+        if self.metrics.get("n_chains") == 1:
+            line += " (One chain: R-hat cannot see separate modes; run 2 or more chains to check.)"
+        return line
+
+    def details(self) -> str:
+        """The headline followed by every reason, note and piece of advice, one per line."""
+        lines = [self.headline()]
+        lines += [f"  why: {r}" for r in self.reasons if self.label != "reliable"]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  to do: {a}" for a in self.advice]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.headline()
+
+
+# ---------------------------------------------------------------------------- helpers
+def _quiet_arviz():
+    """ArviZ logs a "shape validation failed" line for one chain; R-hat is redone on halves."""
+    log = logging.getLogger("arviz")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    return log, level
+
+
+def _as_chains(da: xr.DataArray) -> xr.DataArray:
+    """(chain, draw, ...) with one chain split in two halves (for R-hat)."""
+    da = da.transpose("chain", "draw", ...)
+    if da.sizes["chain"] > 1:
+        return da
+    half = da.sizes["draw"] // 2
+    first = da.isel(chain=0, draw=slice(0, half)).values
+    second = da.isel(chain=0, draw=slice(half, 2 * half)).values
+    return xr.DataArray(np.stack([first, second]), dims=da.dims)
+
+
+def _rhat_ess(da: xr.DataArray) -> tuple[float | None, float | None, float | None]:
+    """Max R-hat, min bulk ESS, min tail ESS over a quantity's entries (constant entries left out)."""
+    import arviz as az
+
+    da = da.transpose("chain", "draw", ...).astype(float)
+    values = da.values.reshape(da.shape[0], da.shape[1], -1)
+    keep = np.ptp(values.reshape(-1, values.shape[-1]), axis=0) > 0  # a constant (K=1 weight) has no R-hat
+    keep &= np.all(np.isfinite(values), axis=(0, 1))
+    if not keep.any():
+        return None, None, None
+    flat = xr.DataArray(values[..., keep], dims=("chain", "draw", "entry"))
+    log, level = _quiet_arviz()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rhat = (az.rhat(_as_chains(flat).to_dataset(name="x"))["x"].values
+                    if flat.sizes["draw"] >= 8 or flat.sizes["chain"] > 1 else None)
+            bulk = az.ess(flat.to_dataset(name="x"), method="bulk")["x"].values
+            tail = az.ess(flat.to_dataset(name="x"), method="tail")["x"].values
+    finally:
+        log.setLevel(level)
+
+    def reduce(arr, fn):
+        if arr is None:
+            return None
+        arr = np.asarray(arr, dtype=float)
+        arr = arr[np.isfinite(arr)]
+        return float(fn(arr)) if arr.size else None
+
+    return reduce(rhat, np.max), reduce(bulk, np.min), reduce(tail, np.min)
+
+
+def _total_log_likelihood(idata) -> xr.DataArray | None:
+    """The log-likelihood of all data per draw: from the ``log_likelihood`` group, else computed."""
+    if "log_likelihood" in idata.groups() and len(idata.log_likelihood.data_vars):
+        ll = idata.log_likelihood
+        name = "obs" if "obs" in ll else next(iter(ll.data_vars))
+        da = ll[name]
+        other = [d for d in da.dims if d not in ("chain", "draw")]
+        return da.sum(other) if other else da
+    if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
+        return None
+    from ._posterior import posterior_arrays
+    from .density import pointwise_log_likelihood
+
+    post = idata.posterior
+    X = np.asarray(idata.observed_data["obs"].values, dtype=float)
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
+    if X.ndim != 2 or n_draws * X.shape[0] > _LOGLIK_RECOMPUTE_LIMIT:
+        return None
+    try:
+        arrays = posterior_arrays(idata)
+        if arrays["means"].shape[-1] != X.shape[1]:
+            return None
+        pointwise = pointwise_log_likelihood(X, arrays["weights"], arrays["means"], arrays["chol"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return xr.DataArray(pointwise.sum(axis=1).reshape(post.sizes["chain"], post.sizes["draw"]),
+                        dims=("chain", "draw"))
+
+
+def _relabelled(idata, relabel_draws) -> tuple[object, str]:
+    """The posterior with consistent labels, and "relabelled", "one component" or "as sampled"."""
+    post = idata.posterior
+    if post.sizes.get("component", 1) <= 1:
+        return idata, "one component"
+    if "relabel_permuted_per_chain" in post.attrs and relabel_draws is not True:
+        return idata, "relabelled"
+    if relabel_draws is False:
+        return idata, "as sampled"
+    from .labels import relabel
+
+    try:
+        return relabel(idata), "relabelled"
+    except (ValueError, TypeError, KeyError, np.linalg.LinAlgError):
+        return idata, "as sampled"  # e.g. no covariances: use the draws as they are
+
+
+def _sample_stat(stats, *names):
+    for name in names:
+        if stats is not None and name in stats:
+            return stats[name]
+    return None
+
+
+# ---------------------------------------------------------------------------- assess
+def assess(idata, *, relabel_draws: bool | str = "auto") -> Verdict:
+    """Judge whether a posterior can be trusted, using ArviZ's diagnostics.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        From :meth:`BayesianGMM.fit` (NUTS or ADVI), :func:`bayesgmm.relabel` or
+        :func:`em_to_idata`; only the ``posterior`` group is required.
+    relabel_draws : bool or "auto", default="auto"
+        Relabel the weights and means before computing their R-hat and ESS
+        ("auto": unless already relabelled). False uses them as they are.
+
+    Returns
+    -------
+    Verdict
+        ``verdict.headline()`` is one line to show before any number.
+
+    Examples
+    --------
+    >>> import numpy as np, arviz as az
+    >>> from bayesgmm.diagnostics import assess
+    >>> idata = az.from_dict(posterior={"weights": np.full((2, 50, 2), 0.5)},
+    ...                      sample_stats={"diverging": np.ones((2, 50), dtype=bool)})
+    >>> assess(idata).headline().split(":")[0]
+    'UNRELIABLE posterior'
+    """
+    import arviz as az
+
+    if not isinstance(idata, az.InferenceData):
+        raise TypeError(f"idata must be an arviz.InferenceData (from BayesianGMM.fit), got {type(idata).__name__}.")
+    if "posterior" not in idata.groups():
+        raise ValueError(f"idata has no posterior group (groups: {list(idata.groups())}).")
+    if relabel_draws not in (True, False, "auto"):
+        raise ValueError(f"relabel_draws must be True, False or 'auto', got {relabel_draws!r}.")
+    post = idata.posterior
+    n_chains, n_draws = int(post.sizes.get("chain", 1)), int(post.sizes.get("draw", 1))
+    method = str(idata.attrs.get("inference_method", ""))
+    if "fit_history" in idata.groups() or method in ("advi", "fullrank_advi"):
+        return _assess_variational(idata, method)
+    if n_draws < 4:
+        what = "a point estimate (e.g. EM)" if n_draws == 1 else f"{n_draws} draws per chain"
+        return Verdict(False, "not assessed", [f"{what}: R-hat and ESS need at least 4 draws per chain"],
+                       ["fit with BayesianGMM(...).fit(X) (NUTS) to get a posterior with diagnostics"],
+                       {"kind": "none", "n_chains": n_chains, "n_draws": n_chains * n_draws})
+    return _assess_mcmc(idata, n_chains, n_draws, relabel_draws)
+
+
+def _assess_mcmc(idata, n_chains: int, n_draws: int, relabel_draws) -> Verdict:
+    import arviz as az
+
+    total = n_chains * n_draws
+    metrics: dict = {"kind": "mcmc", "n_chains": n_chains, "n_draws": total, "rhat_threshold": RHAT_MAX,
+                     "ess_threshold": ESS_MIN, "ebfmi_threshold": EBFMI_MIN}
+    reasons: list[str] = []
+    advice: list[str] = []
+    notes: list[str] = []
+    stats = idata.get("sample_stats")
+
+    # -- divergences
+    diverging = _sample_stat(stats, "diverging", "divergent")
+    if diverging is not None:
+        n_div = int(np.asarray(diverging.values, dtype=bool).sum())
+        metrics["divergences"] = n_div
+        metrics["divergence_pct"] = 100.0 * n_div / max(total, 1)
+        if n_div:
+            reasons.append(f"{n_div} divergent transition{'s' if n_div != 1 else ''} "
+                           f"({metrics['divergence_pct']:.1f}% of draws)")
+            advice.append("raise target_accept and tune (e.g. fit(..., target_accept=0.95, tune=2000))")
+            advice.append("if divergences persist, try fit(..., warmup_start='identity') or fewer components")
+
+    # -- R-hat and ESS on label-invariant quantities
+    quantities: dict[str, xr.DataArray] = {}
+    loglik = _total_log_likelihood(idata)
+    if loglik is not None:
+        quantities["log-likelihood"] = loglik
+    relabelled, labels = _relabelled(idata, relabel_draws)
+    labels_ok = labels != "as sampled"
+    prefix = "relabelled " if labels == "relabelled" else ""
+    for name in ("weights", "means"):
+        if name in relabelled.posterior:
+            quantities[prefix + name] = relabelled.posterior[name]
+    per_quantity = {name: _rhat_ess(da) for name, da in quantities.items()}
+    rhats = {k: v[0] for k, v in per_quantity.items() if v[0] is not None}
+    bulks = {k: v[1] for k, v in per_quantity.items() if v[1] is not None}
+    tails = {k: v[2] for k, v in per_quantity.items() if v[2] is not None}
+    metrics["max_rhat"] = max(rhats.values()) if rhats else None
+    metrics["max_rhat_on"] = max(rhats, key=rhats.get) if rhats else None
+    metrics["min_ess_bulk"] = min(bulks.values()) if bulks else None
+    metrics["min_ess_tail"] = min(tails.values()) if tails else None
+    metrics["rhat_log_likelihood"] = rhats.get("log-likelihood")
+    metrics["quantities"] = list(quantities)
+    if n_chains == 1:
+        notes.append("one chain: R-hat is computed on its two halves and cannot see chains settling in "
+                     "different modes; run 2 or more chains")
+    bad_rhat = {k: v for k, v in rhats.items() if v > RHAT_MAX}
+    if bad_rhat:
+        worst = max(bad_rhat, key=bad_rhat.get)
+        text = f"R-hat {bad_rhat[worst]:.3f} on the {worst}"
+        if worst != "log-likelihood" and "log-likelihood" in bad_rhat:
+            text += f" ({bad_rhat['log-likelihood']:.3f} on the log-likelihood)"
+        reasons.append(text)
+        if loglik is not None and n_chains > 1 and rhats.get("log-likelihood", 1.0) > 1.1:
+            chain_means = loglik.mean("draw").values
+            reasons.append("chains settled at different log-likelihoods (per-chain means "
+                           f"{', '.join(f'{v:.1f}' for v in chain_means)}): they are probably in different modes")
+            advice.append("the posterior may have several modes: try fewer components, or compare the chains "
+                          "(az.plot_trace) before using any summary")
+        advice.append("run longer chains (more draws and tune)")
+        if not labels_ok and "log-likelihood" not in bad_rhat:
+            advice.append("if chains settled on different labellings, summarise with bayesgmm.relabel first")
+    low_bulk = {k: v for k, v in bulks.items() if v < ESS_MIN}
+    low_tail = {k: v for k, v in tails.items() if v < ESS_MIN}
+    if low_bulk:
+        worst = min(low_bulk, key=low_bulk.get)
+        reasons.append(f"bulk ESS {low_bulk[worst]:.0f} on the {worst} (< {ESS_MIN})")
+    if low_tail:
+        worst = min(low_tail, key=low_tail.get)
+        reasons.append(f"tail ESS {low_tail[worst]:.0f} on the {worst} (< {ESS_MIN})")
+    if low_bulk or low_tail:
+        advice.append(f"draw more samples (an effective sample size of at least {ESS_MIN}, i.e. 100 per chain "
+                      "with 4 chains, is needed for stable intervals)")
+
+    # -- E-BFMI
+    if stats is not None and "energy" in stats:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                bfmi = np.atleast_1d(az.bfmi(idata))
+        except (ValueError, TypeError, KeyError):
+            bfmi = np.array([])
+        bfmi = bfmi[np.isfinite(bfmi)]
+        if bfmi.size:
+            metrics["min_ebfmi"] = float(bfmi.min())
+            if bfmi.min() < EBFMI_MIN:
+                reasons.append(f"E-BFMI {bfmi.min():.2f} (< {EBFMI_MIN}) in {int((bfmi < EBFMI_MIN).sum())} "
+                               "chain(s)")
+                advice.append("low E-BFMI points to a funnel or heavy tails: run a longer tune, or use fewer "
+                              "components")
+
+    # -- tree depth: an efficiency warning only
+    saturated = _sample_stat(stats, "reached_max_treedepth", "maxdepth_reached")
+    if saturated is not None:
+        pct = 100.0 * float(np.asarray(saturated.values, dtype=bool).mean())
+        metrics["treedepth_saturation_pct"] = pct
+        if pct > 0:
+            notes.append(f"{pct:.1f}% of transitions hit the maximum tree depth (slow exploration, not a "
+                         "validity problem): raise max_treedepth if sampling is slow")
+
+    if not quantities:
+        notes.append("no weights, means or log-likelihood to compute R-hat and ESS on")
+    reliable = not reasons
+    return Verdict(reliable, "reliable" if reliable else "unreliable", reasons, advice, metrics, notes)
+
+
+def _assess_variational(idata, method: str) -> Verdict:
+    hist = idata.get("fit_history")
+    attrs = dict(hist.attrs) if hist is not None else {}
+    method = str(attrs.get("method", method or "ADVI"))
+    metrics: dict = {"kind": "variational", "method": method}
+    for key in ("converged", "n_iterations", "loss_range", "loss_tolerance", "loss_window", "final_learning_rate",
+                "learning_rate"):
+        if key in attrs:
+            value = attrs[key]
+            metrics[key] = value.item() if hasattr(value, "item") else value
+    notes = ["variational approximations usually understate posterior uncertainty (intervals too narrow)"]
+    if "converged" not in attrs:
+        return Verdict(False, "not assessed", [f"{method}: no record of the optimisation (fit_history)"],
+                       ["refit with BayesianGMM(...).fit(X, method=...)"], metrics, notes)
+    if int(attrs["converged"]):
+        return Verdict(True, "reliable", [], ["confirm important conclusions with method='nuts'"], metrics, notes)
+    n_iter = int(attrs.get("n_iterations", 0))
+    windows, window = int(attrs.get("loss_windows", 3)), int(attrs.get("loss_window", 0))
+    spread = float(attrs.get("loss_range", float("nan")))
+    tolerance = float(attrs.get("loss_tolerance", float("nan")))
+    if "loss_range" in attrs and np.isnan(spread):
+        reason = (f"the {method} optimisation stopped after {n_iter} iterations, too few to see a plateau "
+                  f"({windows} windows of {window} are needed)")
+    elif np.isfinite(spread) and spread <= tolerance:
+        reason = (f"the {method} loss had not yet settled at the lowest learning rate after {n_iter} iterations "
+                  f"(it reached {len(np.atleast_1d(attrs.get('plateau_iterations', [])))} of the plateaus needed)")
+    else:
+        reason = f"the {method} loss was still moving after {n_iter} iterations"
+        if "loss_range" in attrs:
+            reason += (f" (its mean over the last {windows} windows of {window} iterations spread over "
+                       f"{spread:.3g}, tolerance {tolerance:.3g})")
+    advice = (["raise n_iterations", "or use method='nuts'"] if "too few" in reason else
+              ["raise n_iterations, or lower learning_rate if the loss swings", "or use method='nuts'"])
+    return Verdict(False, "unreliable", [reason], advice, metrics, notes)

@@ -1,0 +1,236 @@
+"""The posterior verdict (bayesgmm.diagnostics) and where it is shown: warnings, CLI, summary, report."""
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesgmm import BayesianGMM, PosteriorDiagnosticsWarning, assess, em_to_idata, summary
+from bayesgmm.cli import main
+from bayesgmm.datasets import make_mixture
+from bayesgmm.em import GaussianMixtureEM
+from bayesgmm.inference import LossPlateau, warn_on_diagnostics
+
+
+def _posterior(n_chains=2, n_draws=200, *, stuck=False, n_div=0, low_bfmi=False, seed=0):
+    """A hand-made two-component, one-feature posterior with chosen defects."""
+    rng = np.random.default_rng(seed)
+    shape = (n_chains, n_draws)
+    means = np.stack([rng.normal(0, 0.1, shape), rng.normal(5, 0.1, shape)], axis=-1)[..., None]
+    loglik = rng.normal(-15, 0.3, shape + (20,))
+    if stuck:  # each chain sits in its own mode: means and log-likelihood differ between chains
+        means[1] += 1.5
+        loglik[1] -= 0.5
+    jitter = rng.normal(0, 0.01, shape + (1,)) * [1, -1]
+    weights = np.stack([np.full(shape, 0.4), np.full(shape, 0.6)], axis=-1) + jitter
+    cov = np.broadcast_to(np.ones((1, 1)), shape + (2, 1, 1)).copy()
+    diverging = np.zeros(shape, dtype=bool)
+    diverging.ravel()[:n_div] = True
+    energy = np.cumsum(rng.normal(0, 1, shape), axis=1) if low_bfmi else rng.normal(0, 1, shape)
+    return az.from_dict(
+        posterior={"weights": weights, "means": means, "cov": cov},
+        log_likelihood={"obs": loglik},
+        sample_stats={"diverging": diverging, "energy": energy},
+        dims={"weights": ["component"], "means": ["component", "feature"],
+              "cov": ["component", "feature", "feature_bis"], "obs": ["obs_id"]},
+    )
+
+
+# --------------------------------------------------------------------------- assess
+def test_bad_posterior_is_unreliable_with_the_right_reasons():
+    verdict = assess(_posterior(stuck=True, n_div=34, low_bfmi=True))
+    assert not verdict.reliable and verdict.label == "unreliable"
+    reasons = " | ".join(verdict.reasons)
+    assert "34 divergent transitions (8.5% of draws)" in reasons
+    assert "R-hat" in reasons and "log-likelihood" in reasons
+    assert "different modes" in reasons  # chains settled at different log-likelihoods
+    assert "E-BFMI" in reasons
+    assert verdict.metrics["divergences"] == 34 and verdict.metrics["max_rhat"] > 1.1
+    assert verdict.metrics["min_ebfmi"] < 0.3
+    headline = verdict.headline()
+    assert headline.startswith("UNRELIABLE posterior: 34 divergent transitions (8.5% of draws), R-hat ")
+    assert "Try: " in headline and "target_accept" in headline and "\n" not in headline
+
+
+def test_clean_hand_made_posterior_is_reliable_and_says_so():
+    verdict = assess(_posterior(n_draws=1000))
+    assert verdict.reliable and verdict.label == "reliable" and verdict.reasons == []
+    assert verdict.headline().startswith("Reliable posterior: no divergences, R-hat <= 1.0")
+    assert "bulk ESS >= " in verdict.headline()
+    assert verdict.metrics["quantities"][0] == "log-likelihood"
+
+
+def test_low_ess_and_single_chain_are_named():
+    idata = _posterior(n_chains=1, n_draws=60)
+    verdict = assess(idata)
+    assert any("bulk ESS" in r and "(< 400)" in r for r in verdict.reasons)
+    assert any("cannot see" in n for n in verdict.notes)
+
+
+def test_point_estimate_is_not_assessed():
+    X, _ = make_mixture(60, 2, 2, random_state=0)
+    idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
+    verdict = assess(idata)
+    assert verdict.label == "not assessed" and not verdict.reliable
+    assert verdict.headline().startswith("Posterior not assessed:")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summ = summary(idata)
+    assert summ.attrs["verdict_label"] == "not assessed" and summ.attrs["reliable"] == 0
+
+
+def test_assess_refuses_what_is_not_a_posterior():
+    with pytest.raises(TypeError, match="InferenceData"):
+        assess({"posterior": 1})
+    with pytest.raises(ValueError, match="relabel_draws"):
+        assess(_posterior(), relabel_draws="sometimes")
+
+
+def test_variational_verdict_reads_the_fit_history():
+    idata = _posterior()
+    idata.posterior = idata.posterior.isel(chain=[0])
+    import xarray as xr
+
+    for converged, label in ((1, "reliable"), (0, "unreliable")):
+        copy = idata.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            copy.add_groups(fit_history=xr.Dataset(
+                {"loss": ("iteration", np.ones(3000))},
+                attrs={"method": "fullrank_advi", "converged": converged, "n_iterations": 3000, "loss_window": 500,
+                       "loss_windows": 3, "loss_range": 4.2 if not converged else 0.01, "loss_tolerance": 0.3}))
+        verdict = assess(copy)
+        assert verdict.label == label
+        if converged:
+            assert verdict.headline().startswith("Reliable variational fit")
+        else:
+            assert "still moving" in verdict.headline() and "spread over 4.2, tolerance 0.3" in verdict.headline()
+
+
+# ---------------------------------------------------------------- warnings, summary
+def test_warning_starts_with_the_headline_and_is_exported():
+    assert issubclass(PosteriorDiagnosticsWarning, UserWarning)
+    idata = _posterior(stuck=True, n_div=3)
+    with pytest.warns(PosteriorDiagnosticsWarning) as record:
+        verdict = warn_on_diagnostics(idata)
+    message = str(record[0].message)
+    assert message.splitlines()[0] == verdict.headline()
+    assert "why:" in message and "to do:" in message
+
+
+def test_healthy_nuts_fit_is_not_falsely_unreliable(three_blobs):
+    X, _ = three_blobs
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        idata = BayesianGMM(3).fit(X, draws=600, tune=400, chains=2, random_seed=1, progressbar=False)
+    verdict = assess(idata)
+    assert not any("R-hat" in r for r in verdict.reasons), verdict.details()
+    assert verdict.metrics["divergences"] == 0 and verdict.metrics["max_rhat"] <= 1.01
+    assert verdict.metrics["quantities"] == ["log-likelihood", "relabelled weights", "relabelled means"]
+    assert verdict.reliable, verdict.details()
+    assert not any(issubclass(w.category, PosteriorDiagnosticsWarning) for w in record)
+    summ = summary(idata)
+    assert summ.attrs["verdict"] == verdict.headline() and summ.attrs["reliable"] == 1
+
+
+def test_summary_attaches_the_verdict(three_blob_fit):
+    _, idata = three_blob_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summ = summary(idata)
+    assert summ.attrs["verdict"] == assess(idata).headline()
+    assert summ.attrs["verdict"].split(":")[0] in ("Reliable posterior", "UNRELIABLE posterior")
+    assert summ.attrs["reliable"] in (0, 1) and summ.attrs["verdict_label"] in ("reliable", "unreliable")
+
+
+# --------------------------------------------------------------------------- CLI
+def test_headline_is_the_first_line_of_fit_output(tmp_path, capsys):
+    X, _ = make_mixture(60, 2, 2, random_state=2, separation=8)
+    csv = tmp_path / "tiny.csv"
+    pd.DataFrame(X, columns=["a", "b"]).to_csv(csv, index=False)
+    code = main(["fit", str(csv), "--components", "2", "--draws", "60", "--tune", "60", "--quiet",
+                 "--out", str(tmp_path / "fit.nc")])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].startswith(("Reliable posterior:", "UNRELIABLE posterior:")), out
+    assert out[-1].startswith("Saved the posterior to")
+    # 120 draws cannot reach an ESS of 400: the verdict must say so, first
+    assert out[0].startswith("UNRELIABLE posterior:") and "ESS" in out[0]
+
+
+# ------------------------------------------------------------------------- report
+def test_report_puts_the_verdict_before_any_table():
+    from bayesgmm.report import ReportSettings, build_report
+
+    X, _ = make_mixture(80, 2, 2, random_state=4, separation=8)
+    settings = ReportSettings(n_components=2, method="advi", draws=50, progressbar=False, source="tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(pd.DataFrame(X, columns=["a", "b"]), settings)
+    body = text[text.index("<body>"):]
+    after_title = body[body.index("</h1>") + len("</h1>"):].lstrip()
+    assert after_title.startswith('<div id="verdict" class="verdict verdict-')
+    assert body.index('id="verdict"') < body.index("<table") and body.index('id="verdict"') < body.index("<nav>")
+    assert "variational fit" in after_title[:400]
+
+
+def test_verdict_box_is_red_with_reasons_and_advice():
+    from bayesgmm.report import _verdict_box
+
+    box = _verdict_box(assess(_posterior(stuck=True, n_div=5)), "a test fit")
+    assert 'class="verdict verdict-unreliable"' in box and "UNRELIABLE posterior" in box
+    assert "<b>Why:</b>" in box and "<b>What to do:</b>" in box and "5 divergent transitions" in box
+    assert 'class="verdict verdict-reliable"' in _verdict_box(assess(_posterior(n_draws=1000)), "x")
+
+
+# ----------------------------------------------------------------------------- VI
+def test_vi_non_convergence_warns_with_figures():
+    X, _ = make_mixture(60, 2, 2, random_state=3, separation=8)
+    with pytest.warns(PosteriorDiagnosticsWarning, match=r"did not converge in 100 iterations \(only 100 "):
+        idata = BayesianGMM(2).fit(X, method="fullrank_advi", n_iterations=100, draws=50, random_seed=0,
+                                   progressbar=False)
+    attrs = idata.fit_history.attrs
+    assert attrs["converged"] == 0 and np.isnan(attrs["loss_range"])
+    verdict = assess(idata)
+    assert verdict.label == "unreliable" and "too few to see a plateau" in verdict.headline()
+
+
+def _feed(plateau, losses):
+    try:
+        for i in range(1, len(losses) + 1):
+            plateau(None, losses[:i], i)
+    except StopIteration:
+        return True
+    return False
+
+
+def test_loss_plateau_rule():
+    import pytensor
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    # still falling (slowly, like a stalled optimiser): never a plateau
+    falling = 1000 - 0.01 * np.arange(n) + rng.normal(0, 1, n)
+    assert not _feed(LossPlateau(n_rows=100), falling)
+    # swinging between levels (learning rate too large): never a plateau
+    swinging = np.repeat(rng.choice([60.0, 400.0, 800.0], n // 250), 250) + rng.normal(0, 5, n)
+    assert not _feed(LossPlateau(n_rows=300), swinging)
+    # flat and noisy: a plateau at each learning rate, the rate cut by 10 twice, then converged
+    rate = pytensor.shared(np.float64(0.01))
+    plateau = LossPlateau(n_rows=300, learning_rates=[rate])
+    assert _feed(plateau, 500 + rng.normal(0, 2, n)) and plateau.converged
+    assert plateau.plateaus == [1500, 3000, 4500] and rate.get_value() == pytest.approx(1e-4)
+
+
+def test_fullrank_advi_finds_both_blobs():
+    # The issue's two-blob example: full-rank ADVI stopped at weights [0.017, 0.983].
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal([0, 0], 1, (100, 2)), rng.normal([5, 5], 1, (100, 2))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PosteriorDiagnosticsWarning)
+        idata = BayesianGMM(2).fit(X, method="fullrank_advi", draws=300, random_seed=1, progressbar=False)
+    weights = np.sort(idata.posterior["weights"].mean(("chain", "draw")).values)
+    np.testing.assert_allclose(weights, [0.5, 0.5], atol=0.05)
+    assert idata.fit_history.attrs["converged"] == 1 and assess(idata).reliable
