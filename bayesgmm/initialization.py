@@ -25,9 +25,9 @@ def _one_hot(labels: np.ndarray, n_components: int, dtype) -> np.ndarray:
     return resp
 
 
-def init_kmeans(X, n_components, sample_weight, rng):
+def init_kmeans(X, n_components, sample_weight, rng, n_init: int = 1):
     labels = (
-        KMeans(n_clusters=n_components, n_init=1, random_state=rng)
+        KMeans(n_clusters=n_components, n_init=n_init, random_state=rng)
         .fit(X, sample_weight=sample_weight)
         .labels_
     )
@@ -35,12 +35,7 @@ def init_kmeans(X, n_components, sample_weight, rng):
 
 
 def init_kmeans_best_of_10(X, n_components, sample_weight, rng):
-    labels = (
-        KMeans(n_clusters=n_components, n_init=10, random_state=rng)
-        .fit(X, sample_weight=sample_weight)
-        .labels_
-    )
-    return np.arange(X.shape[0]), _one_hot(labels, n_components, X.dtype)
+    return init_kmeans(X, n_components, sample_weight, rng, n_init=10)
 
 
 def init_kmeans_plusplus(X, n_components, sample_weight, rng):
