@@ -2,9 +2,19 @@
 
 from ._posterior import em_to_idata
 from .compare import FitComparison, KComparison, compare_fits, compare_k
+from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess
 from .em import DegenerateFitWarning, GaussianMixtureEM
 from .labels import relabel
 from .model import BayesianGMM
+from .partition import (
+    credible_ball,
+    draw_allocations,
+    occupied_clusters,
+    partition_distance,
+    partition_summary,
+    point_partition,
+    similarity_matrix,
+)
 from .priors import Priors
 from .selection import ModelSelection, select_model
 from .summaries import (
@@ -22,6 +32,9 @@ __version__ = "0.1.0"
 __all__ = [
     "BayesianGMM",
     "DegenerateFitWarning",
+    "PosteriorDiagnosticsWarning",
+    "Verdict",
+    "assess",
     "GaussianMixtureEM",
     "ModelSelection",
     "Priors",
@@ -39,4 +52,11 @@ __all__ = [
     "compare_fits",
     "FitComparison",
     "em_to_idata",
+    "draw_allocations",
+    "similarity_matrix",
+    "point_partition",
+    "credible_ball",
+    "occupied_clusters",
+    "partition_summary",
+    "partition_distance",
 ]
