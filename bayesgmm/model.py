@@ -33,6 +33,10 @@ _MAX_SEED = 2**32 - 1
 #: holding a SHA-256 of the rest of the file, so that any changed byte is detected.
 _USERBLOCK_SIZE = 512
 _FILE_MAGIC = b"BAYESGMM-FILE-SHA256:"
+#: Data whose mean lies more than this many prior scales from a fixed ``priors.location``, or
+#: whose sd differs from a fixed ``priors.scale`` by more than this factor, get a warning.
+_PRIOR_FAR_OFFSET = 100.0
+_PRIOR_FAR_RATIO = 1000.0
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
@@ -41,7 +45,9 @@ class BayesianGMM:
 
     The model, for rows :math:`x_n \in \mathbb{R}^D` and components
     :math:`k = 1..K`, with :math:`c_j, s_j` the mean and standard deviation of
-    feature :math:`j` in the training data:
+    feature :math:`j` in the training data (empirical Bayes, the default), or
+    the fixed ``priors["location"]`` and ``priors["scale"]`` (a generative model,
+    see :meth:`sample_prior_predictive`):
 
     .. math::
 
@@ -153,11 +159,40 @@ class BayesianGMM:
                 f"Feature(s) {[names[j] for j in constant]} are constant (every row has the same value); a "
                 "mixture cannot model a zero-variance column. Drop them."
             )
-        scaling = FeatureScaling.from_data(X, feature_names=names)
+        scaling = self._prior_scaling(FeatureScaling.from_data(X, feature_names=names), names)
         Z = scaling.transform(X)
-        if not np.all(np.isfinite(Z)):  # pragma: no cover - FeatureScaling's limits rule this out
+        if not np.all(np.isfinite(Z)):
+            if self.priors.location is not None or self.priors.scale is not None:
+                raise ValueError("X cannot be standardised in float64 with priors['location'] and "
+                                 "priors['scale'] (values out of range); check that they are in X's units.")
+            # Not reached with the data's own scaling: FeatureScaling's limits rule it out.
             raise ValueError("X cannot be standardised in float64 (values out of range); rescale its columns.")
         return _Data(X, Z, names, np.asarray(scaling.centre, dtype=float), np.asarray(scaling.scale, dtype=float))
+
+    def _prior_scaling(self, data_scaling: FeatureScaling, names: list[str]) -> FeatureScaling:
+        """The ``c`` and ``s`` the priors are set on: the data's, or ``priors.location``/``scale`` where fixed.
+
+        The data's own scaling has been computed (and its float64 limits checked)
+        either way; a fixed location or scale replaces it. Data far outside a fixed
+        prior (most likely given in other units) get a warning, not an error.
+        """
+        D = len(names)
+        location, scale = self.priors.location_vector(D), self.priors.scale_vector(D)  # check the lengths
+        if location is None and scale is None:
+            return data_scaling
+        centre = np.asarray(data_scaling.centre if location is None else location, dtype=float)
+        spread = np.asarray(data_scaling.scale if scale is None else scale, dtype=float)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            offset = np.abs(np.asarray(data_scaling.centre) - centre) / spread
+            ratio = np.asarray(data_scaling.scale) / spread
+        far = ~((offset <= _PRIOR_FAR_OFFSET) & (ratio >= 1 / _PRIOR_FAR_RATIO) & (ratio <= _PRIOR_FAR_RATIO))
+        if far.any():
+            details = "; ".join(f"{names[j]!r}: mean {float(data_scaling.centre[j]):.4g}, sd "
+                                f"{float(data_scaling.scale[j]):.4g} vs location {centre[j]:.4g}, scale "
+                                f"{spread[j]:.4g}" for j in np.flatnonzero(far)[:5])
+            warnings.warn(f"X lies far outside the prior set by priors['location'] and priors['scale'] ({details}); "
+                          "check that they are in X's units.", UserWarning, stacklevel=4)
+        return FeatureScaling(centre=centre, scale=spread)
 
     def _check_X(self, X, *, fitting: bool) -> tuple[np.ndarray, list[str]]:
         if fitting:
@@ -350,6 +385,100 @@ class BayesianGMM:
                 model.set_initval(model[name], value)
         self.model_ = model
         return model
+
+    # ------------------------------------------------------------ prior draws
+    def sample_prior_predictive(self, n_samples: int, *, n_features: int | None = None,
+                                random_seed: int | None = None) -> dict:
+        """Draw parameters from the prior, then a dataset of ``n_samples`` rows from them.
+
+        Needs a generative prior, ``priors={"location": ..., "scale": ...}``: by
+        default the prior is centred and scaled on the training data (empirical
+        Bayes), so there is no prior before there are data. The draws follow the
+        model exactly (see :class:`BayesianGMM`): on the standardised scale
+        ``w ~ Dirichlet(alpha)``, ``mu_z[k, j] ~ N(0, mean_scale^2)``, component sds
+        from ``sd_dist(sd_scale)``, LKJ(eta) correlations (full), each row's component
+        ``~ Categorical(w)`` and its value ``~ N(mu_z[k], Sigma_z[k])``; then
+        ``x = location + scale * z``. With ``ordered``, the components are sorted by
+        their mean along that feature (the ordered prior is that of sorted draws).
+
+        Parameters
+        ----------
+        n_samples : int
+            Rows of the simulated dataset (>= 1).
+        n_features : int, optional
+            Number of features; needed only when ``location`` and ``scale`` are both
+            single numbers (otherwise it is their length, and must match if given).
+        random_seed : int, optional
+            An integer in [0, 2**32 - 1]; the same seed gives the same draws.
+
+        Returns
+        -------
+        dict
+            ``"X"`` (n_samples, n_features) and ``"labels"`` (n_samples,), the
+            component of each row; the parameters drawn, in the data's units:
+            ``"weights"`` (K,), ``"means"`` (K, D), ``"covariances"`` (K, D, D).
+
+        Raises
+        ------
+        ValueError
+            Without a fixed ``location`` and ``scale``, or for an invalid argument.
+
+        Examples
+        --------
+        >>> from bayesgmm import BayesianGMM
+        >>> gmm = BayesianGMM(2, priors={"location": [0.0, 10.0], "scale": [1.0, 5.0]})
+        >>> draw = gmm.sample_prior_predictive(100, random_seed=0)
+        >>> draw["X"].shape, draw["means"].shape, draw["covariances"].shape
+        ((100, 2), (2, 2), (2, 2, 2))
+        """
+        from ._lkj import draw_packed, unpack_cholesky
+
+        n_samples = check_integer_param(n_samples, "n_samples", minimum=1)
+        random_seed = _seed(random_seed, "random_seed")
+        priors = self.priors
+        if not priors.generative:
+            missing = [name for name in ("location", "scale") if getattr(priors, name) is None]
+            raise ValueError(
+                f"sample_prior_predictive needs a generative prior, but priors {missing} are not set: by default "
+                "they are the training data's mean and sd (empirical Bayes), so there is no prior before data. "
+                "Set them in the data's units, e.g. BayesianGMM(K, priors={'location': 0.0, 'scale': 1.0})."
+            )
+        lengths = {len(v) for v in (priors.location, priors.scale) if isinstance(v, tuple)}
+        if len(lengths) > 1:
+            raise ValueError(f"priors['location'] and priors['scale'] have different lengths {sorted(lengths)}.")
+        if n_features is not None:
+            n_features = check_integer_param(n_features, "n_features", minimum=1)
+            if lengths and n_features not in lengths:
+                raise ValueError(f"n_features={n_features} does not match the {lengths.pop()} values of "
+                                 "priors['location'] / priors['scale'].")
+        elif lengths:
+            n_features = lengths.pop()
+        else:
+            raise ValueError("priors['location'] and priors['scale'] are single numbers: pass n_features.")
+        K, D = self.n_components, n_features
+        location, scale = priors.location_vector(D), priors.scale_vector(D)
+        order_feature = self._order_feature([f"x{j}" for j in range(D)])
+        rng = np.random.default_rng(random_seed)
+        weights = rng.dirichlet(priors.alpha_vector(K))
+        means_z = rng.normal(0.0, priors.mean_scale, size=(K, D))
+        if self.covariance_type == "full":
+            chol_z = unpack_cholesky(draw_packed(rng, priors.eta, D, priors.draw_sds, (K,)), D)
+        else:
+            chol_z = np.einsum("kd,de->kde", priors.draw_sds(rng, (K, D)), np.eye(D))
+        if order_feature is not None:  # components are exchangeable: sorting gives the ordered prior
+            order = np.argsort(means_z[:, order_feature], kind="stable")
+            weights, means_z, chol_z = weights[order], means_z[order], chol_z[order]
+        labels = rng.choice(K, size=n_samples, p=weights / weights.sum())
+        noise = rng.standard_normal((n_samples, D))
+        Z = means_z[labels] + np.einsum("nde,ne->nd", chol_z[labels], noise)
+        chol = scale[:, None] * chol_z
+        return {
+            "X": location + scale * Z,
+            "labels": labels,
+            "weights": weights,
+            "means": location + scale * means_z,
+            "covariances": chol @ np.swapaxes(chol, -1, -2),
+        }
 
     # ---------------------------------------------------------------- fitting
     def fit(

@@ -28,7 +28,7 @@ class Priors:
 
     Scales are relative to each feature's spread, so the same defaults suit data in
     any units: with ``c_j`` the mean and ``s_j`` the standard deviation of feature
-    ``j`` in the training data,
+    ``j`` in the training data (or ``location`` and ``scale``, when given),
 
     * ``weights ~ Dirichlet(alpha)``; ``alpha < 1`` favours switching extra
       components off (a sparse mixture),
@@ -51,12 +51,32 @@ class Priors:
         Scale of the component sds' prior, in units of the data's sd.
     sd_dist : {"halfnormal", "halfstudentt", "exponential"}, default="halfnormal"
         Family of the component sds' prior.
+    location : float or sequence of float, optional
+        ``c``, in the data's units: one value for every feature or one per feature.
+        None (default): the training data's mean of each feature.
+    scale : float or sequence of float, optional
+        ``s`` (finite, > 0), in the data's units: one value for every feature or one
+        per feature. None (default): the training data's standard deviation.
+
+    Notes
+    -----
+    By default ``c`` and ``s`` come from the training data: the prior is set by the
+    data it is applied to (empirical Bayes, as Richardson & Green, 1997, set theirs
+    from the data's range). That suits a single analysis but is not a generative
+    model: it cannot be simulated from before seeing data, and two datasets get two
+    different priors. Fixing ``location`` and ``scale`` (from domain knowledge, or
+    from a reference dataset) makes the model generative: the same prior for any
+    data, which can be drawn from
+    (:meth:`~bayesgmm.BayesianGMM.sample_prior_predictive`), compared between
+    datasets and calibrated by simulation (:mod:`bayesgmm.validation`).
 
     Examples
     --------
     >>> from bayesgmm import Priors
     >>> Priors.from_config({"alpha": 0.5}).alpha
     0.5
+    >>> Priors(location=[0.0, 70.0], scale=[1.0, 10.0]).location_vector(2).tolist()
+    [0.0, 70.0]
     """
 
     alpha: float | tuple[float, ...] = 1.0
@@ -64,6 +84,8 @@ class Priors:
     mean_scale: float = 2.0
     sd_scale: float = 1.0
     sd_dist: str = "halfnormal"
+    location: float | tuple[float, ...] | None = None
+    scale: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not isinstance(self.sd_dist, str):
@@ -86,6 +108,13 @@ class Priors:
         object.__setattr__(self, "alpha", alpha)
         for name in ("eta", "mean_scale", "sd_scale"):
             object.__setattr__(self, name, _check_positive(getattr(self, name), name))
+        object.__setattr__(self, "location", _check_per_feature(self.location, "location", positive=False))
+        object.__setattr__(self, "scale", _check_per_feature(self.scale, "scale", positive=True))
+
+    @property
+    def generative(self) -> bool:
+        """True when both ``location`` and ``scale`` are fixed (the prior does not depend on the data)."""
+        return self.location is not None and self.scale is not None
 
     @classmethod
     def from_config(cls, config: Priors | Mapping | None) -> Priors:
@@ -112,6 +141,14 @@ class Priors:
             return np.asarray(self.alpha)
         return np.full(n_components, float(self.alpha))
 
+    def location_vector(self, n_features: int) -> np.ndarray | None:
+        """``location`` as a vector of length ``n_features`` (None when not set)."""
+        return _per_feature_vector(self.location, "location", n_features)
+
+    def scale_vector(self, n_features: int) -> np.ndarray | None:
+        """``scale`` as a vector of length ``n_features`` (None when not set)."""
+        return _per_feature_vector(self.scale, "scale", n_features)
+
     def sd_distribution(self, name: str, dims):
         """Declare the component sds' prior (standardised scale) in the current PyMC model."""
         import pymc as pm
@@ -133,8 +170,9 @@ class Priors:
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable)."""
         out = asdict(self)
-        if isinstance(out["alpha"], tuple):
-            out["alpha"] = list(out["alpha"])
+        for name in ("alpha", "location", "scale"):
+            if isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
 
@@ -147,3 +185,55 @@ def _check_positive(value, name: str, shown=None) -> float:
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"priors[{name!r}] must be a finite positive number, got {shown!r}.")
     return float(value)
+
+
+#: A fixed scale must keep covariances (scale**2) and precisions normal float64 numbers,
+#: as :class:`~bayesgmm.scaling.FeatureScaling` requires of a scale computed from data.
+_FIXED_SCALE_LIMITS = (1e-152, 1e152)
+
+
+def _check_per_feature(value, name: str, *, positive: bool):
+    """None, a finite number or a non-empty 1-D sequence of them; stored as a float or a tuple."""
+    if value is None:
+        return None
+    kind = "finite positive number" if positive else "finite number"
+    shown = value
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        array = np.asarray(value, dtype=object)
+        if array.ndim != 1:
+            raise ValueError(f"priors[{name!r}] must be a {kind} or a 1-D sequence of them (one per feature), "
+                             f"got an array of shape {array.shape}.")
+        if array.size == 0:
+            raise ValueError(f"priors[{name!r}] must be a {kind} or a non-empty sequence of them (one per "
+                             "feature), got an empty sequence.")
+        values = list(array)
+    else:
+        values = [value]
+    out = []
+    for item in values:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
+            raise TypeError(f"priors[{name!r}] must be a {kind} or a sequence of them (one per feature), got "
+                            f"{shown!r} (holding {type(item).__name__}).")
+        item = float(item)
+        if not np.isfinite(item) or (positive and item <= 0):
+            raise ValueError(f"priors[{name!r}] must be a {kind} or a sequence of them (one per feature), got "
+                             f"{shown!r}.")
+        if positive and not _FIXED_SCALE_LIMITS[0] <= item <= _FIXED_SCALE_LIMITS[1]:
+            raise ValueError(f"priors[{name!r}] values must lie within {_FIXED_SCALE_LIMITS[0]:g}.."
+                             f"{_FIXED_SCALE_LIMITS[1]:g} (covariances in those units must fit in float64), got "
+                             f"{shown!r}.")
+        out.append(item)
+    return tuple(out) if isinstance(value, (list, tuple, np.ndarray)) else out[0]
+
+
+def _per_feature_vector(value, name: str, n_features: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        if len(value) != n_features:
+            raise ValueError(f"priors[{name!r}] has {len(value)} values but the data have {n_features} "
+                             f"feature(s); give one value per feature, or a single number for all of them.")
+        return np.asarray(value, dtype=float)
+    return np.full(n_features, float(value))
