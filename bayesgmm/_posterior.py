@@ -75,7 +75,7 @@ def feature_index(idata, feature, *, name: str = "feature") -> int:
     return int(feature)
 
 
-def _frame_to_array(frame, names: list, name: str, owner: str) -> np.ndarray:
+def frame_to_array(frame, names: list, name: str, owner: str) -> np.ndarray:
     """A DataFrame's values in the posterior's feature order: matched by name when both are named."""
     import pandas as pd
 
@@ -118,7 +118,7 @@ def check_points(X, names: list, *, name: str = "X", allow_1d: bool = False,
         raise TypeError(f"{name} must be an array-like of numbers of shape (n_points, {D}), got "
                         f"{type(X).__name__}.")
     if isinstance(X, pd.DataFrame):
-        arr = _frame_to_array(X, names, name, owner)
+        arr = frame_to_array(X, names, name, owner)
     else:
         if isinstance(X, pd.Series) and not pd.api.types.is_numeric_dtype(X):
             raise TypeError(f"{name} must be numeric, got a Series of dtype {X.dtype}.")

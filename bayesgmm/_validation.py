@@ -139,3 +139,10 @@ def check_numeric_columns(X, name: str = "X") -> None:
 
 
 _NUMERIC_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty")
+
+
+def is_dask_collection(obj) -> bool:
+    """A dask collection (array, DataFrame): fitted out of core by ``_dask.py``. Never imports dask."""
+    import sys
+
+    return "dask" in sys.modules and sys.modules["dask"].is_dask_collection(obj)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from ._posterior import _frame_to_array, check_fitted_em, check_idata, check_points, feature_names
+from ._posterior import check_fitted_em, check_idata, check_points, feature_names, frame_to_array
 from ._validation import (
     check_data,
     check_integer_param,
@@ -115,7 +115,7 @@ def compare_k(
     (2, 2)
     """
     if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
-        X = _frame_to_array(X, list(X.columns), "X", "X")  # names any non-numeric column
+        X = frame_to_array(X, list(X.columns), "X", "X")  # names any non-numeric column
     X = check_data(X, dtype=(np.float64,))
     ks = _check_ks(n_components, X.shape[0])
     covariance_type = check_option(covariance_type, "covariance_type", ("full", "diag"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ._validation import check_n_components, check_numeric_columns, check_sample_weight
+from ._validation import check_n_components, check_numeric_columns, check_sample_weight, is_dask_collection
 from .covariance import CovarianceType, get_covariance_type
 from .initialization import INITIALIZERS, init_kmeans_best_of_10
 from .scaling import FeatureScaling
@@ -123,11 +122,6 @@ def _map_chunks(func, bounds, n_threads: int):
     with threadpool_limits(limits=1, user_api="blas"):
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
             return list(pool.map(lambda ab: func(*ab), bounds))
-
-
-def _is_dask(obj) -> bool:
-    """A dask collection (array, DataFrame): fitted out of core by ``_dask.py``. Never imports dask."""
-    return "dask" in sys.modules and sys.modules["dask"].is_dask_collection(obj)
 
 
 def _single_threaded_blas(method):
@@ -401,7 +395,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
     def _accumulate(self, X, sample_weight, params: _Params, resp_rows=None) -> _Stats:
         """One pass: E-step responsibilities (or given ones) and whitened statistics."""
-        if _is_dask(X):  # a reduction of this very pass over the blocks
+        if is_dask_collection(X):  # a reduction of this very pass over the blocks
             from ._dask import accumulate
 
             return accumulate(self, X, sample_weight, params, resp_rows)
@@ -602,7 +596,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        dask_input = _is_dask(X) or _is_dask(sample_weight)
+        dask_input = is_dask_collection(X) or is_dask_collection(sample_weight)
         if dask_input:  # out of core (_dask.py): checked lazily, the values and the scaling in one reduction
             from . import _dask
 
@@ -813,7 +807,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------ inference
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self)
-        if _is_dask(X):  # validated lazily, values checked block by block when computed
+        if is_dask_collection(X):  # validated lazily, values checked block by block when computed
             from ._dask import check_array
 
             return check_array(self, X, reset=False)
@@ -822,7 +816,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     @_single_threaded_blas
     def _chunked_e_step(self, X, keep: str):
         """Chunked E-step returning ``log p(x)`` and either log-responsibilities or labels."""
-        if _is_dask(X):  # lazy dask arrays, this very E-step mapped over the blocks
+        if is_dask_collection(X):  # lazy dask arrays, this very E-step mapped over the blocks
             from ._dask import chunked_e_step
 
             return chunked_e_step(self, X, keep)
@@ -952,7 +946,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             ``log_likelihood`` (total), ``bic``, ``aic`` and ``icl`` (lower is better).
         """
         X = self._check_X(X)
-        if _is_dask(X):  # the same sums, as one reduction over the blocks
+        if is_dask_collection(X):  # the same sums, as one reduction over the blocks
             from ._dask import criteria_sums
 
             n, log_likelihood, map_log_resp = criteria_sums(self, X)

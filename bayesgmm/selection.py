@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from ._validation import check_data, check_n_components
+from ._validation import check_data, check_n_components, is_dask_collection
 from .covariance import get_covariance_type
-from .em import DegenerateFitWarning, GaussianMixtureEM, _is_dask
+from .em import DegenerateFitWarning, GaussianMixtureEM
 
 __all__ = ["select_model", "ModelSelection"]
 
@@ -168,7 +168,7 @@ def select_model(
     >>> result.best_params_
     {'n_components': 3, 'covariance_type': 'tied'}
     """
-    if _is_dask(X):  # out of core: every fit of the grid is a sequence of reductions (see _dask.py)
+    if is_dask_collection(X):  # out of core: every fit of the grid is a sequence of reductions (see _dask.py)
         from ._dask import check_data as check_dask_data
 
         X = check_dask_data(X)
