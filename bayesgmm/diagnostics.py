@@ -92,7 +92,11 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
 
     def headline(self) -> str:
-        """The verdict in one line, e.g. ``"UNRELIABLE posterior: 34 divergent transitions ... Try: ..."``."""
+        """The verdict in one line: the label, the reasons and what to try.
+
+        For example ``UNRELIABLE posterior: 34 divergent transitions (1.7% of draws)``
+        followed by the advice.
+        """
         variational = self.metrics.get("kind") == "variational"
         what = "variational fit" if variational else "posterior"
         if self.label == "unreliable":
