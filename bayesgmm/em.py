@@ -180,13 +180,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         short accelerated EM runs (20 passes, on at most 10,000 rows) from many
         starts -- the hierarchical partition, the best of 10 k-means runs, 4 more
         k-means partitions and 8 k-means++ seeds -- after which the hierarchical
-        start, the best-of-10 k-means start and the two leading random starts run
+        start, the best-of-10 k-means start and the four leading random starts run
         to convergence and the best non-degenerate one is kept. No single start
         type reaches the best optimum on real data (iris K=3 full: hierarchical
         -186.6 where k-means reaches -180.2; standardised breast_cancer K=2 diag:
         k-means collapses where k-means++ does not); together they reach at least
         the best of the hierarchical, 10-start k-means and scikit-learn's default
-        starts on 78 of the 80 real-data fits of ``benchmarks/bench_starts.py``, in
+        starts on 79 of the 80 real-data fits of ``benchmarks/bench_starts.py``, in
         less time than scikit-learn's ``n_init=10``.
 
         ``"hierarchical"`` is model-based agglomerative clustering in the spirit of
@@ -493,39 +493,35 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         """Biernacki, Celeux & Govaert's "small EM": short runs from many starts, keep the best.
 
         The starts are the hierarchical partition (first initialisation only: it is
-        deterministic), k-means partitions (one the best of 10 runs) and k-means++
-        seeds. Each runs a few
-        accelerated EM passes, on a subsample of rows for large data. The hierarchical
-        and best-of-10 k-means starts and the two leading random starts continue to
-        convergence there; the non-degenerate one with the highest log-likelihood is
-        what ``fit`` continues on all rows.
+        deterministic), the best of 10 k-means runs, more k-means partitions and
+        k-means++ seeds. Each runs a few accelerated EM passes, on a subsample of
+        rows for large data. The first two (the classic defaults) and the leading
+        random starts continue to convergence there; the non-degenerate one with
+        the highest log-likelihood is what ``fit`` continues on all rows.
         """
         rows = np.flatnonzero(sample_weight > 0)
         if rows.size > _SHORT_RUN_ROWS:
             rows = np.sort(rng.choice(rows, size=_SHORT_RUN_ROWS, replace=False))
         Zs, ws = Z[rows], sample_weight[rows]
-        # Always run to convergence: the deterministic hierarchical start and the
-        # best of 10 k-means runs (the two classic defaults); the random starts compete.
-        anchors = (["hierarchical"] if attempt == 0 else []) + ["kmeans-best-of-10"]
-        runs = []
-        for method in anchors + list(_SHORT_RUN_STARTS):
-            initializer = init_kmeans_best_of_10 if method == "kmeans-best-of-10" else INITIALIZERS[method]
+        anchors = ([INITIALIZERS["hierarchical"]] if attempt == 0 else []) + [init_kmeans_best_of_10]
+        short = min(_SHORT_RUN_PASSES, self.max_iter)
+        anchor_runs, random_runs = [], []
+        for i, initializer in enumerate(anchors + [INITIALIZERS[m] for m in _SHORT_RUN_STARTS]):
             try:
                 self._params = self._start_from(initializer, Zs, ws, rng)
             except ValueError:  # a start whose covariance cannot be formed: try the others
                 continue
-            short = min(_SHORT_RUN_PASSES, self.max_iter)
-            runs.append((method in anchors, *self._scored_run(Zs, ws, attempt, short)))
-        if not runs:
+            (anchor_runs if i < len(anchors) else random_runs).append(self._scored_run(Zs, ws, attempt, short))
+        if not anchor_runs + random_runs:
             raise ValueError(
                 "No starting partition gave positive definite covariances; increase reg_covar "
                 "or use fewer components."
             )
         # A short run's leader does not always converge to the best optimum: the
         # anchors and the leading random starts all run to convergence.
-        leaders = sorted((run for run in runs if not run[0]), key=lambda run: run[1], reverse=True)
+        random_runs.sort(key=lambda run: run[0], reverse=True)
         finals = []
-        for _, _, params in [run for run in runs if run[0]] + leaders[:_SHORT_RUN_KEEP]:
+        for _, params in anchor_runs + random_runs[:_SHORT_RUN_KEEP]:
             self._params = params
             finals.append(self._scored_run(Zs, ws, attempt, self.max_iter))
         return max(finals, key=lambda run: run[0])[1]
