@@ -46,6 +46,7 @@ def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.n
         return np.ones(n_samples, dtype=dtype)
     if isinstance(sample_weight, numbers.Number):
         sample_weight = np.full(n_samples, sample_weight, dtype=dtype)
+    check_numeric_columns(sample_weight, "sample_weight")
     sample_weight = check_array(
         sample_weight, ensure_2d=False, dtype=dtype, input_name="sample_weight"
     )
@@ -118,24 +119,45 @@ def check_seed(value, name: str = "random_seed"):
 
 
 def check_numeric_columns(X, name: str = "X") -> None:
-    """Refuse a DataFrame with non-numeric columns, naming them (NumPy's error names none)."""
+    """Refuse what NumPy and scikit-learn would refuse without naming the problem.
+
+    A DataFrame with duplicated or non-numeric columns (named), a string, mapping or
+    set in place of an array, a ragged nested list, and non-numeric values.
+    """
     import pandas as pd
 
-    if not isinstance(X, pd.DataFrame):
+    if isinstance(X, (str, bytes, dict, set)) and not hasattr(X, "tocsr"):  # scipy's dok_array is a dict
+        raise TypeError(f"{name} must be array-like of shape (n_samples, n_features) or a DataFrame, "
+                        f"got a {type(X).__name__}.")
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        duplicated = sorted({c for c in names if names.count(c) > 1})
+        if duplicated:
+            raise ValueError(f"{name} has duplicated column names {duplicated}; feature names must be unique.")
+        bad = []
+        for column, dtype in zip(X.columns, X.dtypes):
+            if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_complex_dtype(dtype):
+                bad.append(f"{column!r} ({dtype})")
+            elif not pd.api.types.is_numeric_dtype(dtype):
+                kind = pd.api.types.infer_dtype(X[column], skipna=True)
+                if not pd.api.types.is_object_dtype(dtype) or kind not in _NUMERIC_KINDS:
+                    bad.append(f"{column!r} ({dtype}, holding {kind} values)")
+        if bad:
+            raise ValueError(
+                f"{name} has non-numeric column(s) {', '.join(bad)}; a Gaussian mixture needs numeric features. "
+                "Drop them or encode them as numbers first."
+            )
         return
-    bad = []
-    for column, dtype in zip(X.columns, X.dtypes):
-        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_complex_dtype(dtype):
-            bad.append(f"{column!r} ({dtype})")
-        elif not pd.api.types.is_numeric_dtype(dtype):
-            kind = pd.api.types.infer_dtype(X[column], skipna=True)
-            if not pd.api.types.is_object_dtype(dtype) or kind not in _NUMERIC_KINDS:
-                bad.append(f"{column!r} ({dtype}, holding {kind} values)")
-    if bad:
-        raise ValueError(
-            f"{name} has non-numeric column(s) {', '.join(bad)}; a Gaussian mixture needs numeric features. "
-            "Drop them or encode them as numbers first."
-        )
+    if isinstance(X, (list, tuple)):
+        try:
+            arr = np.asarray(X)
+        except ValueError as err:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array (rows of equal length): {err}") from None
+        if arr.dtype.kind in "USO":
+            for value in arr.ravel():
+                if isinstance(value, (str, bytes)):
+                    raise ValueError(f"{name} holds non-numeric values (e.g. {value!r}); a Gaussian mixture "
+                                     "needs numeric features.")
 
 
 _NUMERIC_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty")

@@ -208,6 +208,11 @@ def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = 
                    encoding="utf-8-sig")
     if headerless:
         options.update(header=None, names=[f"x{i}" for i in range(len(first_row))])
+    else:  # pandas would rename a repeated name to "a.1" and fit both columns
+        names = [c.strip().lstrip("\ufeff") for c in first_row if c.strip()]
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise CLIError(f"{path} repeats the column name(s) {repeated} in its header; names must be unique")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)

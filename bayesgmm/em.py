@@ -327,6 +327,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 raise TypeError(f"{name} must be an integer >= {low}, got {value!r}.")
             if value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        for name in ("warm_start",):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if isinstance(self.verbose, bool) or not isinstance(self.verbose, (int, np.integer)) or self.verbose < 0:
+            raise ValueError(f"verbose must be an integer >= 0, got {self.verbose!r}.")
         if self.n_threads is not None and (
             not isinstance(self.n_threads, (int, np.integer)) or isinstance(self.n_threads, bool) or self.n_threads < 1
         ):
@@ -803,6 +808,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------ inference
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self)
+        check_numeric_columns(X)
         if is_dask_collection(X):  # validated lazily, values checked block by block when computed
             from ._dask import check_array
 

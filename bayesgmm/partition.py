@@ -994,9 +994,11 @@ def _allocations_or_psm(data):
             return A, None, ids
         P, ids = _check_psm(data, name="data")
         return None, P, ids
-    if data is None or isinstance(data, (str, bytes, dict, set)):
+    if data is None or isinstance(data, (str, bytes, dict, set)) or hasattr(data, "groups"):
+        hint = (" For a posterior, pass draw_allocations(idata) or similarity_matrix(idata), or call "
+                "partition_summary(idata)." if hasattr(data, "groups") else "")
         raise TypeError("data must be allocations (integer array (n_draws, n_points) or draw_allocations' "
-                        f"DataArray) or a similarity matrix (float, square), got {type(data).__name__}.")
+                        f"DataArray) or a similarity matrix (float, square), got {type(data).__name__}.{hint}")
     arr = np.asarray(data)
     if arr.dtype.kind in "iub":
         A, ids = _check_allocations(arr, name="data")

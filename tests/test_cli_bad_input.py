@@ -145,6 +145,13 @@ def test_text_column_suggests_columns_and_drop(tmp_path, capsys, no_fitting):
     assert "--columns x,y" in err and "--drop label" in err and "'a' on line 2" in err
 
 
+def test_a_repeated_column_name_is_refused(tmp_path, capsys, no_fitting):
+    # pandas would rename the second "a" to "a.1" and fit both
+    path = _write(tmp_path, "t.csv", "a,a,b\n1,2,3\n4,5,6\n7,8,9\n")
+    err = _error(["em", path, *EM], capsys)
+    assert "repeats the column name(s) ['a']" in err
+
+
 def test_a_stray_text_value_is_located(tmp_path, capsys, no_fitting):
     path = _write(tmp_path, "t.csv", "x,y\n1,2\n3,?\n5,6\n")
     err = _error(["em", path, *EM], capsys)

@@ -99,3 +99,34 @@ def test_predict_needs_the_fitted_width_and_names():
         gm.predict(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="feature names"):
         gm.predict(pd.DataFrame(X, columns=["b", "a"]))
+
+
+@pytest.mark.parametrize(
+    "data, error, match",
+    [
+        ("abc", TypeError, "X must be array-like"),
+        ({"a": [1.0, 2.0, 3.0]}, TypeError, "got a dict"),
+        ([[1.0, 2.0], [3.0]], ValueError, "rectangular"),
+        ([["a", "b"], ["c", "d"], ["e", "f"]], ValueError, "non-numeric values"),
+        (pd.DataFrame([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], columns=["a", "a"]), ValueError, "duplicated column"),
+    ],
+)
+def test_inputs_numpy_would_reject_without_naming_the_problem(data, error, match):
+    with pytest.raises(error, match=match):
+        GaussianMixtureEM(1).fit(data)
+    gm = GaussianMixtureEM(1).fit(X)
+    if not isinstance(data, pd.DataFrame):
+        with pytest.raises(error, match=match):
+            gm.predict(data)
+
+
+@pytest.mark.parametrize("weights", ["a", ["a"] * 30])
+def test_string_sample_weight_is_named(weights):
+    with pytest.raises((TypeError, ValueError), match="sample_weight"):
+        GaussianMixtureEM(1).fit(X, sample_weight=weights)
+
+
+@pytest.mark.parametrize("kwargs, error", [({"warm_start": "yes"}, TypeError), ({"verbose": -1}, ValueError)])
+def test_flags(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        GaussianMixtureEM(**kwargs).fit(X)
