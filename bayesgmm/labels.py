@@ -111,7 +111,7 @@ def training_points(idata, X=None, *, name: str = "X") -> np.ndarray:
     if X is None:
         if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
             raise ValueError(f"{name} is required: this InferenceData has no observed_data group (the training "
-                             "data); pass the points.")
+                             "data); pass the points to evaluate.")
         obs = idata.observed_data["obs"]
         if "feature" in obs.dims:
             obs = obs.transpose(..., "feature")

@@ -19,7 +19,7 @@ from ._posterior import check_idata, check_points, feature_index, feature_names,
 from ._validation import check_integer_param, check_option, check_probability, check_real_param, check_seed
 from .density import component_log_prob, limit_responsibilities
 from .diagnostics import assess
-from .labels import relabel
+from .labels import relabel, training_points
 
 __all__ = [
     "summary",
@@ -55,20 +55,6 @@ def _maybe_relabel(idata, do_relabel):
     if do_relabel == "auto":
         do_relabel = n_draws > 1 and "relabel_permuted_per_chain" not in idata.posterior.attrs
     return relabel(idata) if do_relabel else idata
-
-
-def _points(idata, X, name: str = "X") -> np.ndarray:
-    """Validated points in the posterior's feature order; the training data when X is None."""
-    names = feature_names(idata)
-    if X is None:
-        if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
-            raise ValueError(f"{name} is required: this InferenceData has no observed_data group (the training "
-                             "data); pass the points to evaluate.")
-        obs = idata.observed_data["obs"]
-        if "feature" in obs.dims:
-            obs = obs.transpose(..., "feature")
-        return check_points(obs.values, names, name="idata.observed_data['obs']")
-    return check_points(X, names, name=name)
 
 
 def _point_blocks(n_points: int, n_draws: int, n_components: int):
@@ -278,7 +264,7 @@ def assignments(idata, X=None, *, hdi_prob: float = 0.94, relabel_draws: bool | 
     """
     check_idata(idata)
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
-    X = _points(idata, X)
+    X = training_points(idata, X)
     idata = _maybe_relabel(idata, relabel_draws)
     arrays = posterior_arrays(idata)
     S, K, _ = arrays["means"].shape
@@ -351,7 +337,7 @@ def predictive_density(idata, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
     """
     check_idata(idata)
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
-    points = _points(idata, points, name="points")
+    points = training_points(idata, points, name="points")
     arrays = posterior_arrays(idata)
     S, K, _ = arrays["means"].shape
     n = points.shape[0]
@@ -438,7 +424,7 @@ def density_grid(idata, n_points: int = 200, *, features=None, margin: float = 0
     if n_points**D > _MAX_GRID_POINTS:
         raise ValueError(f"n_points={n_points} gives {n_points**D:,} grid points in {D}-D; at most "
                          f"{_MAX_GRID_POINTS:,} are allowed (n_points <= {int(_MAX_GRID_POINTS ** (1 / D))}).")
-    X = _points(idata, None)
+    X = training_points(idata, None)
     lo, hi = X.min(axis=0), X.max(axis=0)
     span = hi - lo
     # A constant column has no range: span its posterior spread instead.
