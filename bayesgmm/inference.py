@@ -40,7 +40,7 @@ def check_sampler(sampler: str) -> None:
 
 # --------------------------------------------------------------------------- start
 def em_start(gmm, Z: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
-    """Initial values of the free variables at an EM solution.
+    """Initial values of the free variables at an EM solution fitted here.
 
     EM is fitted on the standardised data ``Z`` (what the model sees), so the start,
     like the posterior, does not depend on the units of X; ``gmm.em_`` is that fit,
@@ -51,18 +51,48 @@ def em_start(gmm, Z: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
         warnings.simplefilter("ignore")
         em = GaussianMixtureEM(K, covariance_type=gmm.covariance_type, n_init=3, tol=1e-6, max_iter=500,
                                random_state=random_seed).fit(Z)
+    cov_z = _full_covariances(np.asarray(em.covariances_, dtype=float), gmm.covariance_type, K, D)
+    return _initvals_at(gmm, em.weights_, np.asarray(em.means_, dtype=float), cov_z), em
+
+
+def fitted_em_start(gmm, em: GaussianMixtureEM, data) -> dict:
+    """Initial values at an EM fit the caller already has, fitted on X in the data's units.
+
+    Its means and covariances are moved to the standardised scale the model works
+    on; a fit of another covariance type gives the nearest start of this model's
+    type (e.g. the diagonal of a full covariance).
+    """
+    K, D = gmm.n_components, data.Z.shape[1]
+    if em.n_components != K:
+        raise ValueError(f"init is a GaussianMixtureEM with n_components={em.n_components}, but the model has "
+                         f"n_components={K}.")
+    if em.means_.shape[1] != D:
+        raise ValueError(f"init is a GaussianMixtureEM fitted on {em.means_.shape[1]} features, but X has {D}.")
+    names = getattr(em, "feature_names_in_", None)
+    if names is not None and list(map(str, names)) != list(data.names):
+        raise ValueError(f"init is a GaussianMixtureEM fitted on features {list(names)}, but X has "
+                         f"{list(data.names)}.")
+    means_z = (np.asarray(em.means_, dtype=float) - data.centre) / data.scale
+    cov_z = np.asarray(em.full_covariances_, dtype=float) / np.outer(data.scale, data.scale)
+    if gmm.covariance_type in ("diag", "spherical"):
+        cov_z = np.einsum("kd,de->kde", np.diagonal(cov_z, axis1=1, axis2=2), np.eye(D))
+    return _initvals_at(gmm, np.asarray(em.weights_, dtype=float), means_z, cov_z)
+
+
+def _initvals_at(gmm, weights: np.ndarray, means_z: np.ndarray, cov_z: np.ndarray) -> dict:
+    """The free variables' values at a mixture given on the standardised scale."""
+    K, D = means_z.shape
     names = gmm._scaling["feature"]
     order_feature = gmm._order_feature(names)
     # Components in a canonical order (by the ordered feature's mean, else by the
     # first feature's and so on): EM's restarts can tie up to rounding with their
     # labels permuted, and data that differ only by rounding (the same data in
     # other units) must get the same start.
-    keys = np.asarray(em.means_, dtype=float).T[::-1]
+    keys = means_z.T[::-1]
     order = np.lexsort(keys if order_feature is None else np.vstack([keys, keys[::-1][order_feature]]))
-    weights = np.clip(em.weights_[order], 1e-3, None)
+    weights = np.clip(weights[order], 1e-3, None)
     weights = weights / weights.sum()
-    means_z = np.asarray(em.means_, dtype=float)[order]
-    cov_z = _full_covariances(np.asarray(em.covariances_, dtype=float), gmm.covariance_type, K, D)[order]
+    means_z, cov_z = means_z[order], cov_z[order]
     initvals: dict = {"weights": weights}
     if order_feature is None:
         initvals["means_z"] = means_z
@@ -79,7 +109,7 @@ def em_start(gmm, Z: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
         initvals["sds_z"] = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
     if not all(np.all(np.isfinite(v)) for v in initvals.values()):
         raise ValueError("the EM solution has non-finite parameters")
-    return initvals, em
+    return initvals
 
 
 def _full_covariances(covariances: np.ndarray, covariance_type: str, K: int, D: int) -> np.ndarray:
@@ -93,13 +123,19 @@ def _full_covariances(covariances: np.ndarray, covariance_type: str, K: int, D: 
     return np.einsum("k,de->kde", covariances.reshape(K), np.eye(D))  # spherical
 
 
-def start_values(gmm, model, data, init: str, random_seed) -> dict | None:
-    """The EM start set on ``model`` (``init="em"``), or None to start where PyMC does.
+def start_values(gmm, model, data, init, random_seed) -> dict | None:
+    """The EM start set on ``model`` (``init="em"`` or a fitted EM), or None to start where PyMC does.
 
     Where EM cannot fit (e.g. many tied rows for K components) the sampler starts
     from PyMC's default point instead, with a warning.
     """
     gmm.em_ = None
+    if isinstance(init, GaussianMixtureEM):
+        initvals = fitted_em_start(gmm, init, data)
+        gmm.em_ = init
+        for name, value in initvals.items():
+            model.set_initval(model[name], value)
+        return initvals
     if init != "em":
         return None
     try:

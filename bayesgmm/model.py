@@ -91,9 +91,10 @@ class BayesianGMM:
     idata_ : arviz.InferenceData
         Result of the last :meth:`fit` (or :meth:`load`).
     em_ : GaussianMixtureEM or None
-        EM fit used to start the sampler when ``init="em"``, fitted on the
+        EM fit used to start the sampler: with ``init="em"`` fitted on the
         standardised data ``(X - data_centre) / data_scale`` (the scale the model
-        works on; ``idata_.attrs`` holds ``data_centre`` and ``data_scale``).
+        works on; ``idata_.attrs`` holds ``data_centre`` and ``data_scale``); with
+        a fitted ``GaussianMixtureEM`` as ``init``, that estimator.
 
     Examples
     --------
@@ -517,12 +518,15 @@ class BayesianGMM:
             so does the same seed on the same data in other units (see the class
             notes on scale).
         progressbar : bool, default=True
-        init : {"em", "prior"}, default="em"
+        init : {"em", "prior"} or GaussianMixtureEM, default="em"
             ``"em"`` starts at an EM solution fitted on the standardised data (the
             cheap way to avoid poor modes; the weights and covariances are jittered
             per chain, the means are not, so chains share one labelling); ``"prior"``
             at PyMC's default point. If EM cannot fit the data, the sampler starts
-            from PyMC's default point with a warning.
+            from PyMC's default point with a warning. A fitted
+            :class:`~bayesgmm.GaussianMixtureEM` (on X, in the data's units, with the
+            same ``n_components``) is used as the start as it is, without fitting EM
+            again; another covariance type gives the nearest start of this model's.
         sampler : {"pymc", "nutpie", "numpyro"}, default="pymc"
             NUTS implementation. "pymc" is PyMC's own sampler on PyTensor's C
             backend linked to OpenBLAS (see the README). "nutpie" needs the
@@ -897,6 +901,20 @@ def _seed(value, name):
     return None if value is None else check_integer_param(value, name, minimum=0, maximum=_MAX_SEED)
 
 
+def _init(value, name):
+    """"em", "prior", or a fitted GaussianMixtureEM to start from."""
+    from .em import GaussianMixtureEM
+
+    if isinstance(value, GaussianMixtureEM):
+        if not hasattr(value, "means_"):
+            raise ValueError(f"{name} is a GaussianMixtureEM that has not been fitted; call its fit(X) first.")
+        return value
+    if isinstance(value, str):
+        return check_option(value, name, _INITS)
+    raise TypeError(f"{name} must be one of {_INITS} or a fitted GaussianMixtureEM, got {value!r} "
+                    f"({type(value).__name__}).")
+
+
 def _sampler(value, name):
     from .inference import SAMPLERS
 
@@ -948,7 +966,7 @@ _FIT_ARGUMENTS = {
     "chains": _integer(1),
     "random_seed": _seed,
     "progressbar": _flag,
-    "init": _option(*_INITS),
+    "init": _init,
     "sampler": _sampler,
     "mass_matrix": _option("auto", "full", "diag"),
     "warmup_start": _option("laplace", "identity"),

@@ -287,3 +287,28 @@ def test_graph_likelihood_compiles_with_jax():
     point = model.initial_point()
     reference = model.compile_dlogp()(point)
     np.testing.assert_allclose(model.compile_dlogp(mode="JAX")(point), reference, rtol=1e-8, atol=1e-10)
+
+
+def test_fit_starts_from_a_fitted_em_without_refitting(monkeypatch):
+    """init=<fitted GaussianMixtureEM>: the start is that fit moved to the standardised scale, EM is not refitted."""
+    from bayesgmm import GaussianMixtureEM, inference
+    from bayesgmm.datasets import load_faithful
+
+    X = load_faithful().to_numpy()[:120]
+    em = GaussianMixtureEM(2, random_state=0).fit(X)
+    monkeypatch.setattr(inference, "em_start", lambda *a, **k: pytest.fail("EM was fitted again"))
+    gmm = BayesianGMM(2, covariance_type="diag")
+    gmm.fit(X, draws=20, tune=20, chains=1, random_seed=1, progressbar=False, init=em)
+    assert gmm.em_ is em
+    data = gmm._prepare(X)
+    start = inference.fitted_em_start(gmm, em, data)
+    order = np.argsort(em.means_[:, 0])
+    np.testing.assert_allclose(start["means_z"], (em.means_[order] - data.centre) / data.scale)
+    np.testing.assert_allclose(start["sds_z"] ** 2,
+                               np.diagonal(em.full_covariances_[order], axis1=1, axis2=2) / data.scale**2)
+    with pytest.raises(ValueError, match="n_components=3"):
+        BayesianGMM(3).fit(X, init=em, draws=5, tune=5, chains=1)
+    with pytest.raises(ValueError, match="not been fitted"):
+        BayesianGMM(2).fit(X, init=GaussianMixtureEM(2))
+    with pytest.raises(TypeError, match="init must be"):
+        BayesianGMM(2).fit(X, init=3)
