@@ -29,7 +29,7 @@ from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-__all__ = ["MixtureLogLike", "pointwise_log_likelihood"]
+__all__ = ["MixtureLogLike", "contiguous", "pointwise_log_likelihood"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 # Fast-math without "nnan"/"ninf", and NumPy's error model (x / 0 is inf, not an
@@ -185,8 +185,8 @@ def _log_likelihood_grad(X, centre, scale, w, mu, params, full, log_p, resp, g):
     return grad_w, grad_mu, grad_params
 
 
-def _contiguous(arrays):
-    # One numba specialisation (C-contiguous float64) instead of one per memory layout.
+def contiguous(arrays):
+    """The arrays as C-contiguous float64: one numba specialisation instead of one per memory layout."""
     return [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
 
 
@@ -218,7 +218,7 @@ class MixtureLogLike(Op):
         return Apply(self, inputs, [log_p, resp])
 
     def perform(self, node, inputs, outputs):
-        log_p, resp = _log_likelihood(*_contiguous(inputs), self.full)
+        log_p, resp = _log_likelihood(*contiguous(inputs), self.full)
         outputs[0][0] = log_p
         outputs[1][0] = resp
 
@@ -252,7 +252,7 @@ class MixtureLogLikeGrad(Op):
         return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, outputs):
-        X, centre, scale, w, mu, params, log_p, resp, g = _contiguous(inputs)
+        X, centre, scale, w, mu, params, log_p, resp, g = contiguous(inputs)
         grads = _log_likelihood_grad(X, centre, scale, w, mu, params, self.full, log_p, resp, g)
         for storage, value in zip(outputs, grads):
             storage[0] = value

@@ -234,6 +234,7 @@ def em_to_idata(em, X=None):
     (272, 2)
     """
     import arviz as az
+    import xarray as xr
 
     check_fitted_em(em)
     K, D = em.means_.shape
@@ -241,23 +242,81 @@ def em_to_idata(em, X=None):
     if X is not None:
         X = check_points(X, names, name="X", owner="em")
     cov = np.asarray(em.full_covariances_, dtype=float)
-    stds = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-    posterior = {
-        "weights": np.asarray(em.weights_, dtype=float)[None, None],
-        "means": np.asarray(em.means_, dtype=float)[None, None],
-        "stds": stds[None, None],
-        "cov": np.asarray(cov, dtype=float)[None, None],
-        "corr": (cov / (stds[:, :, None] * stds[:, None, :]))[None, None],
-        "chol": np.linalg.cholesky(cov)[None, None],
-    }
-    mat = ["component", "feature", "feature_bis"]
-    dims = {"weights": ["component"], "means": ["component", "feature"], "stds": ["component", "feature"],
-            "cov": mat, "corr": mat, "chol": mat}
+    posterior = parameters_dataset(np.asarray(em.weights_, dtype=float)[None, None],
+                                   np.asarray(em.means_, dtype=float)[None, None],
+                                   np.linalg.cholesky(cov)[None, None], names)
+    posterior.attrs["relabel_permuted_per_chain"] = [0]
     groups = {"posterior": posterior}
     if X is not None:
-        groups["observed_data"] = {"obs": np.asarray(X, dtype=float)}
-        dims["obs"] = ["obs_id", "feature"]
-    coords = {"feature": names, "feature_bis": names, "component": np.arange(K)}
-    idata = az.from_dict(**groups, dims=dims, coords=coords)
-    idata.posterior.attrs["relabel_permuted_per_chain"] = [0]
-    return idata
+        X = np.asarray(X, dtype=float)
+        groups["observed_data"] = xr.Dataset({"obs": (("obs_id", "feature"), X)},
+                                             coords={"obs_id": np.arange(X.shape[0]), "feature": names})
+    return az.InferenceData(**groups)
+
+
+def parameters_dataset(weights, means, chol, names, *, centre=None, scale=None, correlations: bool = True,
+                       chain=None, draw=None):
+    """The mixture's parameters as an ``xarray.Dataset`` with named dims: the one layout of every fit.
+
+    NUTS and VI draws (:func:`bayesgmm.inference.finalize`) and EM point estimates
+    (:func:`em_to_idata`) all go through here, so they hold the same variables.
+    (Long only for its docstring.)
+
+    Parameters
+    ----------
+    weights : ndarray of shape (C, S, K)
+        Component weights per chain and draw.
+    means : ndarray of shape (C, S, K, D)
+    chol : ndarray of shape (C, S, K, D, D)
+        Lower Cholesky factors of the covariances.
+    names : list
+        Feature names (``feature`` and ``feature_bis`` coordinates).
+    centre, scale : ndarray of shape (D,), optional
+        When given, ``means`` and ``chol`` are on the standardised scale
+        ``z = (x - centre) / scale`` and are moved to the data's units after every
+        derived quantity is computed on that scale (nothing under- or overflows
+        whatever the units).
+    correlations : bool, default=True
+        Also store ``corr`` (False for diagonal covariances, whose correlations are 0).
+    chain, draw : array-like, optional
+        Coordinates (default ``0..C-1`` and ``0..S-1``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``weights`` (chain, draw, component), ``means`` and ``stds`` (..., component,
+        feature), ``cov``, ``chol`` and ``corr`` (..., component, feature, feature_bis),
+        in data units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = parameters_dataset(np.full((1, 1, 2), 0.5), np.zeros((1, 1, 2, 3)),
+    ...                         np.broadcast_to(2 * np.eye(3), (1, 1, 2, 3, 3)), ["a", "b", "c"])
+    >>> ds["stds"].values[0, 0, 0].tolist(), ds["corr"].dims[-2:]
+    ([2.0, 2.0, 2.0], ('feature', 'feature_bis'))
+    """
+    import xarray as xr
+
+    weights, means, chol = (np.asarray(a, dtype=float) for a in (weights, means, chol))
+    D = means.shape[-1]
+    centre = np.zeros(D) if centre is None else np.asarray(centre, dtype=float)
+    scale = np.ones(D) if scale is None else np.asarray(scale, dtype=float)
+    cov_z = chol @ np.swapaxes(chol, -1, -2)
+    stds_z = np.sqrt(np.diagonal(cov_z, axis1=-2, axis2=-1))
+    chain_draw = ("chain", "draw")
+    vector, matrix = (*chain_draw, "component", "feature"), (*chain_draw, *_MATRIX_DIMS)
+    variables = {
+        "weights": ((*chain_draw, "component"), weights),
+        "means": (vector, centre + scale * means),
+        "stds": (vector, scale * stds_z),
+        "cov": (matrix, np.outer(scale, scale) * cov_z),
+        "chol": (matrix, scale[:, None] * chol),
+    }
+    if correlations:
+        variables["corr"] = (matrix, cov_z / (stds_z[..., :, None] * stds_z[..., None, :]))
+    n_chain, n_draw, K = weights.shape
+    coords = {"chain": np.arange(n_chain) if chain is None else chain,
+              "draw": np.arange(n_draw) if draw is None else draw,
+              "component": np.arange(K), "feature": list(names), "feature_bis": list(names)}
+    return xr.Dataset(variables, coords=coords)

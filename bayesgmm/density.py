@@ -9,7 +9,7 @@ solve per block, so memory stays bounded: the largest temporary is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -115,28 +115,13 @@ def iter_blocks(n_draws: int, n_points: int, n_components: int, n_features: int)
             yield slice(d0, min(d0 + draws, n_draws)), slice(p0, min(p0 + points, n_points))
 
 
-def map_blocks(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    chol: np.ndarray,
-    fn: Callable[[slice, slice, np.ndarray], None],
-) -> None:
-    """Call ``fn(draw_slice, point_slice, log_prob_block)`` over all blocks."""
-    S, K, D = means.shape
-    with np.errstate(divide="ignore"):
-        log_w = np.log(weights)
-    for ds, ps in iter_blocks(S, X.shape[0], K, D):
-        fn(ds, ps, component_log_prob(X[ps], log_w[ds], means[ds], chol[ds]))
-
-
 def pointwise_log_likelihood(X: np.ndarray, weights: np.ndarray, means: np.ndarray, chol: np.ndarray) -> np.ndarray:
     """``log p(x_n | draw s)`` for every draw and point, shape (S, n_points).
 
     One compiled loop over draws and rows (:mod:`bayesgmm._likelihood`): no
     (S, n, K) temporaries, ~20x faster than the blocked NumPy version.
     """
-    from ._likelihood import _contiguous
+    from ._likelihood import contiguous
     from ._likelihood import pointwise_log_likelihood as kernel
 
-    return kernel(*_contiguous((X, weights, means, chol)))
+    return kernel(*contiguous((X, weights, means, chol)))

@@ -1,31 +1,46 @@
 """Running NUTS and variational inference for :class:`~bayesgmm.BayesianGMM`.
 
-Every path ends in :func:`finalize`, which turns the sampler's draws of the
+Every function here takes the model's :class:`~bayesgmm.pipeline.ModelSpec` and
+the :class:`~bayesgmm.pipeline.PreparedData`, never the estimator: the samplers
+return the result and the EM fit they started from, and ``BayesianGMM.fit`` keeps
+them. Every path ends in :func:`finalize`, which turns the sampler's draws of the
 standardised latents into the quantities users want (weights, means, standard
-deviations, correlations, covariances in data units) and adds the pointwise
+deviations, correlations, covariances in data units, through
+:func:`bayesgmm._posterior.parameters_dataset`) and adds the pointwise
 log-likelihood computed in NumPy (:mod:`bayesgmm.density`), so ``az.loo`` works on
 any result without compiling another PyTensor function.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import warnings
 
 import arviz as az
 import numpy as np
 import xarray as xr
+from sklearn.exceptions import ConvergenceWarning
 
-from ._lkj import unpack_cholesky
+from ._posterior import parameters_dataset
+from .bayes_model import declare_model
 from .density import pointwise_log_likelihood
-from .em import GaussianMixtureEM
+from .em import DegenerateFitWarning, GaussianMixtureEM
+from .fit_settings import NUTS_STEP_OPTIONS, SAMPLERS
+from .pipeline import ModelSpec, PreparedData
+
+__all__ = ["SAMPLERS", "check_sampler", "em_start", "fitted_em_start", "start_values", "jitter_initvals",
+           "nuts_adaptation", "fit_nuts", "pymc_nuts_step", "laplace_covariance", "fit_vi", "finalize",
+           "warn_on_diagnostics", "LossPlateau"]
 
 _SAMPLER_MODULES = {"pymc": (), "nutpie": ("nutpie",), "numpyro": ("numpyro", "jax")}
-#: The NUTS implementations ``BayesianGMM.fit(sampler=...)`` accepts.
-SAMPLERS = tuple(_SAMPLER_MODULES)
+assert tuple(_SAMPLER_MODULES) == SAMPLERS
 _AUTO_BATCH_ROWS = 20_000
 _AUTO_BATCH_SIZE = 2_000
+#: PyMC's warning on every dense-mass-matrix fit; the dense adaptation is tested here.
+_FULL_ADAPT_WARNING = "QuadPotentialFullAdapt is an experimental feature"
 
 
 def check_sampler(sampler: str) -> None:
@@ -39,30 +54,33 @@ def check_sampler(sampler: str) -> None:
 
 
 # --------------------------------------------------------------------------- start
-def em_start(gmm, Z: np.ndarray, random_seed) -> tuple[dict, GaussianMixtureEM]:
-    """Initial values of the free variables at an EM solution fitted here.
+def em_start(spec: ModelSpec, data: PreparedData, random_seed) -> tuple[dict, GaussianMixtureEM]:
+    """Initial values of the free variables at an EM solution fitted here, and that EM fit.
 
-    EM is fitted on the standardised data ``Z`` (what the model sees), so the start,
-    like the posterior, does not depend on the units of X; ``gmm.em_`` is that fit,
-    on the standardised scale.
+    EM (of the model's covariance type) is fitted on the standardised data
+    ``data.Z`` (what the model sees), so the start, like the posterior, does not
+    depend on the units of X; the returned fit is on the standardised scale.
     """
-    K, D = gmm.n_components, Z.shape[1]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        em = GaussianMixtureEM(K, covariance_type=gmm.covariance_type, n_init=3, tol=1e-6, max_iter=500,
-                               random_state=random_seed).fit(Z)
-    cov_z = _full_covariances(np.asarray(em.covariances_, dtype=float), gmm.covariance_type, K, D)
-    return _initvals_at(gmm, em.weights_, np.asarray(em.means_, dtype=float), cov_z), em
+        # EM's own notes (restarts that did not converge, components near-empty) are
+        # not the user's concern here: the start is only a start.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        em = GaussianMixtureEM(spec.n_components, covariance_type=spec.covariance.name, n_init=3, tol=1e-6,
+                               max_iter=500, random_state=random_seed).fit(data.Z)
+    cov_z = np.asarray(em.full_covariances_, dtype=float)
+    return _initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float), np.asarray(em.means_, dtype=float),
+                        cov_z), em
 
 
-def fitted_em_start(gmm, em: GaussianMixtureEM, data) -> dict:
+def fitted_em_start(spec: ModelSpec, em: GaussianMixtureEM, data: PreparedData) -> dict:
     """Initial values at an EM fit the caller already has, fitted on X in the data's units.
 
     Its means and covariances are moved to the standardised scale the model works
     on; a fit of another covariance type gives the nearest start of this model's
-    type (e.g. the diagonal of a full covariance).
+    type (e.g. the diagonal of a full covariance, or their weighted mean for tied).
     """
-    K, D = gmm.n_components, data.Z.shape[1]
+    K, D = spec.n_components, data.Z.shape[1]
     if em.n_components != K:
         raise ValueError(f"init is a GaussianMixtureEM with n_components={em.n_components}, but the model has "
                          f"n_components={K}.")
@@ -74,16 +92,13 @@ def fitted_em_start(gmm, em: GaussianMixtureEM, data) -> dict:
                          f"{list(data.names)}.")
     means_z = (np.asarray(em.means_, dtype=float) - data.centre) / data.scale
     cov_z = np.asarray(em.full_covariances_, dtype=float) / np.outer(data.scale, data.scale)
-    if gmm.covariance_type in ("diag", "spherical"):
-        cov_z = np.einsum("kd,de->kde", np.diagonal(cov_z, axis1=1, axis2=2), np.eye(D))
-    return _initvals_at(gmm, np.asarray(em.weights_, dtype=float), means_z, cov_z)
+    return _initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float), means_z, cov_z)
 
 
-def _initvals_at(gmm, weights: np.ndarray, means_z: np.ndarray, cov_z: np.ndarray) -> dict:
-    """The free variables' values at a mixture given on the standardised scale."""
+def _initvals_at(spec: ModelSpec, names: list, weights: np.ndarray, means_z: np.ndarray, cov_z: np.ndarray) -> dict:
+    """The free variables' values at a mixture given on the standardised scale (covariances (K, D, D))."""
     K, D = means_z.shape
-    names = gmm._scaling["feature"]
-    order_feature = gmm._order_feature(names)
+    order_feature = spec.order_feature(names)
     # Components in a canonical order (by the ordered feature's mean, else by the
     # first feature's and so on): EM's restarts can tie up to rounding with their
     # labels permuted, and data that differ only by rounding (the same data in
@@ -103,56 +118,43 @@ def _initvals_at(gmm, weights: np.ndarray, means_z: np.ndarray, cov_z: np.ndarra
             if j == order_feature:  # the ordered transform needs strictly increasing values
                 column = column + np.arange(K) * 1e-6
             initvals[key] = column
-    if gmm.covariance_type == "full":
-        initvals["chol_cov_z"] = np.linalg.cholesky(cov_z)[:, *np.tril_indices(D)]
-    else:
-        initvals["sds_z"] = np.sqrt(np.diagonal(cov_z, axis1=1, axis2=2))
+    initvals[spec.covariance.latent] = spec.covariance.start(cov_z, weights)
     if not all(np.all(np.isfinite(v)) for v in initvals.values()):
         raise ValueError("the EM solution has non-finite parameters")
     return initvals
 
 
-def _full_covariances(covariances: np.ndarray, covariance_type: str, K: int, D: int) -> np.ndarray:
-    """EM's ``covariances_`` of any type as (K, D, D) matrices."""
-    if covariance_type == "full":
-        return covariances.reshape(K, D, D)
-    if covariance_type == "diag":
-        return np.einsum("kd,de->kde", covariances.reshape(K, D), np.eye(D))
-    if covariance_type == "tied":
-        return np.broadcast_to(covariances.reshape(D, D), (K, D, D)).copy()
-    return np.einsum("k,de->kde", covariances.reshape(K), np.eye(D))  # spherical
+def start_values(spec: ModelSpec, model, data: PreparedData, init, random_seed) -> tuple[dict | None, object]:
+    """The EM start set on ``model`` (``init="em"`` or a fitted EM) and the EM fit it came from.
 
-
-def start_values(gmm, model, data, init, random_seed) -> dict | None:
-    """The EM start set on ``model`` (``init="em"`` or a fitted EM), or None to start where PyMC does.
-
-    Where EM cannot fit (e.g. many tied rows for K components) the sampler starts
-    from PyMC's default point instead, with a warning.
+    Returns ``(None, None)`` to start where PyMC does (``init="prior"``). Where EM
+    cannot fit (e.g. many tied rows for K components) the sampler starts from
+    PyMC's default point instead, with a warning.
     """
-    gmm.em_ = None
     if isinstance(init, GaussianMixtureEM):
-        initvals = fitted_em_start(gmm, init, data)
-        gmm.em_ = init
-        for name, value in initvals.items():
-            model.set_initval(model[name], value)
-        return initvals
-    if init != "em":
-        return None
-    try:
-        initvals, gmm.em_ = em_start(gmm, data.Z, random_seed)
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
-        warnings.warn(f"The EM start failed ({err}); starting from the prior's default point instead "
-                      "(init='prior').", UserWarning, stacklevel=4)
-        return None
+        initvals, em = fitted_em_start(spec, init, data), init
+    elif init != "em":
+        return None, None
+    else:
+        try:
+            initvals, em = em_start(spec, data, random_seed)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+            warnings.warn(f"The EM start failed ({err}); starting from the prior's default point instead "
+                          "(init='prior').", UserWarning, stacklevel=4)
+            return None, None
     # With every free variable's start set, PyMC's initial point is cheap (otherwise
     # it compiles LKJ's default-value graph: ~1.5 s of every fit).
     for name, value in initvals.items():
         model.set_initval(model[name], value)
-    return initvals
+    return initvals, em
 
 
-def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
-    """One slightly perturbed copy of the EM start per chain (labels preserved)."""
+def jitter_initvals(initvals: dict, chains: int, random_seed, covariance) -> list[dict]:
+    """One slightly perturbed copy of the EM start per chain (labels preserved).
+
+    ``covariance`` is the model's :class:`~bayesgmm.bayes_covariance.BayesCovariance`,
+    which jitters its own latent.
+    """
     rng = np.random.default_rng(random_seed)
     out = []
     for _ in range(chains):
@@ -162,8 +164,8 @@ def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
             if name == "weights":
                 w = value * np.exp(rng.normal(0, 0.05, value.shape))
                 point[name] = w / w.sum()
-            elif name in ("sds_z", "chol_cov_z"):
-                point[name] = value * np.exp(rng.normal(0, 0.05, value.shape))  # the diagonal stays positive
+            elif name == covariance.latent:
+                point[name] = covariance.jitter(value, rng)
             elif name.endswith("_ordered"):
                 point[name] = np.sort(value + rng.normal(0, 0.02, value.shape)) + np.arange(value.size) * 1e-6
             else:
@@ -177,72 +179,77 @@ def jitter_initvals(initvals: dict, chains: int, random_seed) -> list[dict]:
 FULL_MASS_MATRIX_MAX_PARAMETERS = 200
 
 
-def nuts_adaptation(gmm, n_features: int, mass_matrix: str, jitter: bool) -> str:
+def nuts_adaptation(spec: ModelSpec, n_features: int, mass_matrix: str, jitter: bool) -> str:
     """PyMC's ``init`` for the requested mass matrix ("auto": dense for small models)."""
     if mass_matrix == "auto":
-        K, D = gmm.n_components, n_features
-        n_scale = D * (D + 1) // 2 if gmm.covariance_type == "full" else D
-        n_free = (K - 1) + K * D + K * n_scale  # simplex, means, scales
+        n_free = spec.n_free_parameters(n_features)
         mass_matrix = "full" if n_free <= FULL_MASS_MATRIX_MAX_PARAMETERS else "diag"
     return ("jitter+" if jitter else "") + f"adapt_{mass_matrix}"
 
 
-def fit_nuts(gmm, X, *, draws, tune, chains, random_seed, progressbar, init, sampler, log_likelihood,
-             mass_matrix="auto", warmup_start="laplace", **kwargs):
-    """NUTS on the standardised data; X is array-like or the checked data from ``gmm._prepare``."""
-    data = gmm._prepare(X)
-    X_arr = data.X
+def fit_nuts(spec: ModelSpec, data: PreparedData, *, draws, tune, chains, random_seed, progressbar, init, sampler,
+             log_likelihood, mass_matrix="auto", warmup_start="laplace", **kwargs):
+    """NUTS on the standardised data; returns the result and the EM fit it started from (or None)."""
     # JAX (numpyro) and numba (nutpie) compile the graph themselves: they need plain
     # PyTensor operations, not our compiled-kernel Op.
-    model = gmm.build_model(data, likelihood="kernel" if sampler == "pymc" else "graph")
-    initvals = start_values(gmm, model, data, init, random_seed)
+    model = declare_model(spec, data, likelihood="kernel" if sampler == "pymc" else "graph")
+    initvals, em = start_values(spec, model, data, init, random_seed)
+    kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
+    common = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed, progressbar=progressbar)
     if sampler == "nutpie":
-        import nutpie
-
-        compile_kwargs = {}
-        if initvals is not None:
-            # Jitter weights and covariances per chain but not the means, so every
-            # chain keeps EM's labelling.
-            jitter = {model[name] for name in initvals if name in ("weights", "sds_z", "chol_cov_z")}
-            compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
-        compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
-        seed = None if random_seed is None else int(random_seed)
-        kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
-        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                              progress_bar=progressbar, **kwargs)
+        idata = _sample_nutpie(spec, model, initvals, **common, **kwargs)
     else:
-        import pymc as pm
+        idata = _sample_pymc(spec, model, data, initvals, sampler=sampler, mass_matrix=mass_matrix,
+                             warmup_start=warmup_start, **common, **kwargs)
+    return finalize(spec, idata, data, log_likelihood), em
 
-        if initvals is not None:
-            # PyMC's default jitter moves the means by up to a data sd, enough to swap
-            # nearby components between chains; jitter a few percent instead.
-            initvals = jitter_initvals(initvals, chains, random_seed)
-        adaptation = nuts_adaptation(gmm, X_arr.shape[1], mass_matrix, jitter=initvals is None)
-        kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
-        if initvals is not None and sampler == "pymc":
-            step_kwargs = {name: kwargs.pop(name) for name in list(kwargs) if name in _NUTS_STEP_ARGS}
-            step_kwargs.update(kwargs.pop("nuts", {}))
-            kwargs["step"] = pymc_nuts_step(gmm, model, X_arr.shape[1], adaptation, random_seed, step_kwargs,
-                                            laplace=warmup_start == "laplace")
-        else:
-            kwargs.setdefault("init", adaptation)
-        with model, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "QuadPotentialFullAdapt is an experimental", UserWarning)
-            try:
-                idata = pm.sample(
-                    draws=draws, tune=tune, chains=chains,
-                    random_seed=random_seed, initvals=initvals, progressbar=progressbar,
-                    nuts_sampler=sampler, compute_convergence_checks=False,
-                    idata_kwargs={"log_likelihood": False}, **kwargs,
-                )
-            except pm.exceptions.SamplingError as err:
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise RuntimeError(
-                    f"NUTS could not start: the log-density is not finite at the starting point ({first_line}). "
-                    "Try init='prior' (or 'em' if you used 'prior'), fewer components, or check the data for "
-                    "duplicated rows."
-                ) from err
-    return finalize(gmm, idata, data, log_likelihood)
+
+def _sample_nutpie(spec: ModelSpec, model, initvals, *, draws, tune, chains, random_seed, progressbar, **kwargs):
+    import nutpie
+
+    compile_kwargs = {}
+    if initvals is not None:
+        # Jitter weights and covariances per chain but not the means, so every
+        # chain keeps EM's labelling.
+        jitter = {model[name] for name in initvals if name in ("weights", spec.covariance.latent)}
+        compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
+    compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
+    seed = None if random_seed is None else int(random_seed)
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
+                         **kwargs)
+
+
+def _sample_pymc(spec: ModelSpec, model, data: PreparedData, initvals, *, sampler, mass_matrix, warmup_start,
+                 draws, tune, chains, random_seed, progressbar, **kwargs):
+    """``pm.sample`` with PyMC's NUTS (our cached step) or numpyro's."""
+    import pymc as pm
+
+    D = data.Z.shape[1]
+    if initvals is not None:
+        # PyMC's default jitter moves the means by up to a data sd, enough to swap
+        # nearby components between chains; jitter a few percent instead.
+        initvals = jitter_initvals(initvals, chains, random_seed, spec.covariance)
+    adaptation = nuts_adaptation(spec, D, mass_matrix, jitter=initvals is None)
+    if initvals is not None and sampler == "pymc":
+        step_kwargs = {name: kwargs.pop(name) for name in list(kwargs) if name in NUTS_STEP_OPTIONS}
+        step_kwargs.update(kwargs.pop("nuts", {}))
+        kwargs["step"] = pymc_nuts_step(spec, model, D, adaptation, random_seed, step_kwargs,
+                                        laplace=warmup_start == "laplace")
+    else:
+        kwargs.setdefault("init", adaptation)
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FULL_ADAPT_WARNING, UserWarning)
+        try:
+            return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, initvals=initvals,
+                             progressbar=progressbar, nuts_sampler=sampler, compute_convergence_checks=False,
+                             idata_kwargs={"log_likelihood": False}, **kwargs)
+        except pm.exceptions.SamplingError as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RuntimeError(
+                f"NUTS could not start: the log-density is not finite at the starting point ({first_line}). "
+                "Try init='prior' (or 'em' if you used 'prior'), fewer components, or check the data for "
+                "duplicated rows."
+            ) from err
 
 
 def laplace_covariance(logp_dlogp, x0: np.ndarray) -> np.ndarray | None:
@@ -273,12 +280,9 @@ def laplace_covariance(logp_dlogp, x0: np.ndarray) -> np.ndarray | None:
 #: Variance factor on the Laplace approximation used to start the warm-up (sds x 2).
 LAPLACE_INFLATION = 4.0
 
-#: Keyword arguments of ``pm.NUTS`` (the rest go to ``pm.sample``).
-_NUTS_STEP_ARGS = frozenset({"target_accept", "max_treedepth", "early_max_treedepth", "step_scale",
-                             "adapt_step_size", "gamma", "k", "t0", "Emax"})
 
 
-def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, step_kwargs: dict,
+def pymc_nuts_step(spec: ModelSpec, model, n_features: int, adaptation: str, random_seed, step_kwargs: dict,
                    laplace: bool = True):
     """PyMC's NUTS step, set up as ``pm.sample(init=adaptation)`` would, on a cached compiled logp.
 
@@ -293,7 +297,7 @@ def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, st
     from . import _compile_cache
 
     start = model.initial_point()  # transformed; cheap because every start value is set
-    func = _compile_cache.logp_dlogp_function(model, _compile_cache.cache_key(gmm.config, n_features), start)
+    func = _compile_cache.logp_dlogp_function(model, _compile_cache.cache_key(spec.config, n_features), start)
     # NUTS always passes one float64 vector: skip PyTensor's per-call input checks.
     func._pytensor_function.trust_input = True
     mean = DictToArrayBijection.map(start).data
@@ -315,7 +319,9 @@ def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, st
         cov = np.eye(n)
     rng = np.random.default_rng(random_seed)
     if adaptation.endswith("adapt_full"):
-        potential = quadpotential.QuadPotentialFullAdapt(n, mean, cov, 10, rng=rng)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _FULL_ADAPT_WARNING, UserWarning)
+            potential = quadpotential.QuadPotentialFullAdapt(n, mean, cov, 10, rng=rng)
     else:
         potential = quadpotential.QuadPotentialDiagAdapt(n, mean, np.diag(cov).copy(), 10, rng=rng)
     return pm.NUTS(model=model, potential=potential, logp_dlogp_func=func, initial_point=start, rng=rng,
@@ -323,6 +329,7 @@ def pymc_nuts_step(gmm, model, n_features: int, adaptation: str, random_seed, st
 
 
 # ----------------------------------------------------------------------- ADVI
+
 class LossPlateau:
     """Stop variational fitting at a plateau of the windowed mean loss, lowering the learning rate on the way.
 
@@ -410,90 +417,112 @@ def _vi_optimizer(rates: dict):
     return optimizer
 
 
-def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size, n_iterations, learning_rate,
-           log_likelihood):
-    """ADVI on the standardised data; X is array-like or the checked data from ``gmm._prepare``."""
-    import pymc as pm
+@contextlib.contextmanager
+def _quiet_vi_log(quiet: bool):
+    """Silence PyMC's variational "Finished"/"Interrupted"/"Convergence achieved" lines when quiet."""
+    logger = logging.getLogger("pymc.variational.inference")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
-    data = gmm._prepare(X)
+
+def fit_vi(spec: ModelSpec, data: PreparedData, *, method, draws, random_seed, progressbar, init, batch_size,
+           n_iterations, learning_rate, log_likelihood):
+    """ADVI on the standardised data; returns the result and the EM fit it started from (or None)."""
+    import pymc as pm
+    import pytensor
+
     n = data.X.shape[0]
     if batch_size == "auto":
         batch_size = _AUTO_BATCH_SIZE if n > _AUTO_BATCH_ROWS else None
     if batch_size is not None and batch_size >= n:
         batch_size = None
-    model = gmm.build_model(data, batch_size=batch_size)
-    start_values(gmm, model, data, init, random_seed)  # uses the scaling build_model set
-    import pytensor
-
+    model = declare_model(spec, data, batch_size=batch_size)
+    _, em = start_values(spec, model, data, init, random_seed)
     rates = {"mu": pytensor.shared(pm.floatX(np.asarray(learning_rate)), name="learning_rate")}
     with model:
-        if method == "advi":
-            # Start narrow around the initial point: MeanField's default sd of 1 is a whole
-            # data sd on the standardised scale and makes the first steps pure noise.
-            start_sigma = {v.name: np.full(model.initial_point()[v.name].size, VI_START_SIGMA)
-                           for v in model.value_vars}
-            vi = pm.ADVI(start_sigma=start_sigma, random_seed=random_seed)
-        else:
-            vi = pm.FullRankADVI(random_seed=random_seed)
-            # The same narrow start for the Cholesky factor of the full-rank covariance.
-            # PyMC starts it at the identity (sds of 1.31 around the EM start): on the
-            # reference problem (issue #11) that ended with a component emptied (weight
-            # 0.01) and means 75-120 NUTS sds off, at learning rate 0.01 or 0.001 alike.
-            group = vi.approx.groups[0]
-            dim = group.ddim
-            factor = np.zeros((dim, dim))
-            factor[np.diag_indices(dim)] = np.log(np.expm1(VI_START_SIGMA))  # PyMC maps the diagonal by softplus
-            group.params_dict["L_tril"].set_value(pm.floatX(factor[np.tril_indices(dim)]))
-            rates["L_tril"] = pytensor.shared(pm.floatX(np.asarray(learning_rate * FULLRANK_FACTOR_RATE)),
-                                              name="learning_rate_L")
+        vi = _vi_approximation(method, model, random_seed, rates, learning_rate)
         plateau = LossPlateau(n, rates.values())
         try:
-            approx = vi.fit(n=n_iterations, progressbar=progressbar, callbacks=[plateau],
-                            obj_optimizer=_vi_optimizer(rates))
+            with _quiet_vi_log(not progressbar):
+                approx = vi.fit(n=n_iterations, progressbar=progressbar, callbacks=[plateau],
+                                obj_optimizer=_vi_optimizer(rates))
         except FloatingPointError as err:
             raise FloatingPointError(
                 f"{method} diverged (the loss became NaN) with learning_rate={learning_rate:g}; use a smaller "
                 "learning_rate (e.g. 0.001) or method='nuts'."
             ) from err
         posterior = approx.sample(draws, random_seed=random_seed, return_inferencedata=True).posterior
-    idata = finalize(gmm, az.InferenceData(posterior=posterior), data, log_likelihood)
+    idata = finalize(spec, az.InferenceData(posterior=posterior), data, log_likelihood)
     history = np.asarray(approx.hist, dtype=float)
-    converged = plateau.converged
     spread, tolerance = plateau.figures(history)
-    fit_history = xr.Dataset(
-        {"loss": (("iteration",), history)},
-        attrs={"method": method, "converged": int(converged), "n_iterations": int(history.size),
-               "batch_size": -1 if batch_size is None else int(batch_size), "learning_rate": learning_rate,
-               # The convergence decision's figures (read by bayesgmm.diagnostics.assess):
-               "final_learning_rate": float(rates["mu"].get_value()),
-               "loss_window": LossPlateau.window, "loss_windows": LossPlateau.n_windows,
-               "loss_range": spread, "loss_tolerance": tolerance,
-               "plateau_iterations": [int(i) for i in plateau.plateaus],
-               "loss_last_window_mean": float(history[-LossPlateau.window:].mean()) if history.size else float("nan")},
-    )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # ArviZ notes that the group is not a standard one
-        idata.add_groups(fit_history=fit_history)
-    if not converged:
-        from .diagnostics import PosteriorDiagnosticsWarning
+        warnings.filterwarnings("ignore", ".*fit_history.* not defined in the InferenceData scheme", UserWarning)
+        idata.add_groups(fit_history=xr.Dataset({"loss": (("iteration",), history)}, attrs={
+            "method": method, "converged": int(plateau.converged), "n_iterations": int(history.size),
+            "batch_size": -1 if batch_size is None else int(batch_size), "learning_rate": learning_rate,
+            # The convergence decision's figures (read by bayesgmm.diagnostics.assess):
+            "final_learning_rate": float(rates["mu"].get_value()),
+            "loss_window": LossPlateau.window, "loss_windows": LossPlateau.n_windows,
+            "loss_range": spread, "loss_tolerance": tolerance,
+            "plateau_iterations": [int(i) for i in plateau.plateaus],
+            "loss_last_window_mean": float(history[-LossPlateau.window:].mean()) if history.size else float("nan"),
+        }))
+    if not plateau.converged:
+        _warn_not_converged(method, n_iterations, history, plateau, rates)
+    return idata, em
 
-        w, k = LossPlateau.window, LossPlateau.n_windows
-        if np.isnan(spread):
-            figures = (f"only {history.size} iterations, fewer than the {k} windows of {w} needed to see a "
-                       "plateau")
-        else:
-            figures = (f"the mean loss over the last {k} windows of {w} iterations spread over {spread:.3g}, "
-                       f"more than the tolerance {tolerance:.3g}" if not spread <= tolerance else
-                       f"the loss was flat at learning rate {float(rates['mu'].get_value()):.3g} but had "
-                       f"reached {len(plateau.plateaus)} of the {LossPlateau.decays + 1} plateaus (one per "
-                       "learning-rate decay) needed")
-        warnings.warn(
-            f"{method} did not converge in {n_iterations} iterations ({figures}); its posterior is not "
-            "trustworthy: raise n_iterations, lower learning_rate, or use method='nuts'.",
-            PosteriorDiagnosticsWarning,
-            stacklevel=3,
-        )
-    return idata
+
+def _vi_approximation(method: str, model, random_seed, rates: dict, learning_rate: float):
+    """PyMC's ADVI or FullRankADVI, started narrow around the model's initial point."""
+    import pymc as pm
+    import pytensor
+
+    if method == "advi":
+        # Start narrow around the initial point: MeanField's default sd of 1 is a whole
+        # data sd on the standardised scale and makes the first steps pure noise.
+        start_sigma = {v.name: np.full(model.initial_point()[v.name].size, VI_START_SIGMA)
+                       for v in model.value_vars}
+        return pm.ADVI(start_sigma=start_sigma, random_seed=random_seed)
+    vi = pm.FullRankADVI(random_seed=random_seed)
+    # The same narrow start for the Cholesky factor of the full-rank covariance.
+    # PyMC starts it at the identity (sds of 1.31 around the EM start): on the
+    # reference problem (issue #11) that ended with a component emptied (weight
+    # 0.01) and means 75-120 NUTS sds off, at learning rate 0.01 or 0.001 alike.
+    group = vi.approx.groups[0]
+    dim = group.ddim
+    factor = np.zeros((dim, dim))
+    factor[np.diag_indices(dim)] = np.log(np.expm1(VI_START_SIGMA))  # PyMC maps the diagonal by softplus
+    group.params_dict["L_tril"].set_value(pm.floatX(factor[np.tril_indices(dim)]))
+    rates["L_tril"] = pytensor.shared(pm.floatX(np.asarray(learning_rate * FULLRANK_FACTOR_RATE)),
+                                      name="learning_rate_L")
+    return vi
+
+
+def _warn_not_converged(method: str, n_iterations: int, history: np.ndarray, plateau: LossPlateau, rates: dict):
+    from .diagnostics import PosteriorDiagnosticsWarning
+
+    w, k = LossPlateau.window, LossPlateau.n_windows
+    spread, tolerance = plateau.figures(history)
+    if np.isnan(spread):
+        figures = f"only {history.size} iterations, fewer than the {k} windows of {w} needed to see a plateau"
+    elif not spread <= tolerance:
+        figures = (f"the mean loss over the last {k} windows of {w} iterations spread over {spread:.3g}, more "
+                   f"than the tolerance {tolerance:.3g}")
+    else:
+        figures = (f"the loss was flat at learning rate {float(rates['mu'].get_value()):.3g} but had reached "
+                   f"{len(plateau.plateaus)} of the {LossPlateau.decays + 1} plateaus (one per learning-rate "
+                   "decay) needed")
+    warnings.warn(
+        f"{method} did not converge in {n_iterations} iterations ({figures}); its posterior is not "
+        "trustworthy: raise n_iterations, lower learning_rate, or use method='nuts'.",
+        PosteriorDiagnosticsWarning,
+        stacklevel=4,
+    )
 
 
 # -------------------------------------------------------------------- results
@@ -501,72 +530,45 @@ def fit_vi(gmm, X, *, method, draws, random_seed, progressbar, init, batch_size,
 LOG_LIKELIHOOD_AUTO_LIMIT = 20_000_000
 
 
-def finalize(gmm, idata, X, log_likelihood: bool | str = "auto"):
-    """Add derived quantities, the pointwise log-likelihood and the observed data.
+def finalize(spec: ModelSpec, idata, data: PreparedData, log_likelihood: bool | str = "auto"):
+    """The result of any sampler: parameters in data units, pointwise log-likelihood, observed data.
 
-    Everything is computed from the standardised latents and only then scaled to
-    the data's units, so no intermediate under- or overflows whatever the units.
-    X is the data in its units (array) or the checked data from ``gmm._prepare``.
+    The sampler's draws of the standardised latents become Cholesky factors
+    through the covariance strategy and the parameters dataset through
+    :func:`~bayesgmm._posterior.parameters_dataset` (computed on the standardised
+    scale, then moved to the data's units, so nothing under- or overflows
+    whatever the units); the latents stay in the posterior.
     """
-    centre, scale = np.asarray(gmm._scaling["centre"], dtype=float), np.asarray(gmm._scaling["scale"], dtype=float)
-    names = gmm._scaling["feature"]
-    if isinstance(X, np.ndarray):
-        Z = gmm._standardise(X)
-    else:
-        X, Z = X.X, X.Z
     post = idata.posterior
-    D = X.shape[1]
-    means_z = post["means_z"].values
-    means = centre + scale * means_z
-    if gmm.covariance_type == "full":
-        chol_z = unpack_cholesky(post["chol_cov_z"].values, D)
-    else:
-        chol_z = np.einsum("...d,de->...de", post["sds_z"].values, np.eye(D))
-    chol = scale[:, None] * chol_z
-    cov_z = chol_z @ np.swapaxes(chol_z, -1, -2)
-    cov = np.outer(scale, scale) * cov_z
-    stds_z = np.sqrt(np.diagonal(cov_z, axis1=-2, axis2=-1))
-    stds = scale * stds_z
-    corr = cov_z / (stds_z[..., :, None] * stds_z[..., None, :])
-    chain_draw = ("chain", "draw")
-    mat = (*chain_draw, "component", "feature", "feature_bis")
-    derived = {
-        "means": ((*chain_draw, "component", "feature"), means),
-        "stds": ((*chain_draw, "component", "feature"), stds),
-        "cov": (mat, cov),
-        "chol": (mat, chol),
-    }
-    if gmm.covariance_type == "full":
-        derived["corr"] = (mat, corr)
-    post = post.assign(derived).assign_coords(feature=names, feature_bis=names,
-                                              component=np.arange(gmm.n_components))
-    weights = post["weights"].values
+    (N, D), K = data.X.shape, spec.n_components
+    weights, means_z = post["weights"].values, post["means_z"].values
+    chol_z = spec.covariance.cholesky(post[spec.covariance.latent].values, K, D)
+    parameters = parameters_dataset(weights, means_z, chol_z, data.names, centre=data.centre, scale=data.scale,
+                                    correlations=spec.covariance.correlated, chain=post.chain.values,
+                                    draw=post.draw.values)
+    post = post.assign_coords(feature=data.names, feature_bis=data.names, component=np.arange(K))
+    post = post.assign({name: parameters[name] for name in parameters.data_vars if name != "weights"})
     n_chain, n_draw = weights.shape[:2]
     groups = {
         "posterior": post,
-        "observed_data": xr.Dataset({"obs": (("obs_id", "feature"), X)},
-                                    coords={"obs_id": np.arange(X.shape[0]), "feature": names}),
+        "observed_data": xr.Dataset({"obs": (("obs_id", "feature"), data.X)},
+                                    coords={"obs_id": np.arange(N), "feature": data.names}),
     }
     if log_likelihood == "auto":
-        log_likelihood = n_chain * n_draw * X.shape[0] <= LOG_LIKELIHOOD_AUTO_LIMIT
+        log_likelihood = n_chain * n_draw * N <= LOG_LIKELIHOOD_AUTO_LIMIT
     if log_likelihood:
         flat = lambda a: a.reshape((n_chain * n_draw,) + a.shape[2:])  # noqa: E731
         # log p(x) = log p(z) - sum(log s): computed on the standardised scale, exact in any units.
-        loglik = pointwise_log_likelihood(Z, flat(weights), flat(means_z), flat(chol_z)).reshape(n_chain, n_draw, -1)
-        loglik = loglik - np.log(scale).sum()
-        coords = {"chain": post.chain.values, "draw": post.draw.values, "obs_id": np.arange(X.shape[0])}
-        groups["log_likelihood"] = xr.Dataset({"obs": ((*chain_draw, "obs_id"), loglik)}, coords=coords)
+        loglik = pointwise_log_likelihood(data.Z, flat(weights), flat(means_z), flat(chol_z))
+        loglik = loglik.reshape(n_chain, n_draw, -1) - np.log(data.scale).sum()
+        coords = {"chain": post.chain.values, "draw": post.draw.values, "obs_id": np.arange(N)}
+        groups["log_likelihood"] = xr.Dataset({"obs": (("chain", "draw", "obs_id"), loglik)}, coords=coords)
     if "sample_stats" in idata.groups():
         groups["sample_stats"] = idata.sample_stats
     result = az.InferenceData(**groups)
-    result.attrs.update(
-        data_centre=[float(v) for v in centre],
-        data_scale=[float(v) for v in scale],
-        covariance_type=gmm.covariance_type,
-        n_components=gmm.n_components,
-    )
+    result.attrs.update(data_centre=[float(v) for v in data.centre], data_scale=[float(v) for v in data.scale],
+                        covariance_type=spec.covariance.name, n_components=K)
     return result
-
 
 def warn_on_diagnostics(idata):
     """Warn when the posterior is unreliable; the message starts with the verdict's headline.

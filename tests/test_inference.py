@@ -110,8 +110,8 @@ def test_laplace_covariance_of_a_gaussian():
 
 @pytest.mark.parametrize("K, D, expected", [(3, 2, "adapt_full"), (8, 10, "adapt_diag")])
 def test_auto_mass_matrix_is_dense_only_for_small_models(K, D, expected):
-    assert nuts_adaptation(BayesianGMM(K), D, "auto", jitter=False) == expected
-    assert nuts_adaptation(BayesianGMM(K), D, "diag", jitter=True) == "jitter+adapt_diag"
+    assert nuts_adaptation(BayesianGMM(K).spec, D, "auto", jitter=False) == expected
+    assert nuts_adaptation(BayesianGMM(K).spec, D, "diag", jitter=True) == "jitter+adapt_diag"
 
 
 def test_nuts_options_reach_the_step_and_the_sampler():

@@ -47,7 +47,7 @@ def no_fitting(monkeypatch):
         ({"n_components": 2.5}, TypeError, "n_components"),
         ({"n_components": True}, TypeError, "n_components"),
         ({"n_components": "2"}, TypeError, "n_components"),
-        ({"covariance_type": "tied"}, ValueError, "covariance_type.*'full', 'diag'"),
+        ({"covariance_type": "tri"}, ValueError, "covariance_type.*'full', 'diag', 'tied', 'spherical'.*'tri'"),
         ({"covariance_type": None}, ValueError, "covariance_type"),
         ({"priors": {"alpha": np.nan}}, ValueError, r"priors\['alpha'\].*nan"),
         ({"priors": {"alpha": 0}}, ValueError, r"priors\['alpha'\].*positive"),
