@@ -10,75 +10,84 @@ import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
-from ._validation import check_integer_param, check_n_components, check_option, check_probability, check_real_param
+from ._validation import check_integer_param, check_n_components, check_option
+from .bayes_covariance import BAYES_COVARIANCE_TYPES, get_bayes_covariance
+from .cost import CostEstimate, ExpensiveFitWarning, estimate_cost
+from .fit_settings import FIT_DEFAULTS, check_random_seed, fit_settings
+from .pipeline import ModelSpec, PreparedData, prepare_data
+from .prediction import PosteriorPredictionMixin
 from .priors import Priors
 from .scaling import FeatureScaling
 
 __all__ = ["BayesianGMM"]
 
-_COVARIANCE_TYPES = ("full", "diag")
-_METHODS = ("nuts", "advi", "fullrank_advi")
-_INITS = ("em", "prior")
+_COVARIANCE_TYPES = tuple(BAYES_COVARIANCE_TYPES)
 _CONFIG_ATTR = "bayesgmm_config"
 _HASH_ATTR = "bayesgmm_config_sha256"
 _DATA_HASH_ATTR = "bayesgmm_data_sha256"
-#: Seeds are stored in the saved file's attributes and passed to every backend.
-_MAX_SEED = 2**32 - 1
 #: A saved file starts with an HDF5 user block (which HDF5 and netCDF readers skip)
 #: holding a SHA-256 of the rest of the file, so that any changed byte is detected.
 _USERBLOCK_SIZE = 512
 _FILE_MAGIC = b"BAYESGMM-FILE-SHA256:"
-#: Data whose mean lies more than this many prior scales from a fixed ``priors.location``, or
-#: whose sd differs from a fixed ``priors.scale`` by more than this factor, get a warning.
-_PRIOR_FAR_OFFSET = 100.0
-_PRIOR_FAR_RATIO = 1000.0
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-class BayesianGMM:
+class BayesianGMM(PosteriorPredictionMixin):
     r"""Bayesian Gaussian mixture with the assignments marginalised out.
 
     The model, for rows :math:`x_n \in \mathbb{R}^D` and components
     :math:`k = 1..K`, with :math:`c_j, s_j` the mean and standard deviation of
     feature :math:`j` in the training data (empirical Bayes, the default), or
     the fixed ``priors["location"]`` and ``priors["scale"]`` (a generative model,
-    see :meth:`sample_prior_predictive`):
+    see :meth:`sample_prior_predictive`), written on the standardised scale
+    :math:`z = (x - c) / s`:
 
     .. math::
 
         w &\sim \mathrm{Dirichlet}(\alpha) \\
-        \mu_{kj} &\sim \mathcal{N}(c_j,\ (\text{mean\_scale}\cdot s_j)^2) \\
-        \sigma_{kj} &\sim \text{sd\_dist}(\text{sd\_scale}\cdot s_j)
-            \quad \text{(default HalfNormal)} \\
-        \Omega_k &\sim \mathrm{LKJ}(\eta) \quad \text{(full only; diag: } \Omega_k = I) \\
-        \Sigma_k &= \mathrm{diag}(\sigma_k)\,\Omega_k\,\mathrm{diag}(\sigma_k) \\
-        p(x_n) &= \textstyle\sum_k w_k\, \mathcal{N}(x_n \mid \mu_k, \Sigma_k)
+        \mu_{kj} &\sim \mathcal{N}(0,\ \text{mean\_scale}^2)
+            \quad (\text{i.e. } \mathcal{N}(c_j, (\text{mean\_scale}\cdot s_j)^2) \text{ in data units}) \\
+        \sigma &\sim \text{sd\_dist}(\text{sd\_scale}) \quad \text{(default HalfNormal)},
+            \qquad \Omega \sim \mathrm{LKJ}(\eta) \\
+        p(z_n) &= \textstyle\sum_k w_k\, \mathcal{N}(z_n \mid \mu_k, \Sigma_k)
+
+    with, by ``covariance_type``:
+
+    * ``"full"``: :math:`\Sigma_k = \mathrm{diag}(\sigma_k)\,\Omega_k\,\mathrm{diag}(\sigma_k)`,
+      one :math:`\sigma_k \in \mathbb{R}^D` and one :math:`\Omega_k` per component;
+    * ``"diag"``: :math:`\Sigma_k = \mathrm{diag}(\sigma_k)^2`;
+    * ``"tied"``: :math:`\Sigma_k = \Sigma = \mathrm{diag}(\sigma)\,\Omega\,\mathrm{diag}(\sigma)`,
+      one covariance (one :math:`\sigma \in \mathbb{R}^D`, one :math:`\Omega`) shared by
+      every component;
+    * ``"spherical"``: :math:`\Sigma_k = \sigma_k^2 I`, one scalar
+      :math:`\sigma_k` per component with the same prior as each of diag's sds
+      (spherical on the standardised scale, :math:`\sigma_k^2\,\mathrm{diag}(s)^2` in
+      data units, as EM's ``spherical``).
 
     Defaults: :math:`\alpha = 1` (uniform on the simplex), :math:`\eta = 2`,
     mean_scale = 2, sd_dist = "halfnormal", sd_scale = 1 (see
-    :class:`~bayesgmm.Priors`). The covariance prior is PyMC's ``LKJCholeskyCov``
+    :class:`~bayesgmm.Priors`). The LKJ covariance prior is PyMC's ``LKJCholeskyCov``
     (LKJ correlations, sd_dist standard deviations, on the packed Cholesky
     factor) written once for all components instead of once per component. Because every
     scale is relative to the data's, the priors mean the same whether X is in
     units of 1e-6 or 1e6. Internally the model is declared on the standardised
-    data :math:`(x - c)/s` (better geometry for NUTS, and a posterior on that
+    data (better geometry for NUTS, and a posterior on that
     scale that is exactly the same whatever the units or offset of each feature,
     from about 1e-150 to 1e150); every reported quantity, the pointwise
     log-likelihood included, is in the data's units. Where float64 cannot hold
     the covariances in the data's units (a feature's spread outside about
     1e-152..1e152, or below 1e-12 of its magnitude), ``fit`` raises a
-    ``ValueError`` saying which feature to rescale.
+    ``ValueError`` saying which feature to rescale. Each covariance type is one
+    strategy object of :mod:`bayesgmm.bayes_covariance`.
 
     Parameters
     ----------
     n_components : int
         Number of components K.
-    covariance_type : {"full", "diag"}, default="full"
+    covariance_type : {"full", "diag", "tied", "spherical"}, default="full"
     priors : dict or Priors, default=None
         Overrides merged over the defaults, e.g. ``{"alpha": 0.5}``.
     ordered : bool, int or str, default=False
@@ -132,6 +141,12 @@ class BayesianGMM:
             "ordered": self.ordered,
         }
 
+    @property
+    def spec(self) -> ModelSpec:
+        """What the model's structure depends on, with the covariance strategy object (see :mod:`bayesgmm.pipeline`)."""
+        return ModelSpec(self.n_components, get_bayes_covariance(self.covariance_type), self.priors, self.ordered,
+                         self.config)
+
     def __repr__(self) -> str:
         return (
             f"BayesianGMM(n_components={self.n_components}, covariance_type={self.covariance_type!r}, "
@@ -139,102 +154,20 @@ class BayesianGMM:
         )
 
     # ------------------------------------------------------------------- data
-    def _prepare(self, X) -> _Data:
-        """Check training data and standardise it; every data error is raised here.
+    def prepare(self, X) -> PreparedData:
+        """X checked and standardised for this model (see :func:`bayesgmm.pipeline.prepare_data`).
 
-        The scaling is computed so that it neither under- nor overflows (see
-        :class:`~bayesgmm.scaling.FeatureScaling`): the model only ever sees the
-        standardised values, so the posterior on that scale does not depend on the
-        units (or the offset) of any feature.
+        Every data error is raised here; the result can be passed to :meth:`fit`
+        and :meth:`build_model` in place of X.
         """
-        if isinstance(X, _Data):
-            return X
-        X, names = _as_matrix(X)
-        n_rows = X.shape[0]
-        check_n_components(self.n_components, n_rows)
-        if n_rows < 2:
-            raise ValueError(f"X needs at least 2 rows to fit a mixture, got {n_rows}.")
-        constant = np.flatnonzero((X == X[0]).all(axis=0))
-        if constant.size:
-            raise ValueError(
-                f"Feature(s) {[names[j] for j in constant]} are constant (every row has the same value); a "
-                "mixture cannot model a zero-variance column. Drop them."
-            )
-        scaling = self._prior_scaling(FeatureScaling.from_data(X, feature_names=names), names)
-        Z = scaling.transform(X)
-        if not np.all(np.isfinite(Z)):
-            if self.priors.location is not None or self.priors.scale is not None:
-                raise ValueError("X cannot be standardised in float64 with priors['location'] and "
-                                 "priors['scale'] (values out of range); check that they are in X's units.")
-            # Not reached with the data's own scaling: FeatureScaling's limits rule it out.
-            raise ValueError("X cannot be standardised in float64 (values out of range); rescale its columns.")
-        return _Data(X, Z, names, np.asarray(scaling.centre, dtype=float), np.asarray(scaling.scale, dtype=float))
+        return prepare_data(X, n_components=self.n_components, priors=self.priors)
 
-    def _prior_scaling(self, data_scaling: FeatureScaling, names: list[str]) -> FeatureScaling:
-        """The ``c`` and ``s`` the priors are set on: the data's, or ``priors.location``/``scale`` where fixed.
-
-        The data's own scaling has been computed (and its float64 limits checked)
-        either way; a fixed location or scale replaces it. Data far outside a fixed
-        prior (most likely given in other units) get a warning, not an error.
-        """
-        D = len(names)
-        location, scale = self.priors.location_vector(D), self.priors.scale_vector(D)  # check the lengths
-        if location is None and scale is None:
-            return data_scaling
-        centre = np.asarray(data_scaling.centre if location is None else location, dtype=float)
-        spread = np.asarray(data_scaling.scale if scale is None else scale, dtype=float)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            offset = np.abs(np.asarray(data_scaling.centre) - centre) / spread
-            ratio = np.asarray(data_scaling.scale) / spread
-        far = ~((offset <= _PRIOR_FAR_OFFSET) & (ratio >= 1 / _PRIOR_FAR_RATIO) & (ratio <= _PRIOR_FAR_RATIO))
-        if far.any():
-            details = "; ".join(f"{names[j]!r}: mean {float(data_scaling.centre[j]):.4g}, sd "
-                                f"{float(data_scaling.scale[j]):.4g} vs location {centre[j]:.4g}, scale "
-                                f"{spread[j]:.4g}" for j in np.flatnonzero(far)[:5])
-            warnings.warn(f"X lies far outside the prior set by priors['location'] and priors['scale'] ({details}); "
-                          "check that they are in X's units.", UserWarning, stacklevel=4)
-        return FeatureScaling(centre=centre, scale=spread)
-
-    def _check_X(self, X, *, fitting: bool) -> tuple[np.ndarray, list[str]]:
-        if fitting:
-            data = self._prepare(X)
-            return data.X, data.names
-        X, names = _as_matrix(X)
-        if self._scaling is not None and X.shape[1] != len(self._scaling["feature"]):
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the model was fitted with {len(self._scaling['feature'])}."
-            )
-        return X, names
+    _prepare = prepare  # the name used before PreparedData was public
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         """``(X - data_centre) / data_scale`` with the fitted scaling."""
         return FeatureScaling(centre=np.asarray(self._scaling["centre"], dtype=float),
                               scale=np.asarray(self._scaling["scale"], dtype=float)).transform(X)
-
-    def _order_feature(self, names: list[str]) -> int | None:
-        if self.ordered is False:
-            return None
-        if self.ordered is True:
-            return 0
-        if isinstance(self.ordered, str):
-            if self.ordered not in names:
-                raise ValueError(f"ordered={self.ordered!r} is not a feature; features are {names}.")
-            return names.index(self.ordered)
-        if not 0 <= int(self.ordered) < len(names):
-            raise ValueError(f"ordered={self.ordered} is out of range for {len(names)} features "
-                             f"(allowed: 0..{len(names) - 1}, or a feature name).")
-        return int(self.ordered)
-
-    def _check_order(self, names: list[str]) -> int | None:
-        """The ordered feature's index, refusing names whose latent variables would collide."""
-        order_feature = self._order_feature(names)
-        if order_feature is not None:
-            latent = [f"means_z_{name}" + ("_ordered" if j == order_feature else "") for j, name in enumerate(names)]
-            clashes = sorted({name for name in latent if latent.count(name) > 1})
-            if clashes:
-                raise ValueError(f"With ordered={self.ordered!r} the feature names {names} give clashing latent "
-                                 f"variables {clashes}; rename the features.")
-        return order_feature
 
     # ------------------------------------------------------------------ model
     def build_model(
@@ -244,7 +177,7 @@ class BayesianGMM:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or PreparedData
         batch_size : int, optional
             Use a ``pm.Minibatch`` of this many rows (for minibatch ADVI).
         initvals : dict, optional
@@ -259,10 +192,12 @@ class BayesianGMM:
         Returns
         -------
         pymc.Model
-            Free variables ``weights``, ``means_z`` and ``chol_cov_z`` (full: the
-            packed Cholesky factors, dims (``component``, ``chol_entry``)) or
-            ``sds_z`` (diag), all on the standardised scale; the observed
-            variable ``obs`` with dims (``obs_id``, ``feature``).
+            Free variables ``weights``, ``means_z`` and the covariance latent, all
+            on the standardised scale: ``chol_cov_z`` (full: packed Cholesky
+            factors, dims (``component``, ``chol_entry``); tied: one, dims
+            ``chol_entry``), ``sds_z`` (diag, (``component``, ``feature``)) or
+            ``sd_z`` (spherical, ``component``); the observed variable ``obs``
+            with dims (``obs_id``, ``feature``).
 
         Notes
         -----
@@ -273,117 +208,16 @@ class BayesianGMM:
         posterior unchanged and makes it exactly the same whatever the units of
         each feature; the pointwise log-likelihood a fit stores is in data units.
         """
-        from ._pytensor_setup import configure_pytensor
+        from .bayes_model import declare_model
 
-        configure_pytensor()
-        import pymc as pm
-        import pytensor.tensor as pt
-
-        from ._likelihood import MixtureLogLike
-        from ._lkj import draw_packed, identity_packed, lkj_cholesky_cov_logp
-        from ._transforms import BatchedCholeskyCovPacked
-
-        likelihood = check_option(likelihood, "likelihood", ("kernel", "graph"))
-        data = self._prepare(X)
-        if batch_size is not None:
-            batch_size = check_integer_param(batch_size, "batch_size", minimum=1, maximum=data.X.shape[0])
+        check_option(likelihood, "likelihood", ("kernel", "graph"))
+        data = self.prepare(X)
         if initvals is not None and not isinstance(initvals, Mapping):
             raise TypeError(f"initvals must be a dict of start values or None, got {type(initvals).__name__}.")
-        order_feature = self._check_order(data.names)
-        Z, names = data.Z, data.names
-        N, D = Z.shape
-        K = self.n_components
-        self._scaling = {"centre": data.centre, "scale": data.scale, "feature": names}
-        tril = np.tril_indices(D)
-        coords = {
-            "obs_id": np.arange(N),
-            "component": np.arange(K),
-            "feature": names,
-            "feature_bis": names,
-            "chol_entry": [f"{names[i]}|{names[j]}" for i, j in zip(*tril)],
-        }
-        priors = self.priors
-        with pm.Model(coords=coords) as model:
-            # The standardised data: its centre and spread are 0 and 1 whatever X's
-            # units, so one compiled logp serves any X of this shape of model.
-            if batch_size is None:
-                observed = pm.Data("X", Z, dims=("obs_id", "feature"))
-            else:
-                observed = pm.Minibatch(Z, batch_size=int(batch_size))
-            centre_z, scale_z = pt.as_tensor(np.zeros(D)), pt.as_tensor(np.ones(D))
-            weights = pm.Dirichlet("weights", a=priors.alpha_vector(K), dims="component")
-            if order_feature is None:
-                means_z = pm.Normal("means_z", 0.0, priors.mean_scale, dims=("component", "feature"))
-            else:
-                from pymc.distributions.transforms import ordered
-
-                # Ordered along one feature: that column is sorted; the others are free.
-                cols = []
-                for j in range(D):
-                    if j == order_feature:
-                        init = np.linspace(-1, 1, K) if K > 1 else np.zeros(1)
-                        col = pm.Normal(f"means_z_{names[j]}_ordered", 0.0, priors.mean_scale, shape=K,
-                                        transform=ordered, initval=init)
-                    else:
-                        col = pm.Normal(f"means_z_{names[j]}", 0.0, priors.mean_scale, shape=K)
-                    cols.append(col)
-                means_z = pm.Deterministic("means_z", pt.stack(cols, axis=1), dims=("component", "feature"))
-            if self.covariance_type == "full":
-                # One LKJ prior per component, as pm.LKJCholeskyCov, but batched (see _lkj).
-                # The packed identity gives the variable its support shape (signature
-                # "(p)->(p)") and its default start; the log-density does not use it.
-                scale_params = pm.CustomDist(
-                    "chol_cov_z", identity_packed(D),
-                    logp=lambda value, _: lkj_cholesky_cov_logp(value, priors.eta, D, priors.sd_prior()),
-                    support_point=lambda rv, size, identity: pt.zeros_like(rv) + identity,
-                    random=lambda identity, rng=None, size=None: draw_packed(
-                        rng, priors.eta, D, priors.draw_sds, size if size is not None else identity.shape[:-1]),
-                    signature="(p)->(p)", dims=("component", "chol_entry"), transform=BatchedCholeskyCovPacked(D),
-                    shape=(K, D * (D + 1) // 2),  # static: the JAX backend (numpyro) needs it for the gradient
-                )  # (K, D(D+1)/2), row-major packed lower triangles
-            else:
-                scale_params = priors.sd_distribution("sds_z", dims=("component", "feature"))
-
-            log_norm_const = -0.5 * D * np.log(2 * np.pi)
-            packed_index = {(i, j): p for p, (i, j) in enumerate(zip(*tril))}
-            full = self.covariance_type == "full"
-
-            def mixture_logp(value, w, mu, params):
-                # PyMC passes parameters with leading broadcast dims of size 1; they are
-                # never batched over rows, so take their core shapes.
-                w, mu = w.reshape((K,)), mu.reshape((K, D))
-                params = params.reshape((K, -1))
-                if likelihood == "kernel":
-                    return MixtureLogLike(full)(value, centre_z, scale_z, w, mu, params)[0]
-                xz = value  # already standardised
-                # Whiten by forward substitution, y = L^{-1} (x - mu), feature by feature on
-                # (N, K) arrays: only elementwise ops, which PyTensor fuses (no per-component
-                # triangular solves, no matrix assembly) -- the reason this is fast.
-                maha, log_det, ys = 0.0, 0.0, []
-                for i in range(D):
-                    resid = xz[:, i][:, None] - mu[:, i][None, :]
-                    if full:
-                        for j in range(i):
-                            resid = resid - params[:, packed_index[i, j]][None, :] * ys[j]
-                        diag = params[:, packed_index[i, i]]
-                    else:
-                        diag = params[:, i]
-                    y = resid / diag[None, :]
-                    ys.append(y)
-                    maha = maha + y**2
-                    log_det = log_det + pt.log(diag)
-                log_prob = -0.5 * maha - log_det[None, :] + pt.log(w)[None, :] + log_norm_const
-                return pt.logsumexp(log_prob, axis=1)
-
-            pm.CustomDist(
-                "obs", weights, means_z, scale_params, logp=mixture_logp, observed=observed,
-                dims=None if batch_size is not None else ("obs_id", "feature"),
-                signature="(k),(k,d),(k,p)->(d)",
-                total_size=N if batch_size is not None else None,
-            )
-        if initvals:
-            for name, value in initvals.items():
-                model.set_initval(model[name], value)
+        model = declare_model(self.spec, data, batch_size=batch_size, likelihood=likelihood)
+        self._scaling = data.scaling
+        for name, value in (initvals or {}).items():
+            model.set_initval(model[name], value)
         self.model_ = model
         return model
 
@@ -396,11 +230,12 @@ class BayesianGMM:
         default the prior is centred and scaled on the training data (empirical
         Bayes), so there is no prior before there are data. The draws follow the
         model exactly (see :class:`BayesianGMM`): on the standardised scale
-        ``w ~ Dirichlet(alpha)``, ``mu_z[k, j] ~ N(0, mean_scale^2)``, component sds
-        from ``sd_dist(sd_scale)``, LKJ(eta) correlations (full), each row's component
-        ``~ Categorical(w)`` and its value ``~ N(mu_z[k], Sigma_z[k])``; then
-        ``x = location + scale * z``. With ``ordered``, the components are sorted by
-        their mean along that feature (the ordered prior is that of sorted draws).
+        ``w ~ Dirichlet(alpha)``, ``mu_z[k, j] ~ N(0, mean_scale^2)``, the
+        covariances from their prior (the covariance type's strategy object),
+        each row's component ``~ Categorical(w)`` and its value
+        ``~ N(mu_z[k], Sigma_z[k])``; then ``x = location + scale * z``. With
+        ``ordered``, the components are sorted by their mean along that feature
+        (the ordered prior is that of sorted draws). (Long only for its docstring.)
 
         Parameters
         ----------
@@ -432,40 +267,16 @@ class BayesianGMM:
         >>> draw["X"].shape, draw["means"].shape, draw["covariances"].shape
         ((100, 2), (2, 2), (2, 2, 2))
         """
-        from ._lkj import draw_packed, unpack_cholesky
-
         n_samples = check_integer_param(n_samples, "n_samples", minimum=1)
-        random_seed = _seed(random_seed, "random_seed")
-        priors = self.priors
-        if not priors.generative:
-            missing = [name for name in ("location", "scale") if getattr(priors, name) is None]
-            raise ValueError(
-                f"sample_prior_predictive needs a generative prior, but priors {missing} are not set: by default "
-                "they are the training data's mean and sd (empirical Bayes), so there is no prior before data. "
-                "Set them in the data's units, e.g. BayesianGMM(K, priors={'location': 0.0, 'scale': 1.0})."
-            )
-        lengths = {len(v) for v in (priors.location, priors.scale) if isinstance(v, tuple)}
-        if len(lengths) > 1:
-            raise ValueError(f"priors['location'] and priors['scale'] have different lengths {sorted(lengths)}.")
-        if n_features is not None:
-            n_features = check_integer_param(n_features, "n_features", minimum=1)
-            if lengths and n_features not in lengths:
-                raise ValueError(f"n_features={n_features} does not match the {lengths.pop()} values of "
-                                 "priors['location'] / priors['scale'].")
-        elif lengths:
-            n_features = lengths.pop()
-        else:
-            raise ValueError("priors['location'] and priors['scale'] are single numbers: pass n_features.")
-        K, D = self.n_components, n_features
+        random_seed = check_random_seed(random_seed, "random_seed")
+        D = _generative_features(self.priors, n_features)
+        K, priors, spec = self.n_components, self.priors, self.spec
         location, scale = priors.location_vector(D), priors.scale_vector(D)
-        order_feature = self._order_feature([f"x{j}" for j in range(D)])
+        order_feature = spec.order_feature([f"x{j}" for j in range(D)])
         rng = np.random.default_rng(random_seed)
         weights = rng.dirichlet(priors.alpha_vector(K))
         means_z = rng.normal(0.0, priors.mean_scale, size=(K, D))
-        if self.covariance_type == "full":
-            chol_z = unpack_cholesky(draw_packed(rng, priors.eta, D, priors.draw_sds, (K,)), D)
-        else:
-            chol_z = np.einsum("kd,de->kde", priors.draw_sds(rng, (K, D)), np.eye(D))
+        chol_z = spec.covariance.draw_prior(rng, priors, K, D)
         if order_feature is not None:  # components are exchangeable: sorting gives the ordered prior
             order = np.argsort(means_z[:, order_feature], kind="stable")
             weights, means_z, chol_z = weights[order], means_z[order], chol_z[order]
@@ -485,28 +296,32 @@ class BayesianGMM:
     def fit(
         self,
         X,
-        method: str = "nuts",
+        method: str = FIT_DEFAULTS["method"],
         *,
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 2,
-        random_seed: int | None = None,
-        progressbar: bool = True,
-        init: str = "em",
-        sampler: str = "pymc",
-        mass_matrix: str = "auto",
-        warmup_start: str = "laplace",
-        batch_size: int | str | None = "auto",
-        n_iterations: int = 20_000,
-        learning_rate: float = 0.01,
-        log_likelihood: bool | str = "auto",
+        draws: int = FIT_DEFAULTS["draws"],
+        tune: int = FIT_DEFAULTS["tune"],
+        chains: int = FIT_DEFAULTS["chains"],
+        random_seed: int | None = FIT_DEFAULTS["random_seed"],
+        progressbar: bool = FIT_DEFAULTS["progressbar"],
+        init: str = FIT_DEFAULTS["init"],
+        sampler: str = FIT_DEFAULTS["sampler"],
+        mass_matrix: str = FIT_DEFAULTS["mass_matrix"],
+        warmup_start: str = FIT_DEFAULTS["warmup_start"],
+        batch_size: int | str | None = FIT_DEFAULTS["batch_size"],
+        n_iterations: int = FIT_DEFAULTS["n_iterations"],
+        learning_rate: float = FIT_DEFAULTS["learning_rate"],
+        log_likelihood: bool | str = FIT_DEFAULTS["log_likelihood"],
         **sampler_kwargs,
     ):
         """Fit by NUTS or variational inference; always returns ``arviz.InferenceData``.
 
+        Every setting is checked through :func:`bayesgmm.fit_settings.fit_settings`
+        (one table, shared with ``compare_k``, the report and the CLI). (Long only
+        because this docstring documents every setting; the body is ~40 lines.)
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or PreparedData
         method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
         draws : int, default=1000
             Posterior draws per chain (NUTS) or from the fitted approximation (ADVI).
@@ -531,7 +346,7 @@ class BayesianGMM:
             NUTS implementation. "pymc" is PyMC's own sampler on PyTensor's C
             backend linked to OpenBLAS (see the README). "nutpie" needs the
             ``nutpie`` extra and "numpyro" the ``jax`` extra; "numpyro" supports
-            only ``covariance_type="diag"`` for now.
+            only ``covariance_type="diag"`` and ``"spherical"`` for now.
         mass_matrix : {"auto", "full", "diag"}, default="auto"
             NUTS with ``sampler="pymc"``: the mass matrix adapted during tuning.
             "full" (dense) learns the posterior's correlations, e.g. between a
@@ -575,7 +390,8 @@ class BayesianGMM:
         -------
         arviz.InferenceData
             ``posterior`` with ``weights``, ``means``, ``stds``, ``cov``, ``chol``
-            and (full) ``corr`` in data units plus the standardised latents;
+            per component (tied: the shared covariance repeated) and (full, tied)
+            ``corr`` in data units plus the standardised latents;
             ``log_likelihood`` (chain, draw, obs_id); ``observed_data``;
             ``sample_stats`` (NUTS) or ``fit_history`` (ADVI loss).
 
@@ -589,52 +405,109 @@ class BayesianGMM:
         from . import inference
 
         # Every argument and the data are checked here, before any model is built or compiled.
-        args = _check_arguments(_FIT_ARGUMENTS, dict(
-            method=method, draws=draws, tune=tune, chains=chains, random_seed=random_seed, progressbar=progressbar,
-            init=init, sampler=sampler, mass_matrix=mass_matrix, warmup_start=warmup_start, batch_size=batch_size,
-            n_iterations=n_iterations, learning_rate=learning_rate, log_likelihood=log_likelihood))
-        method, sampler, random_seed = args["method"], args["sampler"], args["random_seed"]
-        sampler_kwargs = _check_sampler_options(method, sampler, sampler_kwargs)
-        data = self._prepare(X)
-        self._check_order(data.names)
-        n_rows = data.X.shape[0]
-        if isinstance(args["batch_size"], int):
-            if method == "nuts":
-                raise ValueError(f"batch_size={args['batch_size']} applies only to method='advi' or "
-                                 "'fullrank_advi' (minibatch ADVI); NUTS always uses every row. Leave it at "
-                                 "'auto' or None.")
-            if args["batch_size"] > n_rows:
-                raise ValueError(f"batch_size must be at most the number of rows of X ({n_rows}), got "
-                                 f"{args['batch_size']}.")
-        if method == "nuts" and sampler == "numpyro" and self.covariance_type == "full":
-            # Known issue: under the JAX backend the batched LKJ prior's chains settle on
-            # a wrong mode (all means at the data centre); the C and numba backends agree.
-            raise NotImplementedError(
-                "sampler='numpyro' does not support covariance_type='full' yet; use sampler='pymc' (default) "
-                "or 'nutpie', or covariance_type='diag'."
-            )
+        settings = fit_settings({
+            "method": method, "draws": draws, "tune": tune, "chains": chains, "random_seed": random_seed,
+            "progressbar": progressbar, "init": init, "sampler": sampler, "mass_matrix": mass_matrix,
+            "warmup_start": warmup_start, "batch_size": batch_size, "n_iterations": n_iterations,
+            "learning_rate": learning_rate, "log_likelihood": log_likelihood, **sampler_kwargs})
+        options = {k: v for k, v in settings.items() if k not in FIT_DEFAULTS}
+        data = self.prepare(X)
+        self._check_fit(settings, data)
+        self._warn_if_expensive(settings, data)
+        method, spec = settings["method"], self.spec
+        common = {k: settings[k] for k in ("draws", "random_seed", "progressbar", "init", "log_likelihood")}
         if method == "nuts":
-            inference.check_sampler(sampler)
-
-        common = dict(draws=args["draws"], random_seed=random_seed, progressbar=args["progressbar"],
-                      init=args["init"], log_likelihood=args["log_likelihood"])
-        if method == "nuts":
-            idata = inference.fit_nuts(self, data, tune=args["tune"], chains=args["chains"], sampler=sampler,
-                                       mass_matrix=args["mass_matrix"], warmup_start=args["warmup_start"],
-                                       **common, **sampler_kwargs)
+            idata, em = inference.fit_nuts(spec, data, tune=settings["tune"], chains=settings["chains"],
+                                           sampler=settings["sampler"], mass_matrix=settings["mass_matrix"],
+                                           warmup_start=settings["warmup_start"], **common, **options)
         else:
-            idata = inference.fit_vi(self, data, method=method, batch_size=args["batch_size"],
-                                     n_iterations=args["n_iterations"], learning_rate=args["learning_rate"],
-                                     **common)
+            idata, em = inference.fit_vi(spec, data, method=method, batch_size=settings["batch_size"],
+                                         n_iterations=settings["n_iterations"],
+                                         learning_rate=settings["learning_rate"], **common)
+        self.em_, self._scaling = em, data.scaling
         idata.attrs[_CONFIG_ATTR] = json.dumps(self.config, sort_keys=True)
         idata.attrs[_HASH_ATTR] = _config_hash(idata.attrs[_CONFIG_ATTR])
         idata.attrs["inference_method"] = method
-        idata.attrs["sampler"] = sampler if method == "nuts" else "pymc.fit"
-        idata.attrs["random_seed"] = -1 if random_seed is None else int(random_seed)
+        idata.attrs["sampler"] = settings["sampler"] if method == "nuts" else "pymc.fit"
+        idata.attrs["random_seed"] = -1 if settings["random_seed"] is None else int(settings["random_seed"])
         self.idata_ = idata
         if method == "nuts":
             inference.warn_on_diagnostics(idata)
         return idata
+
+    def estimate_cost(self, X, **settings) -> CostEstimate:
+        """Estimate what :meth:`fit` with these settings will cost, before running it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or PreparedData
+        **settings
+            :meth:`fit`'s keyword arguments (``method``, ``draws``, ``tune``,
+            ``chains``, ``max_treedepth``, ``n_iterations``, ``batch_size`` ...).
+
+        Returns
+        -------
+        CostEstimate
+            Free parameters, the time of one gradient and the expected wall time
+            (rough: see :mod:`bayesgmm.cost`).
+
+        Examples
+        --------
+        >>> from bayesgmm import BayesianGMM
+        >>> from bayesgmm.datasets import load_faithful
+        >>> BayesianGMM(2).estimate_cost(load_faithful()).n_parameters
+        11
+        """
+        return self._cost(fit_settings(settings), self.prepare(X))
+
+    def _cost(self, settings: dict, data: PreparedData, covariance_type: str | None = None) -> CostEstimate:
+        N, D = data.X.shape
+        K = self.n_components
+        spec = self.spec if covariance_type is None else type(self)(K, covariance_type, self.priors).spec
+        batch = settings["batch_size"]
+        batch_rows = batch if isinstance(batch, int) else (2_000 if batch == "auto" and N > 20_000 else None)
+        return estimate_cost(spec.n_free_parameters(D), N, D, K, method=settings["method"],
+                             draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
+                             cores=settings.get("cores"), max_treedepth=settings.get("max_treedepth", 10),
+                             n_iterations=settings["n_iterations"], batch_rows=batch_rows)
+
+    def _warn_if_expensive(self, settings: dict, data: PreparedData) -> None:
+        """Warn before a fit expected to take longer than :data:`bayesgmm.cost.EXPENSIVE_FIT_SECONDS`."""
+        cost = self._cost(settings, data)
+        if not cost.expensive:
+            return
+        cheaper = [f"covariance_type={c!r} {self._cost(settings, data, c).brief()}" for c in BAYES_COVARIANCE_TYPES
+                   if c != self.covariance_type]
+        if settings["method"] == "nuts":
+            cheaper.append(f"method='advi' {self._cost({**settings, 'method': 'advi'}, data).brief()}")
+        warnings.warn(f"This fit is expected to be slow: {cost}. Cheaper options: " + "; ".join(cheaper)
+                      + ". (BayesianGMM.estimate_cost gives these figures without fitting.)",
+                      ExpensiveFitWarning, stacklevel=3)
+
+    def _check_fit(self, settings: dict, data: PreparedData) -> None:
+        """What depends on both the settings and the data (or the model), before anything is built."""
+        from . import inference
+
+        self.spec.order_feature(data.names)
+        method, sampler, batch_size = settings["method"], settings["sampler"], settings["batch_size"]
+        n_rows = data.X.shape[0]
+        if isinstance(batch_size, int):
+            if method == "nuts":
+                raise ValueError(f"batch_size={batch_size} applies only to method='advi' or 'fullrank_advi' "
+                                 "(minibatch ADVI); NUTS always uses every row. Leave it at 'auto' or None.")
+            if batch_size > n_rows:
+                raise ValueError(f"batch_size must be at most the number of rows of X ({n_rows}), got "
+                                 f"{batch_size}.")
+        if method == "nuts" and sampler == "numpyro" and not self.spec.covariance.jax_supported:
+            # Known issue: under the JAX backend the batched LKJ prior's chains settle on
+            # a wrong mode (all means at the data centre); the C and numba backends agree.
+            supported = [name for name, cov in BAYES_COVARIANCE_TYPES.items() if cov.jax_supported]
+            raise NotImplementedError(
+                f"sampler='numpyro' does not support covariance_type={self.covariance_type!r} yet; use "
+                f"sampler='pymc' (default) or 'nutpie', or covariance_type in {supported}."
+            )
+        if method == "nuts":
+            inference.check_sampler(sampler)
 
     # ---------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> None:
@@ -706,8 +579,6 @@ class BayesianGMM:
             (truncated, zeroed or altered: its checksums do not match), or holds a
             model other than ``expected``.
         """
-        import arviz as az
-
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or a Path, got {path!r} ({type(path).__name__}).")
         unknown = sorted(set(expected) - {"n_components", "covariance_type", "priors", "ordered"})
@@ -715,34 +586,8 @@ class BayesianGMM:
             raise TypeError(f"Unknown expected config {unknown}; allowed: n_components, covariance_type, priors, "
                             "ordered.")
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No saved fit at {path}" + (" (it is a directory)." if path.is_dir() else "."))
-        damaged = (f"{path} is damaged (truncated, zeroed or altered) or is not a file written by "
-                   "BayesianGMM.save")
-        with open(path, "rb") as fh:
-            head = fh.read(_USERBLOCK_SIZE)
-        if head.startswith(_FILE_MAGIC):
-            if head != _userblock(_file_digest(path)):
-                raise ValueError(f"{damaged}: its contents do not match the file checksum.")
-        elif not head.startswith(_HDF5_SIGNATURE):  # files saved by older versions start with the signature
-            raise ValueError(f"{damaged}: it does not start like a netCDF-4 file.")
-        try:
-            with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                idata = az.from_netcdf(str(path))  # eager: every group is read, then the file is closed
-        except Exception as err:  # h5py/netCDF raise many types (OSError, KeyError, RuntimeError, ...)
-            raise ValueError(f"{damaged}: it cannot be read as netCDF ({type(err).__name__}: {err}).") from err
-        raw = idata.attrs.get(_CONFIG_ATTR)
-        if raw is None:
-            raise ValueError(f"{path} was not written by BayesianGMM.save (no {_CONFIG_ATTR!r} attribute).")
-        if idata.attrs.get(_HASH_ATTR) != _config_hash(str(raw)):
-            raise ValueError(f"{path}: the stored model config does not match its checksum; the file was altered.")
-        stored = idata.attrs.get(_DATA_HASH_ATTR)
-        if stored is None:
-            warnings.warn(f"{path} has no data checksum (saved by an older bayesgmm); its data cannot be verified.",
-                          UserWarning, stacklevel=2)
-        elif str(stored) != _data_digest(idata):
-            raise ValueError(f"{damaged}: the stored data do not match their checksum.")
+        idata = _read_verified(path)
+        raw = idata.attrs[_CONFIG_ATTR]
         try:
             config = json.loads(raw)
             model = cls(**config)
@@ -754,107 +599,67 @@ class BayesianGMM:
             if diff:
                 details = ", ".join(f"{k}: file has {model.config[k]!r}, expected {wanted[k]!r}" for k in diff)
                 raise ValueError(f"{path} holds a different model ({details}).")
-        if "posterior" not in idata.groups():
-            raise ValueError(f"{path} holds no posterior group.")
-        post = idata.posterior
-        if post.sizes.get("component") != model.n_components:
-            raise ValueError(f"{path}: posterior has {post.sizes.get('component')} components, config says "
-                             f"{model.n_components}.")
-        features = [str(f) for f in post.coords["feature"].values] if "feature" in post.coords else []
-        centre = np.atleast_1d(np.asarray(idata.attrs.get("data_centre", []), dtype=float))
-        scale = np.atleast_1d(np.asarray(idata.attrs.get("data_scale", []), dtype=float))
-        if not (len(features) == centre.size == scale.size and np.all(np.isfinite(centre))
-                and np.all(np.isfinite(scale)) and np.all(scale > 0)):
-            raise ValueError(f"{path}: the stored data scaling does not match the posterior's {len(features)} "
-                             "features.")
         model.idata_ = idata
-        model._scaling = {"centre": centre, "scale": scale, "feature": features}
+        model._scaling = _stored_scaling(idata, path, model.n_components)
         return model
+
+
+def _read_verified(path: Path):
+    """A file written by :meth:`BayesianGMM.save`, read into memory after checking its checksums."""
+    import arviz as az
+
+    if not path.is_file():
+        raise FileNotFoundError(f"No saved fit at {path}" + (" (it is a directory)." if path.is_dir() else "."))
+    damaged = (f"{path} is damaged (truncated, zeroed or altered) or is not a file written by "
+               "BayesianGMM.save")
+    with open(path, "rb") as fh:
+        head = fh.read(_USERBLOCK_SIZE)
+    if head.startswith(_FILE_MAGIC):
+        if head != _userblock(_file_digest(path)):
+            raise ValueError(f"{damaged}: its contents do not match the file checksum.")
+    elif not head.startswith(_HDF5_SIGNATURE):  # files saved by older versions start with the signature
+        raise ValueError(f"{damaged}: it does not start like a netCDF-4 file.")
+    try:
+        with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
+            # ADVI fits hold a fit_history group, which ArviZ notes is not a standard one.
+            warnings.filterwarnings("ignore", ".*not defined in the InferenceData scheme", UserWarning)
+            idata = az.from_netcdf(str(path))  # eager: every group is read, then the file is closed
+    except Exception as err:  # h5py/netCDF raise many types (OSError, KeyError, RuntimeError, ...)
+        raise ValueError(f"{damaged}: it cannot be read as netCDF ({type(err).__name__}: {err}).") from err
+    raw = idata.attrs.get(_CONFIG_ATTR)
+    if raw is None:
+        raise ValueError(f"{path} was not written by BayesianGMM.save (no {_CONFIG_ATTR!r} attribute).")
+    if idata.attrs.get(_HASH_ATTR) != _config_hash(str(raw)):
+        raise ValueError(f"{path}: the stored model config does not match its checksum; the file was altered.")
+    stored = idata.attrs.get(_DATA_HASH_ATTR)
+    if stored is None:
+        warnings.warn(f"{path} has no data checksum (saved by an older bayesgmm); its data cannot be verified.",
+                      UserWarning, stacklevel=3)
+    elif str(stored) != _data_digest(idata):
+        raise ValueError(f"{damaged}: the stored data do not match their checksum.")
+    return idata
+
+
+def _stored_scaling(idata, path: Path, n_components: int) -> dict:
+    """The data scaling a loaded fit holds, checked against its posterior."""
+    if "posterior" not in idata.groups():
+        raise ValueError(f"{path} holds no posterior group.")
+    post = idata.posterior
+    if post.sizes.get("component") != n_components:
+        raise ValueError(f"{path}: posterior has {post.sizes.get('component')} components, config says "
+                         f"{n_components}.")
+    features = [str(f) for f in post.coords["feature"].values] if "feature" in post.coords else []
+    centre = np.atleast_1d(np.asarray(idata.attrs.get("data_centre", []), dtype=float))
+    scale = np.atleast_1d(np.asarray(idata.attrs.get("data_scale", []), dtype=float))
+    if not (len(features) == centre.size == scale.size and np.all(np.isfinite(centre))
+            and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError(f"{path}: the stored data scaling does not match the posterior's {len(features)} "
+                         "features.")
+    return {"centre": centre, "scale": scale, "feature": features}
 
 
 def _config_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-# ------------------------------------------------------------------------ data
-class _Data(NamedTuple):
-    """Checked training data: X in data units, Z standardised, and the scaling between them."""
-
-    X: np.ndarray
-    Z: np.ndarray
-    names: list
-    centre: np.ndarray
-    scale: np.ndarray
-
-
-def _as_matrix(X, name: str = "X") -> tuple[np.ndarray, list[str]]:
-    """X as a finite 2-D float64 array and its feature names; every error names the culprit."""
-    if isinstance(X, pd.Series):
-        raise ValueError(f"{name} must be 2D (rows x features), got a pandas Series; use {name}.to_frame() for "
-                         "a single feature.")
-    if isinstance(X, pd.DataFrame):
-        names = [str(c) for c in X.columns]
-        duplicated = sorted({c for c in names if names.count(c) > 1})
-        if duplicated:
-            raise ValueError(f"{name} has duplicated column names {duplicated}; feature names must be unique.")
-        bad, columns = [], []
-        for j in range(X.shape[1]):
-            column = X.iloc[:, j]
-            dtype = column.dtype
-            if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_complex_dtype(dtype):
-                bad.append(f"{names[j]!r} ({dtype})")
-                continue
-            if not pd.api.types.is_numeric_dtype(dtype):
-                kind = pd.api.types.infer_dtype(column, skipna=True)
-                numeric = ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty")
-                if not pd.api.types.is_object_dtype(dtype) or kind not in numeric:
-                    bad.append(f"{names[j]!r} ({dtype}, holding {kind} values)")
-                    continue
-            columns.append(column.to_numpy(dtype=np.float64, na_value=np.nan))
-        if bad:
-            raise ValueError(f"{name} has non-numeric column(s) {', '.join(bad)}; a Gaussian mixture needs "
-                             "numeric features. Drop them or encode them as numbers first.")
-        array = np.column_stack(columns) if columns else np.empty((X.shape[0], 0))
-    else:
-        names = None
-        if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-            raise TypeError(f"{name} is a sparse matrix; pass a dense array (e.g. {name}.toarray()).")
-        try:
-            array = np.asarray(X)
-        except ValueError as err:  # ragged nested lists
-            raise ValueError(f"{name} must be a rectangular 2D array (rows x features): {err}") from err
-        if array.dtype.kind == "c":
-            raise ValueError(f"{name} holds complex numbers; a Gaussian mixture needs real features.")
-        if array.dtype.kind not in "biuf":
-            if array.ndim != 2:
-                raise ValueError(f"{name} must be a 2D numeric array (rows x features), got {array.ndim}D "
-                                 f"of dtype {array.dtype}.")
-            for j in range(array.shape[1]):
-                for value in array[:, j]:
-                    if isinstance(value, (str, bytes)) or not isinstance(value, (numbers.Real, type(None))):
-                        raise ValueError(f"{name} column {j} holds non-numeric values (e.g. {value!r}); a Gaussian "
-                                         "mixture needs numeric features.")
-            array = array.astype(np.float64)
-    if array.ndim != 2:
-        hint = f"; use {name}.reshape(-1, 1) for a single feature" if array.ndim == 1 else ""
-        raise ValueError(f"{name} must be a 2D array of shape (n_samples, n_features), got a {array.ndim}D array "
-                         f"of shape {array.shape}{hint}.")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one row and one feature.")
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    names = names if names is not None else [f"x{j}" for j in range(array.shape[1])]
-    finite = np.isfinite(array)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=1))
-        cols = [names[j] for j in np.flatnonzero(~finite.all(axis=0))]
-        kinds = " and ".join(k for k, m in (("NaN (missing values)", np.isnan(array).any()),
-                                             ("infinity", np.isinf(array).any())) if m)
-        raise ValueError(
-            f"{name} contains {kinds} in {rows.size} of {array.shape[0]} rows (first: {rows[:5].tolist()}), in "
-            f"feature(s) {cols}. Rows are never dropped silently: remove or impute them first (e.g. "
-            f"{name}.dropna() for a DataFrame)."
-        )
-    return array, names
 
 
 # ------------------------------------------------------------- argument checks
@@ -879,181 +684,27 @@ def _check_config(n_components, covariance_type, priors, ordered) -> dict:
     return {"n_components": n_components, "covariance_type": covariance_type, "priors": priors, "ordered": ordered}
 
 
-def _integer(minimum=None, maximum=None):
-    return lambda value, name: check_integer_param(value, name, minimum=minimum, maximum=maximum)
-
-
-def _option(*options):
-    return lambda value, name: check_option(value, name, options)
-
-
-def _positive(value, name):
-    return check_real_param(value, name, minimum=0.0, strict=True)
-
-
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
-    return bool(value)
-
-
-def _seed(value, name):
-    return None if value is None else check_integer_param(value, name, minimum=0, maximum=_MAX_SEED)
-
-
-def _init(value, name):
-    """"em", "prior", or a fitted GaussianMixtureEM to start from."""
-    from .em import GaussianMixtureEM
-
-    if isinstance(value, GaussianMixtureEM):
-        if not hasattr(value, "means_"):
-            raise ValueError(f"{name} is a GaussianMixtureEM that has not been fitted; call its fit(X) first.")
-        return value
-    if isinstance(value, str):
-        return check_option(value, name, _INITS)
-    raise TypeError(f"{name} must be one of {_INITS} or a fitted GaussianMixtureEM, got {value!r} "
-                    f"({type(value).__name__}).")
-
-
-def _sampler(value, name):
-    from .inference import SAMPLERS
-
-    return check_option(value, name, SAMPLERS)
-
-
-def _batch_size(value, name):
-    if value is None or (isinstance(value, str) and value == "auto"):
-        return value
-    if isinstance(value, str):
-        raise ValueError(f"{name} must be a positive integer, 'auto' or None, got {value!r}.")
-    return check_integer_param(value, name, minimum=1)
-
-
-def _dual_averaging_k(value, name):
-    value = check_real_param(value, name, minimum=0.5, strict=True)
-    if value > 1:
-        raise ValueError(f"{name} must be in (0.5, 1], got {value!r}.")
-    return value
-
-
-def _blas_cores(value, name):
-    if value is None or (isinstance(value, str) and value == "auto"):
-        return value
-    return check_integer_param(value, name, minimum=1)
-
-
-def _callable(value, name):
-    if value is not None and not callable(value):
-        raise TypeError(f"{name} must be callable or None, got {value!r}.")
-    return value
-
-
-def _mapping(value, name):
-    if value is not None and not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a dict or None, got {value!r} ({type(value).__name__}).")
-    return value
-
-
-def _anything(value, name):
-    return value
-
-
-#: Every argument of :meth:`BayesianGMM.fit` and what it may be.
-_FIT_ARGUMENTS = {
-    "method": _option(*_METHODS),
-    "draws": _integer(1),
-    "tune": _integer(0),
-    "chains": _integer(1),
-    "random_seed": _seed,
-    "progressbar": _flag,
-    "init": _init,
-    "sampler": _sampler,
-    "mass_matrix": _option("auto", "full", "diag"),
-    "warmup_start": _option("laplace", "identity"),
-    "batch_size": _batch_size,
-    "n_iterations": _integer(1),
-    "learning_rate": _positive,
-    "log_likelihood": _option(True, False, "auto"),
-}
-
-#: Options of PyMC's NUTS step (also accepted inside ``nuts={...}``).
-_NUTS_STEP_OPTIONS = {
-    "target_accept": check_probability,
-    "max_treedepth": _integer(1),
-    "early_max_treedepth": _integer(1),
-    "step_scale": _positive,
-    "adapt_step_size": _flag,
-    "gamma": _positive,
-    "k": _dual_averaging_k,
-    "t0": _positive,
-    "Emax": _positive,
-}
-
-#: ``**sampler_kwargs`` accepted with ``sampler="pymc"``: the NUTS step's options and these of ``pm.sample``.
-_PYMC_SAMPLE_OPTIONS = {
-    **_NUTS_STEP_OPTIONS,
-    "cores": _integer(1),
-    "discard_tuned_samples": _flag,
-    "keep_warning_stat": _flag,
-    "quiet": _flag,
-    "jitter_max_retries": _integer(0),
-    "blas_cores": _blas_cores,
-    "callback": _callable,
-    "compile_kwargs": _mapping,
-    "mp_ctx": _anything,
-    "progressbar_theme": _anything,
-}
-
-#: Options the other NUTS samplers share with PyMC's, checked the same way; the rest pass through.
-_EXTERNAL_SAMPLE_OPTIONS = {
-    "target_accept": check_probability,
-    "cores": _integer(1),
-    "max_treedepth": _integer(1),
-    "maxdepth": _integer(1),
-}
-
-#: Set by ``fit`` itself: passing them would conflict with what it does.
-_RESERVED_SAMPLE_OPTIONS = ("step", "var_names", "nuts_sampler", "nuts_sampler_kwargs", "initvals", "idata_kwargs",
-                            "compute_convergence_checks", "return_inferencedata", "model", "trace", "n_init", "seed",
-                            "progress_bar", "compiled_model")
-
-
-def _check_arguments(rules: Mapping, values: Mapping) -> dict:
-    return {name: rules[name](value, name) for name, value in values.items()}
-
-
-def _check_sampler_options(method: str, sampler: str, options: Mapping) -> dict:
-    """``fit``'s ``**sampler_kwargs``: known names with valid values, for the sampler that will use them."""
-    if not options:
-        return {}
-    if method != "nuts":
-        raise TypeError(f"Keyword argument(s) {sorted(options)} apply only to method='nuts'; method={method!r} "
-                        "takes draws, random_seed, init, batch_size, n_iterations and learning_rate.")
-    reserved = sorted(set(options) & set(_RESERVED_SAMPLE_OPTIONS))
-    if reserved:
-        raise TypeError(f"fit() sets {reserved} itself; use draws, tune, chains, random_seed, progressbar, init, "
-                        "mass_matrix and warmup_start instead.")
-    out = dict(options)
-    if sampler == "pymc":
-        unknown = sorted(set(options) - set(_PYMC_SAMPLE_OPTIONS) - {"nuts"})
-        if unknown:
-            raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}; with sampler='pymc' the NUTS "
-                            f"options are {sorted([*_PYMC_SAMPLE_OPTIONS, 'nuts'])}.")
-        rules = _PYMC_SAMPLE_OPTIONS
-        if "nuts" in out:
-            nuts = out["nuts"]
-            if not isinstance(nuts, Mapping):
-                raise TypeError(f"nuts must be a dict of NUTS step options, got {nuts!r} ({type(nuts).__name__}).")
-            unknown = sorted(set(nuts) - set(_NUTS_STEP_OPTIONS))
-            if unknown:
-                raise TypeError(f"nuts got unexpected option(s) {unknown}; allowed: {sorted(_NUTS_STEP_OPTIONS)}.")
-            out["nuts"] = {k: _NUTS_STEP_OPTIONS[k](v, f"nuts[{k!r}]") for k, v in nuts.items()}
-    else:
-        rules = _EXTERNAL_SAMPLE_OPTIONS
-    for name, value in options.items():
-        if name in rules:
-            out[name] = rules[name](value, name)
-    return out
+def _generative_features(priors: Priors, n_features) -> int:
+    """D for prior draws: the length of a fixed ``location`` / ``scale``, or ``n_features``; refuses no prior."""
+    if not priors.generative:
+        missing = [name for name in ("location", "scale") if getattr(priors, name) is None]
+        raise ValueError(
+            f"sample_prior_predictive needs a generative prior, but priors {missing} are not set: by default "
+            "they are the training data's mean and sd (empirical Bayes), so there is no prior before data. "
+            "Set them in the data's units, e.g. BayesianGMM(K, priors={'location': 0.0, 'scale': 1.0})."
+        )
+    lengths = {len(v) for v in (priors.location, priors.scale) if isinstance(v, tuple)}
+    if len(lengths) > 1:
+        raise ValueError(f"priors['location'] and priors['scale'] have different lengths {sorted(lengths)}.")
+    if n_features is not None:
+        n_features = check_integer_param(n_features, "n_features", minimum=1)
+        if lengths and n_features not in lengths:
+            raise ValueError(f"n_features={n_features} does not match the {lengths.pop()} values of "
+                             "priors['location'] / priors['scale'].")
+        return n_features
+    if lengths:
+        return lengths.pop()
+    raise ValueError("priors['location'] and priors['scale'] are single numbers: pass n_features.")
 
 
 # --------------------------------------------------------------- file checksums
