@@ -66,10 +66,6 @@ class BayesCovariance(ABC):
     kernel_full: bool
     #: True when components have correlations (the posterior then stores ``corr``).
     correlated: bool
-    #: False where ``sampler="numpyro"`` (the JAX backend) is refused: under JAX the
-    #: batched LKJ prior's chains settle on a wrong mode (all means at the data
-    #: centre), while the C and numba backends agree.
-    jax_supported: bool = True
 
     @abstractmethod
     def n_parameters(self, n_components: int, n_features: int) -> int:
@@ -111,7 +107,6 @@ class _LKJCovariance(BayesCovariance):
     latent = "chol_cov_z"
     kernel_full = True
     correlated = True
-    jax_supported = False
 
     @abstractmethod
     def _n_matrices(self, n_components: int) -> int:

@@ -237,6 +237,12 @@ def _sample_pymc(spec: ModelSpec, model, data: PreparedData, initvals, *, sample
                                         laplace=warmup_start == "laplace")
     else:
         kwargs.setdefault("init", adaptation)
+    if initvals is not None and sampler == "numpyro":
+        # PyMC's JAX path adds its own jitter, uniform(-1, 1) on the unconstrained scale:
+        # it moves the standardised means by up to one data sd (enough to merge or swap
+        # components) and scales the covariances by up to e. That, not the model, is
+        # why numpyro chains used to settle in wrong modes; ours is jittered already.
+        kwargs["nuts_sampler_kwargs"] = {"jitter": False, **kwargs.get("nuts_sampler_kwargs", {})}
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", _FULL_ADAPT_WARNING, UserWarning)
         try:

@@ -498,14 +498,6 @@ class BayesianGMM(PosteriorPredictionMixin):
             if batch_size > n_rows:
                 raise ValueError(f"batch_size must be at most the number of rows of X ({n_rows}), got "
                                  f"{batch_size}.")
-        if method == "nuts" and sampler == "numpyro" and not self.spec.covariance.jax_supported:
-            # Known issue: under the JAX backend the batched LKJ prior's chains settle on
-            # a wrong mode (all means at the data centre); the C and numba backends agree.
-            supported = [name for name, cov in BAYES_COVARIANCE_TYPES.items() if cov.jax_supported]
-            raise NotImplementedError(
-                f"sampler='numpyro' does not support covariance_type={self.covariance_type!r} yet; use "
-                f"sampler='pymc' (default) or 'nutpie', or covariance_type in {supported}."
-            )
         if method == "nuts":
             inference.check_sampler(sampler)
 

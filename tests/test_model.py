@@ -231,9 +231,40 @@ def test_missing_backend_is_a_clear_error(monkeypatch):
         BayesianGMM(2, covariance_type="diag").fit(np.random.default_rng(0).normal(size=(20, 2)), sampler="numpyro")
 
 
-def test_numpyro_with_full_covariance_is_refused_not_wrong():
-    with pytest.raises(NotImplementedError, match="numpyro"):
-        BayesianGMM(2).fit(np.random.default_rng(0).normal(size=(20, 2)), sampler="numpyro")
+def test_numpyro_starts_from_our_jittered_em_start_only(monkeypatch):
+    """PyMC's JAX path would jitter the start again by up to one data sd: the cause of wrong modes."""
+    from bayesgmm import inference
+
+    seen = {}
+
+    def fake_sample(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(inference, "check_sampler", lambda sampler: None)
+    monkeypatch.setattr(pm, "sample", fake_sample)
+    with pytest.raises(RuntimeError, match="stop"):
+        BayesianGMM(2).fit(make_mixture(60, 2, 2, random_state=0)[0], sampler="numpyro", chains=2, random_seed=0)
+    assert seen["nuts_sampler"] == "numpyro" and seen["nuts_sampler_kwargs"]["jitter"] is False
+    assert len(seen["initvals"]) == 2
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_numpyro_agrees_with_pymc_on_full_and_tied(covariance_type):
+    pytest.importorskip("numpyro")
+    from bayesgmm import relabel
+
+    X, truth = make_mixture(300, 3, 2, random_state=0, separation=8)
+    posts = []
+    for sampler in ("pymc", "numpyro"):
+        idata = BayesianGMM(3, covariance_type=covariance_type).fit(
+            X, sampler=sampler, draws=300, tune=300, chains=2, random_seed=1, progressbar=False)
+        posts.append(relabel(idata, reference=truth.means).posterior)
+    for name in ("weights", "means", "stds"):
+        mean = [p[name].mean(("chain", "draw")).values for p in posts]
+        sd = [p[name].std(("chain", "draw")).values for p in posts]
+        assert np.all(np.abs(mean[1] - mean[0]) <= 0.5 * sd[0]), name
+        assert np.all((sd[1] / sd[0] > 0.5) & (sd[1] / sd[0] < 2)), name
 
 
 @pytest.mark.parametrize(
