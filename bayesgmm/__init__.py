@@ -27,7 +27,18 @@ from .summaries import (
     summary,
 )
 
-__version__ = "0.1.0"
+
+def _package_version() -> str:
+    """The installed distribution's version (pyproject.toml's), or ``"0+unknown"`` from an uninstalled tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bayesgmm")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _package_version()
 
 __all__ = [
     "BayesianGMM",

@@ -3,7 +3,7 @@
 Imported only when a dask array or DataFrame reaches :class:`GaussianMixtureEM`
 or :func:`select_model`, so dask stays optional. Nothing here re-implements the
 mixture: every block is handed to the estimator's own in-memory code, and one EM
-pass is a tree reduction of the per-block sufficient statistics (``_Stats``)
+pass is a tree reduction of the per-block sufficient statistics (``SufficientStats``)
 computed with ``dask.compute``, i.e. on whatever scheduler is active (threads by
 default, a ``dask.distributed.Client`` when one is). Only the parameters (a few
 kilobytes) travel to the blocks each iteration; the data are read block by block
@@ -25,12 +25,13 @@ import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 from dask import delayed
 from pandas.api.types import is_complex_dtype, is_numeric_dtype
 from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
-from .em import GaussianMixtureEM, _Stats
+from .em import GaussianMixtureEM, SufficientStats
 from .scaling import FeatureScaling
 
 __all__ = ["check_array", "check_data", "check_fit_input", "transform", "start_sample", "accumulate",
@@ -53,7 +54,7 @@ def _compute(*collections):
 
 
 def _tree_sum(parts: list, split_every: int = SPLIT_EVERY):
-    """Pairwise-by-``split_every`` sum of delayed values (``_Stats`` or arrays)."""
+    """Pairwise-by-``split_every`` sum of delayed values (``SufficientStats`` or arrays)."""
     while len(parts) > 1:
         parts = [delayed(_sum)(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
     return parts[0]
@@ -61,15 +62,6 @@ def _tree_sum(parts: list, split_every: int = SPLIT_EVERY):
 
 def _sum(*values):
     return reduce(lambda a, b: a + b, values)
-
-
-def _worker(est, fitted: bool = False) -> GaussianMixtureEM:
-    """A small copy of ``est`` that carries to the blocks only what the numpy code needs."""
-    worker = GaussianMixtureEM(n_components=est.n_components, covariance_type=est.covariance_type, n_threads=1)
-    worker._cov = getattr(est, "_cov", None)
-    if fitted:
-        worker._params, worker.scaling_, worker._fitted_shape = est._params, est.scaling_, est._fitted_shape
-    return worker
 
 
 def _row_blocks(X: da.Array) -> list:
@@ -89,13 +81,20 @@ def _as_array(X, lengths=None) -> da.Array:
     return X
 
 
+def _empty_frame(X: dd.DataFrame) -> pd.DataFrame:
+    """An empty pandas DataFrame with X's columns and dtypes (what dask calls its meta)."""
+    frame = pd.DataFrame({i: pd.Series(dtype=dtype) for i, dtype in enumerate(X.dtypes)})
+    frame.columns = X.columns
+    return frame
+
+
 def _check_meta(est, X, reset: bool):
     """Shape, dtype and feature-name checks (scikit-learn's, on an empty stand-in: nothing is computed)."""
     if isinstance(X, dd.DataFrame):
         bad = [str(c) for c, t in X.dtypes.items() if not is_numeric_dtype(t) or is_complex_dtype(t)]
         if bad:
             raise ValueError(f"Every column of X must be real and numeric; these are not: {bad}.")
-        meta = X._meta
+        meta = _empty_frame(X)
     else:
         X = _as_array(X)
         if X.ndim != 2:
@@ -238,7 +237,7 @@ def check_fit_input(est, X, sample_weight):
     frame = X if isinstance(X, dd.DataFrame) else None
     X = check_array(est, X, reset=True)
     n, d = X.shape
-    cov = est._validate_params(None if math.isnan(n) else n, d)  # the parameters before any data is read
+    cov = est.validate_hyperparameters(None if math.isnan(n) else n, d)  # the parameters before any data is read
     if math.isnan(n) and (sample_weight is not None or frame is None):
         X = _known_rows(X)  # the weights must be chunked as the rows: count them first
     weights = None if math.isnan(X.shape[0]) else _weights(sample_weight, X)
@@ -257,7 +256,7 @@ def check_fit_input(est, X, sample_weight):
         raise ValueError(f"Found array with {summary.rows} sample(s) while a minimum of 2 is required.")
     if math.isnan(X.shape[0]):  # a DataFrame's partitions: their lengths are now known
         X = check_array(est, frame, reset=True, lengths=list(summary.block_rows))
-    est._validate_params(summary.rows, d)  # n_components <= n_samples
+    est.validate_hyperparameters(summary.rows, d)  # n_components <= n_samples
     if summary.positive_weights < est.n_components:
         raise ValueError(
             f"Only {summary.positive_weights} rows have a positive sample_weight; "
@@ -270,7 +269,7 @@ def check_fit_input(est, X, sample_weight):
     magnitude = np.where(summary.magnitude == 0, 1.0, summary.magnitude)
     spread_unit = np.sqrt(summary.m2 / summary.w_sum)
     scaling = FeatureScaling.from_unit_moments(summary.mean, spread_unit, magnitude,
-                                               feature_names=est._feature_names(d))
+                                               feature_names=est.fit_feature_names(d))
     return X, weights, cov, scaling
 
 
@@ -292,7 +291,7 @@ def _draw_rows(rng, n: int, size: int) -> np.ndarray:
     return np.sort(rng.choice(rows, size=size, replace=False))
 
 
-def start_sample(est, Z: da.Array, sample_weight: da.Array, rng):
+def start_sample(Z: da.Array, sample_weight: da.Array, rng):
     """In-memory standardised rows and weights the start is computed from.
 
     All rows (the very start of an in-memory fit, ``rng`` untouched) when there are
@@ -307,11 +306,11 @@ def start_sample(est, Z: da.Array, sample_weight: da.Array, rng):
 
 
 # ------------------------------------------------------------------- EM passes
-def accumulate(est, Z: da.Array, sample_weight: da.Array, params, resp_rows=None) -> _Stats:
-    """One E-step pass: the estimator's ``_accumulate`` on every block, summed over a tree."""
+def accumulate(est, Z: da.Array, sample_weight: da.Array, params, resp_rows=None) -> SufficientStats:
+    """One E-step pass: the estimator's ``accumulate`` on every block, summed over a tree."""
     if resp_rows is not None:
         raise NotImplementedError("Given responsibilities are only used on in-memory rows (the start).")
-    worker = delayed(_worker(est), pure=True)
+    worker = delayed(est.block_worker(), pure=True)
     params = delayed(params, pure=True)
     rows = Z.chunks[0]
     w_blocks = sample_weight.to_delayed().ravel()
@@ -324,14 +323,14 @@ def accumulate(est, Z: da.Array, sample_weight: da.Array, params, resp_rows=None
     return stats
 
 
-def _block_stats(z: np.ndarray, w: np.ndarray, worker: GaussianMixtureEM, params) -> _Stats:
-    return worker._accumulate(z, w, params)
+def _block_stats(z: np.ndarray, w: np.ndarray, worker: GaussianMixtureEM, params) -> SufficientStats:
+    return worker.accumulate(z, w, params)
 
 
 # ---------------------------------------------------------------- inference
 def chunked_e_step(est, X: da.Array, keep: str):
     """Lazy ``(log p(x), log-responsibilities or labels)`` as dask arrays, block by block."""
-    worker = _worker(est, fitted=True)
+    worker = est.block_worker(fitted=True)
     K = est.n_components
     log_px = X.map_blocks(partial(_block_e_step, worker, keep, 0), drop_axis=1, dtype=np.float64,
                           meta=np.empty((0,), np.float64))
@@ -356,12 +355,12 @@ def _block_e_step(worker: GaussianMixtureEM, keep: str, which: int, x: np.ndarra
         if which == 0:
             return np.empty(0)
         return np.empty((0, worker.n_components), x.dtype) if keep == "log_resp" else np.empty(0, np.intp)
-    return worker._chunked_e_step(x, keep)[which]
+    return worker.chunked_e_step(x, keep)[which]
 
 
 def criteria_sums(est, X: da.Array):
     """``(n_samples, sum log p(x), sum of the MAP log-responsibilities)`` in one reduction."""
-    worker = delayed(_worker(est, fitted=True), pure=True)
+    worker = delayed(est.block_worker(fitted=True), pure=True)
     parts = [delayed(_block_criteria)(x, worker) for x in _row_blocks(X)]
     (total,) = _compute(_tree_sum(parts))
     return int(total[0]), float(total[1]), float(total[2])
@@ -369,6 +368,6 @@ def criteria_sums(est, X: da.Array):
 
 def _block_criteria(x: np.ndarray, worker: GaussianMixtureEM) -> np.ndarray:
     _check_finite(x)
-    log_px, log_resp = worker._chunked_e_step(x, "log_resp")
+    log_px, log_resp = worker.chunked_e_step(x, "log_resp")
     return np.array([x.shape[0], log_px.sum(), log_resp.max(axis=1).sum()])
 

@@ -7,6 +7,7 @@ the same clear ``ValueError``/``TypeError`` wherever it enters.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.utils import check_array
@@ -168,3 +169,18 @@ def is_dask_collection(obj) -> bool:
     import sys
 
     return "dask" in sys.modules and sys.modules["dask"].is_dask_collection(obj)
+
+
+def renamed_argument(new_value, old_value, *, new: str, old: str, default, stacklevel: int = 3):
+    """The value of an argument renamed from ``old`` to ``new``: ``old``'s, with a DeprecationWarning, if given.
+
+    ``old_value`` is None when the caller did not pass the old name. Passing both
+    (the new one with a value other than its ``default``) is a TypeError.
+    """
+    if old_value is None:
+        return new_value
+    if not (new_value is default or new_value == default):
+        raise TypeError(f"Pass {new} only; {old} is its deprecated name.")
+    warnings.warn(f"{old} is deprecated and will be removed; use {new} instead.", DeprecationWarning,
+                  stacklevel=stacklevel)
+    return old_value

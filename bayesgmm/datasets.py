@@ -96,36 +96,9 @@ def make_mixture(
     rng = check_random_state(random_state)
     D = int(n_features)
 
-    if weights is None:
-        weights = np.full(K, 1.0 / K)
-    weights = np.asarray(weights, dtype=float)
-    if weights.shape != (K,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
-        raise ValueError(f"weights must be {K} non-negative numbers summing to 1.")
-
-    # Means: spread out until every pair is at least `separation` apart.
-    spread = separation * max(1.0, K ** (1.0 / D))
-    for _ in range(1000):
-        means = rng.uniform(-spread, spread, size=(K, D))
-        gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(K, 1)]
-        if gaps.size == 0 or gaps.min() >= separation:
-            break
-    else:  # pragma: no cover - only with absurd separations
-        raise ValueError(f"Could not place {K} means {separation} apart; lower separation.")
-
-    def random_spd() -> np.ndarray:
-        A = rng.normal(size=(D, D))
-        cov = A @ A.T / D + 0.5 * np.eye(D)
-        return cov / np.trace(cov) * D  # average variance 1
-
-    if cov_type.name == "full":
-        covariances = np.stack([random_spd() for _ in range(K)])
-    elif cov_type.name == "tied":
-        covariances = random_spd()
-    elif cov_type.name == "diag":
-        covariances = rng.uniform(0.5, 1.5, size=(K, D))
-    else:
-        covariances = rng.uniform(0.5, 1.5, size=K)
-
+    weights = _check_weights(weights, K)
+    means = _separated_means(rng, K, D, separation)
+    covariances = _random_covariances(rng, cov_type.name, K, D)
     labels = rng.choice(K, size=n_samples, p=weights)
     full = cov_type.full_matrices(covariances, K, D)
     X = np.empty((n_samples, D))
@@ -133,3 +106,40 @@ def make_mixture(
         idx = labels == k
         X[idx] = rng.multivariate_normal(means[k], full[k], size=int(idx.sum()))
     return X, MixtureParameters(weights, means, covariances, cov_type.name, labels)
+
+
+def _check_weights(weights, K: int) -> np.ndarray:
+    if weights is None:
+        return np.full(K, 1.0 / K)
+    weights = np.asarray(weights, dtype=float)
+    if weights.shape != (K,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+        raise ValueError(f"weights must be {K} non-negative numbers summing to 1.")
+    return weights
+
+
+def _separated_means(rng, K: int, D: int, separation: float) -> np.ndarray:
+    """K means drawn uniformly in a box, redrawn until every pair is at least ``separation`` apart."""
+    spread = separation * max(1.0, K ** (1.0 / D))
+    for _ in range(1000):
+        means = rng.uniform(-spread, spread, size=(K, D))
+        gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(K, 1)]
+        if gaps.size == 0 or gaps.min() >= separation:
+            return means
+    raise ValueError(f"Could not place {K} means {separation} apart; lower separation.")  # pragma: no cover
+
+
+def _random_covariances(rng, covariance_type: str, K: int, D: int) -> np.ndarray:
+    """Random covariances of average variance about 1, in scikit-learn's shapes for ``covariance_type``."""
+
+    def random_spd() -> np.ndarray:
+        A = rng.normal(size=(D, D))
+        cov = A @ A.T / D + 0.5 * np.eye(D)
+        return cov / np.trace(cov) * D  # average variance 1
+
+    if covariance_type == "full":
+        return np.stack([random_spd() for _ in range(K)])
+    if covariance_type == "tied":
+        return random_spd()
+    if covariance_type == "diag":
+        return rng.uniform(0.5, 1.5, size=(K, D))
+    return rng.uniform(0.5, 1.5, size=K)

@@ -31,7 +31,6 @@ its verdict says whether the optimisation's loss reached a plateau (see
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -137,14 +136,6 @@ class Verdict:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _quiet_arviz():
-    """ArviZ logs a "shape validation failed" line for one chain; R-hat is redone on halves."""
-    log = logging.getLogger("arviz")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    return log, level
-
-
 def _as_chains(da: xr.DataArray) -> xr.DataArray:
     """(chain, draw, ...) with one chain split in two halves (for R-hat)."""
     da = da.transpose("chain", "draw", ...)
@@ -167,16 +158,13 @@ def _rhat_ess(da: xr.DataArray) -> tuple[float | None, float | None, float | Non
     if not keep.any():
         return None, None, None
     flat = xr.DataArray(values[..., keep], dims=("chain", "draw", "entry"))
-    log, level = _quiet_arviz()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            rhat = (az.rhat(_as_chains(flat).to_dataset(name="x"))["x"].values
-                    if flat.sizes["draw"] >= 8 or flat.sizes["chain"] > 1 else None)
-            bulk = az.ess(flat.to_dataset(name="x"), method="bulk")["x"].values
-            tail = az.ess(flat.to_dataset(name="x"), method="tail")["x"].values
-    finally:
-        log.setLevel(level)
+    with warnings.catch_warnings():
+        # An entry constant within a chain (or a half) while not overall: its R-hat is NaN, left out below.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        rhat = (az.rhat(_as_chains(flat).to_dataset(name="x"))["x"].values
+                if flat.sizes["draw"] >= 8 or flat.sizes["chain"] > 1 else None)
+        bulk = az.ess(flat.to_dataset(name="x"), method="bulk")["x"].values
+        tail = az.ess(flat.to_dataset(name="x"), method="tail")["x"].values
 
     def reduce(arr, fn):
         if arr is None:
@@ -289,111 +277,143 @@ def assess(idata, *, relabel_draws: bool | str = "auto") -> Verdict:
     return _assess_mcmc(idata, n_chains, n_draws, relabel_draws)
 
 
+@dataclass
+class _Findings:
+    """What the checks of :func:`_assess_mcmc` found, gathered as they run."""
+
+    metrics: dict
+    reasons: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def _assess_mcmc(idata, n_chains: int, n_draws: int, relabel_draws) -> Verdict:
-    import arviz as az
-
     total = n_chains * n_draws
-    metrics: dict = {"kind": "mcmc", "n_chains": n_chains, "n_draws": total, "rhat_threshold": RHAT_MAX,
-                     "ess_threshold": ESS_MIN, "ebfmi_threshold": EBFMI_MIN}
-    reasons: list[str] = []
-    advice: list[str] = []
-    notes: list[str] = []
+    found = _Findings({"kind": "mcmc", "n_chains": n_chains, "n_draws": total, "rhat_threshold": RHAT_MAX,
+                       "ess_threshold": ESS_MIN, "ebfmi_threshold": EBFMI_MIN})
     stats = idata.get("sample_stats")
+    _check_divergences(found, stats, total)
+    _check_rhat_ess(found, idata, n_chains, relabel_draws)
+    _check_ebfmi(found, idata, stats)
+    _note_treedepth(found, stats)
+    if not found.metrics["quantities"]:
+        found.notes.append("no weights, means or log-likelihood to compute R-hat and ESS on")
+    reliable = not found.reasons
+    return Verdict(reliable, "reliable" if reliable else "unreliable", found.reasons, found.advice, found.metrics,
+                   found.notes)
 
-    # -- divergences
+
+def _check_divergences(found: _Findings, stats, total: int) -> None:
     diverging = _sample_stat(stats, "diverging", "divergent")
-    if diverging is not None:
-        n_div = int(np.asarray(diverging.values, dtype=bool).sum())
-        metrics["divergences"] = n_div
-        metrics["divergence_pct"] = 100.0 * n_div / max(total, 1)
-        if n_div:
-            reasons.append(f"{n_div} divergent transition{'s' if n_div != 1 else ''} "
-                           f"({metrics['divergence_pct']:.1f}% of draws)")
-            advice.append("raise target_accept and tune (e.g. fit(..., target_accept=0.95, tune=2000))")
-            advice.append("if divergences persist, try fit(..., warmup_start='identity') or fewer components")
+    if diverging is None:
+        return
+    n_div = int(np.asarray(diverging.values, dtype=bool).sum())
+    found.metrics["divergences"] = n_div
+    found.metrics["divergence_pct"] = 100.0 * n_div / max(total, 1)
+    if n_div:
+        found.reasons.append(f"{n_div} divergent transition{'s' if n_div != 1 else ''} "
+                             f"({found.metrics['divergence_pct']:.1f}% of draws)")
+        found.advice.append("raise target_accept and tune (e.g. fit(..., target_accept=0.95, tune=2000))")
+        found.advice.append("if divergences persist, try fit(..., warmup_start='identity') or fewer components")
 
-    # -- R-hat and ESS on label-invariant quantities
+
+def _invariant_quantities(idata, relabel_draws) -> tuple[dict[str, xr.DataArray], bool]:
+    """The log-likelihood and the (relabelled) weights and means; whether the labels agree across draws."""
     quantities: dict[str, xr.DataArray] = {}
     loglik = _total_log_likelihood(idata)
     if loglik is not None:
         quantities["log-likelihood"] = loglik
     relabelled, labels = _relabelled(idata, relabel_draws)
-    labels_ok = labels != "as sampled"
     prefix = "relabelled " if labels == "relabelled" else ""
     for name in ("weights", "means"):
         if name in relabelled.posterior:
             quantities[prefix + name] = relabelled.posterior[name]
+    return quantities, labels != "as sampled"
+
+
+def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> None:
+    quantities, labels_ok = _invariant_quantities(idata, relabel_draws)
     per_quantity = {name: _rhat_ess(da) for name, da in quantities.items()}
     rhats = {k: v[0] for k, v in per_quantity.items() if v[0] is not None}
     bulks = {k: v[1] for k, v in per_quantity.items() if v[1] is not None}
     tails = {k: v[2] for k, v in per_quantity.items() if v[2] is not None}
-    metrics["max_rhat"] = max(rhats.values()) if rhats else None
-    metrics["max_rhat_on"] = max(rhats, key=rhats.get) if rhats else None
-    metrics["min_ess_bulk"] = min(bulks.values()) if bulks else None
-    metrics["min_ess_tail"] = min(tails.values()) if tails else None
-    metrics["rhat_log_likelihood"] = rhats.get("log-likelihood")
-    metrics["quantities"] = list(quantities)
+    found.metrics.update({
+        "max_rhat": max(rhats.values()) if rhats else None,
+        "max_rhat_on": max(rhats, key=rhats.get) if rhats else None,
+        "min_ess_bulk": min(bulks.values()) if bulks else None,
+        "min_ess_tail": min(tails.values()) if tails else None,
+        "rhat_log_likelihood": rhats.get("log-likelihood"),
+        "quantities": list(quantities),
+    })
     if n_chains == 1:
-        notes.append("one chain: R-hat is computed on its two halves and cannot see chains settling in "
-                     "different modes; run 2 or more chains")
-    bad_rhat = {k: v for k, v in rhats.items() if v > RHAT_MAX}
-    if bad_rhat:
-        worst = max(bad_rhat, key=bad_rhat.get)
-        text = f"R-hat {bad_rhat[worst]:.3f} on the {worst}"
-        if worst != "log-likelihood" and "log-likelihood" in bad_rhat:
-            text += f" ({bad_rhat['log-likelihood']:.3f} on the log-likelihood)"
-        reasons.append(text)
-        if loglik is not None and n_chains > 1 and rhats.get("log-likelihood", 1.0) > 1.1:
-            chain_means = loglik.mean("draw").values
-            reasons.append("chains settled at different log-likelihoods (per-chain means "
-                           f"{', '.join(f'{v:.1f}' for v in chain_means)}): they are probably in different modes")
-            advice.append("the posterior may have several modes: try fewer components, or compare the chains "
-                          "(az.plot_trace) before using any summary")
-        advice.append("run longer chains (more draws and tune)")
-        if not labels_ok and "log-likelihood" not in bad_rhat:
-            advice.append("if chains settled on different labellings, summarise with bayesgmm.relabel first")
+        found.notes.append("one chain: R-hat is computed on its two halves and cannot see chains settling in "
+                           "different modes; run 2 or more chains")
+    _judge_rhat(found, rhats, quantities.get("log-likelihood"), n_chains, labels_ok)
     low_bulk = {k: v for k, v in bulks.items() if v < ESS_MIN}
     low_tail = {k: v for k, v in tails.items() if v < ESS_MIN}
     if low_bulk:
         worst = min(low_bulk, key=low_bulk.get)
-        reasons.append(f"bulk ESS {low_bulk[worst]:.0f} on the {worst} (< {ESS_MIN})")
+        found.reasons.append(f"bulk ESS {low_bulk[worst]:.0f} on the {worst} (< {ESS_MIN})")
     if low_tail:
         worst = min(low_tail, key=low_tail.get)
-        reasons.append(f"tail ESS {low_tail[worst]:.0f} on the {worst} (< {ESS_MIN})")
+        found.reasons.append(f"tail ESS {low_tail[worst]:.0f} on the {worst} (< {ESS_MIN})")
     if low_bulk or low_tail:
-        advice.append(f"draw more samples (an effective sample size of at least {ESS_MIN}, i.e. 100 per chain "
-                      "with 4 chains, is needed for stable intervals)")
+        found.advice.append(f"draw more samples (an effective sample size of at least {ESS_MIN}, i.e. 100 per "
+                            "chain with 4 chains, is needed for stable intervals)")
 
-    # -- E-BFMI
-    if stats is not None and "energy" in stats:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                bfmi = np.atleast_1d(az.bfmi(idata))
-        except (ValueError, TypeError, KeyError):
-            bfmi = np.array([])
-        bfmi = bfmi[np.isfinite(bfmi)]
-        if bfmi.size:
-            metrics["min_ebfmi"] = float(bfmi.min())
-            if bfmi.min() < EBFMI_MIN:
-                reasons.append(f"E-BFMI {bfmi.min():.2f} (< {EBFMI_MIN}) in {int((bfmi < EBFMI_MIN).sum())} "
-                               "chain(s)")
-                advice.append("low E-BFMI points to a funnel or heavy tails: run a longer tune, or use fewer "
-                              "components")
 
-    # -- tree depth: an efficiency warning only
+def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok: bool) -> None:
+    bad_rhat = {k: v for k, v in rhats.items() if v > RHAT_MAX}
+    if not bad_rhat:
+        return
+    worst = max(bad_rhat, key=bad_rhat.get)
+    text = f"R-hat {bad_rhat[worst]:.3f} on the {worst}"
+    if worst != "log-likelihood" and "log-likelihood" in bad_rhat:
+        text += f" ({bad_rhat['log-likelihood']:.3f} on the log-likelihood)"
+    found.reasons.append(text)
+    if loglik is not None and n_chains > 1 and rhats.get("log-likelihood", 1.0) > 1.1:
+        chain_means = loglik.mean("draw").values
+        found.reasons.append("chains settled at different log-likelihoods (per-chain means "
+                             f"{', '.join(f'{v:.1f}' for v in chain_means)}): they are probably in different modes")
+        found.advice.append("the posterior may have several modes: try fewer components, or compare the chains "
+                            "(az.plot_trace) before using any summary")
+    found.advice.append("run longer chains (more draws and tune)")
+    if not labels_ok and "log-likelihood" not in bad_rhat:
+        found.advice.append("if chains settled on different labellings, summarise with bayesgmm.relabel first")
+
+
+def _check_ebfmi(found: _Findings, idata, stats) -> None:
+    import arviz as az
+
+    if stats is None or "energy" not in stats:
+        return
+    try:
+        with warnings.catch_warnings():
+            # A chain of constant energy has no E-BFMI (0 / 0): left out below.
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            bfmi = np.atleast_1d(az.bfmi(idata))
+    except (ValueError, TypeError, KeyError):
+        bfmi = np.array([])
+    bfmi = bfmi[np.isfinite(bfmi)]
+    if bfmi.size:
+        found.metrics["min_ebfmi"] = float(bfmi.min())
+        if bfmi.min() < EBFMI_MIN:
+            found.reasons.append(f"E-BFMI {bfmi.min():.2f} (< {EBFMI_MIN}) in {int((bfmi < EBFMI_MIN).sum())} "
+                                 "chain(s)")
+            found.advice.append("low E-BFMI points to a funnel or heavy tails: run a longer tune, or use fewer "
+                                "components")
+
+
+def _note_treedepth(found: _Findings, stats) -> None:
+    """Tree-depth saturation: an efficiency note only, never a reason."""
     saturated = _sample_stat(stats, "reached_max_treedepth", "maxdepth_reached")
-    if saturated is not None:
-        pct = 100.0 * float(np.asarray(saturated.values, dtype=bool).mean())
-        metrics["treedepth_saturation_pct"] = pct
-        if pct > 0:
-            notes.append(f"{pct:.1f}% of transitions hit the maximum tree depth (slow exploration, not a "
-                         "validity problem): raise max_treedepth if sampling is slow")
-
-    if not quantities:
-        notes.append("no weights, means or log-likelihood to compute R-hat and ESS on")
-    reliable = not reasons
-    return Verdict(reliable, "reliable" if reliable else "unreliable", reasons, advice, metrics, notes)
+    if saturated is None:
+        return
+    pct = 100.0 * float(np.asarray(saturated.values, dtype=bool).mean())
+    found.metrics["treedepth_saturation_pct"] = pct
+    if pct > 0:
+        found.notes.append(f"{pct:.1f}% of transitions hit the maximum tree depth (slow exploration, not a "
+                           "validity problem): raise max_treedepth if sampling is slow")
 
 
 def _assess_variational(idata, method: str) -> Verdict:

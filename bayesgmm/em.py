@@ -49,7 +49,7 @@ class DegenerateFitWarning(UserWarning):
 
 
 @dataclass
-class _Stats:
+class SufficientStats:
     """Weighted sufficient statistics of one E-step, in whitened coordinates."""
 
     nk: np.ndarray  # (K,)
@@ -58,8 +58,8 @@ class _Stats:
     log_likelihood: float  # sum_n w_n log p(x_n)
     total_weight: float
 
-    def __add__(self, other: _Stats) -> _Stats:
-        return _Stats(
+    def __add__(self, other: SufficientStats) -> SufficientStats:
+        return SufficientStats(
             self.nk + other.nk,
             self.sum_y + other.sum_y,
             self.second + other.second,
@@ -305,8 +305,12 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         self.acceleration = acceleration
 
     # ------------------------------------------------------------------ checks
-    def _validate_params(self, n_samples: int, n_features: int) -> CovarianceType:
-        """Validate every hyper-parameter in one place; return the covariance object."""
+    def validate_hyperparameters(self, n_samples: int | None, n_features: int) -> CovarianceType:
+        """Validate every hyper-parameter in one place; return the covariance object.
+
+        A hook for out-of-core fitting (:mod:`bayesgmm._dask`) and :func:`select_model`;
+        ``n_samples`` is None when the number of rows is not known yet.
+        """
         check_n_components(self.n_components, n_samples)
         cov = get_covariance_type(self.covariance_type)
         if self.acceleration not in (None, "squarem"):
@@ -398,8 +402,12 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         prepared = self._cov.prepare_whitening(params.means, params.precisions_cholesky, X.dtype)
         return _Pass(bounds, bounds[0][1] - bounds[0][0], (K, d), prepared, log_norm)
 
-    def _accumulate(self, X, sample_weight, params: _Params, resp_rows=None) -> _Stats:
-        """One pass: E-step responsibilities (or given ones) and whitened statistics."""
+    def accumulate(self, X, sample_weight, params: _Params, resp_rows=None) -> SufficientStats:
+        """One pass: E-step responsibilities (or given ones) and whitened statistics.
+
+        A hook for out-of-core fitting (:mod:`bayesgmm._dask` calls it on every block
+        of a :meth:`block_worker`); ``X`` is standardised.
+        """
         if is_dask_collection(X):  # a reduction of this very pass over the blocks
             from ._dask import accumulate
 
@@ -407,7 +415,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         info = self._begin_pass(X, params, with_log_norm=resp_rows is None)
         unweighted = bool(np.all(sample_weight == 1))
 
-        def work(a: int, b: int) -> _Stats:
+        def work(a: int, b: int) -> SufficientStats:
             Xc, wc = X[a:b], sample_weight[a:b]
             ws = _scratch(info.rows, info.shape, X.dtype)
             if resp_rows is None:
@@ -421,7 +429,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             if not unweighted:
                 resp = resp * wc[:, None]
             weighted = np.multiply(y, resp[:, :, None], out=ws.weighted[: b - a])
-            return _Stats(
+            return SufficientStats(
                 resp.sum(axis=0, dtype=np.float64),
                 weighted.sum(axis=0, dtype=np.float64),
                 self._cov.second_moment(weighted, y).astype(np.float64),
@@ -436,11 +444,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         return total
 
     # ---------------------------------------------------------------- hooks
-    def _e_step(self, X, sample_weight) -> _Stats:
+    def _e_step(self, X, sample_weight) -> SufficientStats:
         """Expected sufficient statistics under the current parameters."""
-        return self._accumulate(X, sample_weight, self._params)
+        return self.accumulate(X, sample_weight, self._params)
 
-    def _m_step(self, stats: _Stats) -> None:
+    def _m_step(self, stats: SufficientStats) -> None:
         """Maximise the expected complete-data log-likelihood."""
         old = self._params
         dtype = old.means.dtype
@@ -459,7 +467,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             precisions_cholesky=self._cov.precision_cholesky(covariances),
         )
 
-    def _compute_lower_bound(self, stats: _Stats) -> float:
+    def _compute_lower_bound(self, stats: SufficientStats) -> float:
         """Average log-likelihood per (weighted) sample."""
         return stats.log_likelihood / stats.total_weight
 
@@ -490,7 +498,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             covariances=None,
             precisions_cholesky=self._cov.identity_precision_cholesky(K, d, Z.dtype),
         )
-        stats = self._accumulate(Zr, wr if wr.sum() > 0 else np.ones_like(wr), self._params, resp_rows=resp)
+        stats = self.accumulate(Zr, wr if wr.sum() > 0 else np.ones_like(wr), self._params, resp_rows=resp)
         self._m_step(stats)
         return self._params
 
@@ -599,43 +607,19 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         """
         dask_input = is_dask_collection(X) or is_dask_collection(sample_weight)
         if dask_input:  # out of core (_dask.py): checked lazily, the values and the scaling in one reduction
-            from . import _dask
+            from ._dask import check_fit_input
 
-            X, sample_weight, cov, data_scaling = _dask.check_fit_input(self, X, sample_weight)
+            X, sample_weight, cov, data_scaling = check_fit_input(self, X, sample_weight)
         else:
-            check_numeric_columns(X)
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True)
-            cov = self._validate_params(*X.shape)
-            sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype=np.float64)
-            if np.count_nonzero(sample_weight) < self.n_components:
-                raise ValueError(
-                    f"Only {np.count_nonzero(sample_weight)} rows have a positive sample_weight; "
-                    f"need at least n_components = {self.n_components}."
-                )
-            # Only relative weights matter; this keeps 1e-310 and 1e300 weights in range.
-            sample_weight = (sample_weight / sample_weight.max()).astype(X.dtype)
-        n, d = X.shape
+            X, sample_weight, cov = self._check_fit_input(X, sample_weight)
+            data_scaling = None
+        d = X.shape[1]
         warm = self._can_warm_start(d)
         self._cov = cov
         if not warm:
-            self.scaling_ = data_scaling if dask_input else FeatureScaling.from_data(
-                X, sample_weight, feature_names=self._feature_names(d))
-        Z = _dask.transform(self.scaling_, X) if dask_input else self.scaling_.transform(X, dtype=X.dtype)
-        rng = check_random_state(self.random_state)
-        # The start is computed in memory: for dask input, on a random sample of the rows.
-        Z_start, w_start = _dask.start_sample(self, Z, sample_weight, rng) if dask_input else (Z, sample_weight)
-        best = None
-        for attempt in range(1 if warm else self.n_init):
-            if not warm:
-                self._initialize_parameters(Z_start, w_start, rng, attempt)
-            lower_bound, n_iter, converged, history = self._run_em(Z, sample_weight, attempt, warm)
-            degenerate = self._degenerate_components(d)
-            # A collapsed component is a spurious maximiser: prefer any proper fit.
-            key = (degenerate.size == 0, lower_bound)
-            if best is None or key > best[0] or best[0][1] == -np.inf:
-                best = (key, self._params, n_iter, converged, history, degenerate)
-
-        (_, lower_bound), self._params, n_iter, converged, history, degenerate = best
+            self.scaling_ = data_scaling if data_scaling is not None else FeatureScaling.from_data(
+                X, sample_weight, feature_names=self.fit_feature_names(d))
+        lower_bound, n_iter, converged, history, degenerate = self._fit_best_start(X, sample_weight, warm)
         self._fitted_shape = (self.n_components, self.covariance_type, d)
         self._publish_parameters(X.dtype)
         shift = self.scaling_.log_scale_sum  # log-densities in data units
@@ -646,10 +630,54 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         self.degenerate_components_ = degenerate
         self.degenerate_ = bool(degenerate.size)
         self._warn_about_fit()
-        self.labels_ = self._chunked_e_step(X, keep="labels")[1]
+        self.labels_ = self.chunked_e_step(X, keep="labels")[1]
         return self.labels_
 
-    def _feature_names(self, n_features: int) -> list[str]:
+    def _check_fit_input(self, X, sample_weight):
+        """In-memory X, weights divided by their maximum, and the covariance object."""
+        check_numeric_columns(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True)
+        cov = self.validate_hyperparameters(*X.shape)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype=np.float64)
+        if np.count_nonzero(sample_weight) < self.n_components:
+            raise ValueError(
+                f"Only {np.count_nonzero(sample_weight)} rows have a positive sample_weight; "
+                f"need at least n_components = {self.n_components}."
+            )
+        # Only relative weights matter; this keeps 1e-310 and 1e300 weights in range.
+        return X, (sample_weight / sample_weight.max()).astype(X.dtype), cov
+
+    def _fit_best_start(self, X, sample_weight, warm: bool):
+        """EM from every initialisation (or the warm start); keep the best in ``self._params``.
+
+        Returns the best run's ``(lower_bound, n_iter, converged, history, degenerate)``
+        on the standardised scale.
+        """
+        dask_input = is_dask_collection(X)
+        if dask_input:
+            from ._dask import start_sample, transform
+
+            Z = transform(self.scaling_, X)
+        else:
+            Z = self.scaling_.transform(X, dtype=X.dtype)
+        rng = check_random_state(self.random_state)
+        # The start is computed in memory: for dask input, on a random sample of the rows.
+        Z_start, w_start = start_sample(Z, sample_weight, rng) if dask_input else (Z, sample_weight)
+        best = None
+        for attempt in range(1 if warm else self.n_init):
+            if not warm:
+                self._initialize_parameters(Z_start, w_start, rng, attempt)
+            lower_bound, n_iter, converged, history = self._run_em(Z, sample_weight, attempt, warm)
+            degenerate = self._degenerate_components(X.shape[1])
+            # A collapsed component is a spurious maximiser: prefer any proper fit.
+            key = (degenerate.size == 0, lower_bound)
+            if best is None or key > best[0] or best[0][1] == -np.inf:
+                best = (key, self._params, (lower_bound, n_iter, converged, history, degenerate))
+        _, self._params, result = best
+        return result
+
+    def fit_feature_names(self, n_features: int) -> list[str]:
+        """The names of the features being fitted: ``feature_names_in_``, else ``x0, x1, ...``."""
         names = getattr(self, "feature_names_in_", None)
         return [str(v) for v in names] if names is not None else [f"x{j}" for j in range(n_features)]
 
@@ -816,8 +844,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     @_single_threaded_blas
-    def _chunked_e_step(self, X, keep: str):
-        """Chunked E-step returning ``log p(x)`` and either log-responsibilities or labels."""
+    def chunked_e_step(self, X, keep: str):
+        """Chunked E-step returning ``log p(x)`` and either log-responsibilities or labels.
+
+        A hook for out-of-core prediction (:mod:`bayesgmm._dask` calls it on every
+        block of a fitted :meth:`block_worker`); ``X`` is checked, in data units.
+        ``keep`` is ``"log_resp"`` or ``"labels"``.
+        """
         if is_dask_collection(X):  # lazy dask arrays, this very E-step mapped over the blocks
             from ._dask import chunked_e_step
 
@@ -841,9 +874,23 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         _map_chunks(work, info.bounds, self._threads())
         return log_px - self.scaling_.log_scale_sum, out
 
+    def block_worker(self, fitted: bool = False) -> GaussianMixtureEM:
+        """A small copy that carries to dask's blocks only what the in-memory code needs.
+
+        A hook for out-of-core fitting (:mod:`bayesgmm._dask`): the copy's
+        :meth:`accumulate` (during a fit) or, with ``fitted=True``, its
+        :meth:`chunked_e_step` (after one) run on one block, single-threaded.
+        """
+        worker = GaussianMixtureEM(n_components=self.n_components, covariance_type=self.covariance_type,
+                                   n_threads=1)
+        worker._cov = getattr(self, "_cov", None)
+        if fitted:
+            worker._params, worker.scaling_, worker._fitted_shape = self._params, self.scaling_, self._fitted_shape
+        return worker
+
     def _estimate_log_resp(self, X):
         """Per-row log p(x) and log responsibilities."""
-        return self._chunked_e_step(X, keep="log_resp")
+        return self.chunked_e_step(X, keep="log_resp")
 
     def score_samples(self, X) -> np.ndarray:
         """Log-density of each row under the fitted mixture.
@@ -896,7 +943,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self._chunked_e_step(self._check_X(X), keep="labels")[1]
+        return self.chunked_e_step(self._check_X(X), keep="labels")[1]
 
     def sample(self, n_samples: int = 1):
         """Draw rows from the fitted mixture.

@@ -137,11 +137,6 @@ def cut_tree(merges: np.ndarray, n_rows: int, n_clusters: int) -> np.ndarray:
     return labels
 
 
-def ward_partition(Z: np.ndarray, n_clusters: int, weights: np.ndarray) -> np.ndarray:
-    """Weighted Ward agglomeration down to ``n_clusters`` groups (see :func:`ward_merges`)."""
-    return cut_tree(ward_merges(Z, weights), Z.shape[0], n_clusters)
-
-
 def ward_merges(Z: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted Ward agglomeration down to one group; the merge sequence.
 

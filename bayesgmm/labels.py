@@ -126,8 +126,8 @@ def responsibility_blocks(X: np.ndarray, arrays: dict) -> Iterator[tuple[slice, 
     ----------
     X : ndarray of shape (N, D)
     arrays : dict
-        ``weights`` (S, K), ``means`` (S, K, D) and ``chol`` (S, K, D, D), as from
-        :func:`bayesgmm._posterior.posterior_arrays`.
+        ``weights`` (S, K), ``means`` (S, K, D) and ``chol`` (S, K, D, D): the
+        posterior's draws, flattened over chains.
 
     Yields
     ------
@@ -142,19 +142,30 @@ def responsibility_blocks(X: np.ndarray, arrays: dict) -> Iterator[tuple[slice, 
     with np.errstate(divide="ignore"):
         log_w = np.log(weights)
     for ds, ps in iter_blocks(S, X.shape[0], K, D):
-        log_prob = component_log_prob(X[ps], log_w[ds], means[ds], chol[ds])  # (s, b, K)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            norm = logsumexp(log_prob, axis=2, keepdims=True)
-            log_prob -= norm
-        resp = np.exp(log_prob, out=log_prob)
-        lost = ~np.isfinite(norm[..., 0])
-        if lost.any():
-            rows = np.flatnonzero(lost.any(axis=0))
-            limit = limit_responsibilities(X[ps][rows], log_w[ds], means[ds], chol[ds])
-            sub = resp[:, rows]
-            sub[lost[:, rows]] = limit[lost[:, rows]]
-            resp[:, rows] = sub
-        yield ds, ps, resp
+        yield ds, ps, draw_responsibilities(X[ps], log_w[ds], means[ds], chol[ds])
+
+
+def draw_responsibilities(X: np.ndarray, log_w: np.ndarray, means: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """``p(z_n = k | x_n, draw s)`` of every draw, shape (S, N, K), rows summing to 1.
+
+    ``log_w`` (S, K) are the draws' log-weights, ``means`` (S, K, D) and ``chol``
+    (S, K, D, D) their means and covariance Cholesky factors. A point so far away
+    that every component's density underflows gets the limit of its
+    responsibilities (the components nearest in Mahalanobis terms).
+    """
+    log_prob = component_log_prob(X, log_w, means, chol)  # (S, N, K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = logsumexp(log_prob, axis=2, keepdims=True)
+        log_prob -= norm
+    resp = np.exp(log_prob, out=log_prob)
+    lost = ~np.isfinite(norm[..., 0])  # (S, N): every component's density underflowed
+    if lost.any():
+        rows = np.flatnonzero(lost.any(axis=0))
+        limit = limit_responsibilities(X[rows], log_w, means, chol)
+        sub = resp[:, rows]
+        sub[lost[:, rows]] = limit[lost[:, rows]]
+        resp[:, rows] = sub
+    return resp
 
 
 class _Responsibilities:
@@ -304,70 +315,86 @@ def relabel(idata, reference=None, *, max_iter: int = 50, method: str = "cross_e
     if method == "cross_entropy" and X is not None:
         raise ValueError("X is only used by method='stephens'; the default 'cross_entropy' method needs no data.")
     K, D = idata.posterior.sizes["component"], idata.posterior.sizes["feature"]
+    reference = _check_reference(reference, K, D)
+    points = training_points(idata, X) if method == "stephens" else None
+    arrays = posterior_arrays(idata)
+    perms, cost, draw_covs, ref_means = _cross_entropy_permutations(idata, arrays, reference, max_iter)
+    extra = {}
+    if method == "stephens":
+        perms, kl_cost, extra["relabel_iterations"] = _stephens(_Responsibilities(points, arrays), perms, max_iter)
+        ref_means = _apply(arrays["means"], perms, 1).mean(axis=0)
+    else:
+        kl_cost = _kl_from_cross_entropy(cost, draw_covs)
+    ratio = _cost_ratio(kl_cost, perms)
+    if reference is None:  # canonical labels: by the reference's first feature, then the next ones
+        perms = perms[:, np.lexsort(ref_means.T[::-1])]
+    out = _permute_idata(idata, perms)
+    return _attach_diagnostics(out, ratio, ambiguity_threshold, method, extra)
+
+
+def _check_reference(reference, K: int, D: int):
+    """None, a fitted EM of K components in D features, or finite means (K, D) as a float array."""
     from .em import GaussianMixtureEM
 
+    if reference is None:
+        return None
     if isinstance(reference, GaussianMixtureEM):
         check_fitted_em(reference, name="reference")
         if reference.means_.shape != (K, D):
             raise ValueError(f"reference must describe {K} components in {D} features (like the posterior), "
                              f"got an EM fit with {reference.means_.shape[0]} components in "
                              f"{reference.means_.shape[1]} features.")
-    elif reference is not None:
-        if isinstance(reference, (str, bytes, dict, set)) or hasattr(reference, "fit"):
-            raise TypeError("reference must be None, a fitted GaussianMixtureEM or an array of means of shape "
-                            f"({K}, {D}), got {type(reference).__name__}.")
-        try:
-            ref_array = np.asarray(reference, dtype=float)
-        except (TypeError, ValueError):
-            raise TypeError(f"reference must be numeric means of shape ({K}, {D}), got {reference!r}.") from None
-        if ref_array.shape != (K, D):
-            raise ValueError(f"reference must describe {K} components in {D} features, got means of shape "
-                             f"{ref_array.shape}.")
-        if not np.all(np.isfinite(ref_array)):
-            raise ValueError("reference means contain NaN or infinite values.")
-    points = training_points(idata, X) if method == "stephens" else None
-    arrays = posterior_arrays(idata)
-    means, covs = arrays["means"], arrays["cov"]
+        return reference
+    if isinstance(reference, (str, bytes, dict, set)) or hasattr(reference, "fit"):
+        raise TypeError("reference must be None, a fitted GaussianMixtureEM or an array of means of shape "
+                        f"({K}, {D}), got {type(reference).__name__}.")
+    try:
+        ref_array = np.asarray(reference, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"reference must be numeric means of shape ({K}, {D}), got {reference!r}.") from None
+    if ref_array.shape != (K, D):
+        raise ValueError(f"reference must describe {K} components in {D} features, got means of shape "
+                         f"{ref_array.shape}.")
+    if not np.all(np.isfinite(ref_array)):
+        raise ValueError("reference means contain NaN or infinite values.")
+    return ref_array
 
-    canonical = reference is None
-    means_only = reference is not None and not isinstance(reference, GaussianMixtureEM)
+
+def _cross_entropy_permutations(idata, arrays: dict, reference, max_iter: int):
+    """Per-draw permutations matching the draws' Gaussians to the reference's.
+
+    ``reference`` is as returned by :func:`_check_reference`. With None, the
+    reference is the posterior itself: start from the first draw, then match to the
+    average of the relabelled draws until no assignment changes (at most
+    ``max_iter`` times). Returns the permutations, the cross-entropy costs
+    (S, K, K), the draws' covariances the costs used and the last reference means.
+    """
+    means, covs = arrays["means"], arrays["cov"]
+    K, D = means.shape[1:]
+    means_only = isinstance(reference, np.ndarray)
     if reference is None:
         ref_means, ref_covs = means[0], covs[0]
-    elif not means_only:
-        ref_means = np.asarray(reference.means_, dtype=float)
-        ref_covs = reference.full_covariances_
-    else:
-        ref_means = ref_array
+    elif means_only:  # no covariances: every component gets the data's spread
+        ref_means = reference
         ref_covs = np.broadcast_to(np.diag(_feature_scale(idata, covs) ** 2), (K, D, D))
+    else:
+        ref_means, ref_covs = np.asarray(reference.means_, dtype=float), reference.full_covariances_
+    draw_covs = np.broadcast_to(ref_covs[0], covs.shape) if means_only else covs
 
     def match(r_means, r_covs):
-        draw_covs = np.broadcast_to(r_covs[0], covs.shape) if means_only else covs
         cost = _cross_entropy_cost(means, draw_covs, r_means, r_covs)
-        return _best_permutations(cost), (cost, draw_covs)
+        return _best_permutations(cost), cost
 
-    perms, (cost, draw_covs) = match(ref_means, ref_covs)
+    perms, cost = match(ref_means, ref_covs)
     if reference is None:
         for _ in range(max_iter):
             ref_means = _apply(means, perms, 1).mean(axis=0)
-            ref_covs = _apply(covs, perms, 1).mean(axis=0)
-            new, (new_cost, draw_covs) = match(ref_means, ref_covs)
+            new, cost = match(ref_means, _apply(covs, perms, 1).mean(axis=0))
             converged = np.array_equal(new, perms)
-            perms, cost = new, new_cost
+            perms = new
             if converged:
                 break
-    extra = {}
-    if method == "stephens":
-        perms, kl_cost, extra["relabel_iterations"] = _stephens(_Responsibilities(points, arrays), perms, max_iter)
-        if canonical:
-            ref_means = _apply(means, perms, 1).mean(axis=0)
-    else:
-        kl_cost = _kl_from_cross_entropy(cost, draw_covs)
-    ratio = _cost_ratio(kl_cost, perms)
-    if canonical:
-        order = np.lexsort(ref_means.T[::-1])  # by first feature, then the next ones
-        perms = perms[:, order]
-    out = _permute_idata(idata, perms)
-    return _attach_diagnostics(out, ratio, ambiguity_threshold, method, extra)
+    return perms, cost, draw_covs, ref_means
 
 
 def _permute_idata(idata, perms: np.ndarray):

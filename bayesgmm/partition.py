@@ -32,6 +32,8 @@ xarray objects with named dims (``draw``, ``obs_id``, ``obs_id_bis``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 import xarray as xr
@@ -69,8 +71,43 @@ _LOG2 = float(np.log(2.0))
 # where l_s is the item's cluster in draw s: O(S K) per item, no N x N matrix.
 
 @numba.njit(cache=True, nogil=True)
+def _choose_slot(delta, n, top, prefer, max_k, d_new):
+    """The slot whose loss change ``delta[k]`` is lowest among the occupied slots 0..top-1.
+
+    Ties keep ``prefer`` (the item's current cluster), then the lowest slot. A new
+    cluster, changing the loss by ``d_new``, wins when it does better and ``max_k``
+    allows one more: the first empty slot (``prefer`` first), else ``top``.
+    Shared by the two greedy searches below.
+    """
+    best = -1
+    best_d = np.inf
+    empty = -1
+    if prefer >= 0:
+        if n[prefer] > 0:
+            best = prefer
+            best_d = delta[prefer]
+        else:
+            empty = prefer
+    occupied = 0
+    for k in range(top):
+        if n[k] == 0:
+            if empty < 0:
+                empty = k
+            continue
+        occupied += 1
+        d = delta[k]
+        if best < 0 or d < best_d - 1e-12 * (1.0 + abs(best_d)):
+            best = k
+            best_d = d
+    if max_k <= 0 or occupied < max_k:
+        if best < 0 or d_new < best_d - 1e-12 * (1.0 + abs(best_d)):
+            best = empty if empty >= 0 else top
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
 def _best_counts(A, T, n, g, i, prefer, max_k, acc):
-    """Cluster for item i (removed from the counts) minimising the expected loss; -1 = a new slot."""
+    """Cluster for item i (removed from the counts) minimising the expected loss; ``cap`` = grow the arrays."""
     S = A.shape[0]
     cap = n.shape[0]
     top = 0  # slots in use: 0..top-1
@@ -83,33 +120,9 @@ def _best_counts(A, T, n, g, i, prefer, max_k, acc):
         for k in range(top):  # empty slots add g(0) = 0 (VI) or a value that is never read
             acc[k] += g[row[k]]
     scale = 2.0 / S
-    best = -1
-    best_d = np.inf
-    empty = -1
-    if prefer >= 0:
-        if n[prefer] > 0:
-            best = prefer
-            best_d = g[n[prefer]] - scale * acc[prefer]
-        else:
-            empty = prefer
-    occupied = 0
-    for k in range(cap):
-        if n[k] == 0:
-            if empty < 0:
-                empty = k
-            continue
-        occupied += 1
-        d = g[n[k]] - scale * acc[k]
-        if best < 0 or d < best_d - 1e-12 * (1.0 + abs(best_d)):
-            best = k
-            best_d = d
-    if max_k <= 0 or occupied < max_k:
-        d_new = -g[0]  # g(0) - (2 / S) * S * g(0)
-        if best < 0 or d_new < best_d - 1e-12 * (1.0 + abs(best_d)):
-            best = empty  # -1 when every slot is taken: the caller grows the arrays
-            if best < 0:
-                best = cap
-    return best
+    for k in range(top):  # acc becomes the loss change of joining slot k
+        acc[k] = g[n[k]] - scale * acc[k]
+    return _choose_slot(acc, n, cap, prefer, max_k, -g[0])  # a new cluster: g(0) - (2 / S) * S * g(0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -226,41 +239,23 @@ def _best_psm(P, labels, n, ssum, i, prefer, max_k, vi, acc, gain, top):
             gain[k] += np.log1p(p / ssum[j])
         else:
             acc[k] += 1.0 - 2.0 * p
-    best = -1
-    best_d = np.inf
-    empty = -1
-    if prefer >= 0:
-        if n[prefer] > 0:
-            best = prefer
-            x = n[prefer]
-            best_d = ((x + 1) * np.log(x + 1) - x * np.log(x) - 2.0 * (np.log1p(acc[prefer]) + gain[prefer])) \
-                if vi else acc[prefer]
-        else:
-            empty = prefer
-    occupied = 0
-    for k in range(top):
-        if n[k] == 0:
-            if empty < 0:
-                empty = k
-            continue
-        occupied += 1
-        if vi:
+    if vi:  # gain becomes the loss change of joining cluster k (Binder's is acc itself)
+        for k in range(top):
             x = n[k]
-            d = (x + 1) * np.log(x + 1) - x * np.log(x) - 2.0 * (np.log1p(acc[k]) + gain[k])
-        else:
-            d = acc[k]
-        if best < 0 or d < best_d - 1e-12 * (1.0 + abs(best_d)):
-            best = k
-            best_d = d
-    if max_k <= 0 or occupied < max_k:
-        if best < 0 or 0.0 < best_d - 1e-12 * (1.0 + abs(best_d)):  # a new cluster changes the loss by 0
-            best = empty if empty >= 0 else top
+            if x > 0:
+                gain[k] = (x + 1) * np.log(x + 1) - x * np.log(x) - 2.0 * (np.log1p(acc[k]) + gain[k])
+    best = _choose_slot(gain if vi else acc, n, top, prefer, max_k, 0.0)  # a new cluster changes the loss by 0
     return best, (acc[best] if best < top else 0.0)
 
 
 @numba.njit(cache=True, nogil=True)
 def _greedy_psm(P, vi, order, labels0, max_sweeps, max_k):
-    """As :func:`_greedy_counts`, for Binder's loss or the VI lower bound from a similarity matrix P (N, N)."""
+    """As :func:`_greedy_counts`, for Binder's loss or the VI lower bound from a similarity matrix P (N, N).
+
+    The sweep loop is not shared with :func:`_greedy_counts`: each updates its own
+    state in place (contingency tables there, per-item similarity sums here), and one
+    compiled loop over both would need a state object numba cannot inline as cheaply.
+    """
     N = P.shape[0]
     labels = labels0.copy()
     n = np.zeros(N + 1, np.int64)
@@ -571,6 +566,145 @@ def _psm_from_allocations(A: np.ndarray) -> np.ndarray:
     return _finish_similarity(P, S)
 
 
+def _loss_f(loss: str, N: int) -> np.ndarray:
+    """f(x) of the loss (see the kernels above) for sizes up to two merged clusters."""
+    x = np.arange(2 * N + 2, dtype=np.float64)
+    return 0.5 * x * x if loss == "binder" else x * np.log(np.where(x > 0, x, 1.0))
+
+
+class _DrawsLoss:
+    """The expected VI over the draws ``A`` (S, N), exactly: the greedy moves, the loss and the merge gains."""
+
+    def __init__(self, A: np.ndarray, loss: str, max_sweeps: int, max_clusters: int):
+        self.A, self.L = _compact_rows(A)
+        self.S, self.N = self.A.shape
+        self.loss, self.max_sweeps, self.max_clusters = loss, max_sweeps, max_clusters
+        self.f = _loss_f(loss, self.N)
+        self.g = np.diff(self.f)  # g[x] = f(x + 1) - f(x)
+        self.draw_rows = np.arange(self.S)[:, None] * self.L + self.A  # (S, N) flat (draw, label) index
+
+    def run(self, order, labels0, n_sweeps=None):
+        n_sweeps = self.max_sweeps if n_sweeps is None else n_sweeps
+        return _greedy_counts(self.A, self.L, self.g, order, labels0, n_sweeps, self.max_clusters)
+
+    def evaluate(self, c) -> float:
+        return float(expected_loss_draws(c, self.A, self.loss, n_labels=self.L).mean())
+
+    def merge_deltas(self, c, K) -> np.ndarray:
+        """delta[k1, k2] (k1 < k2, inf elsewhere): the loss change of merging clusters k1 and k2."""
+        S, L, f = self.S, self.L, self.f
+        counts = np.bincount((self.draw_rows * K + c[None, :]).ravel(), minlength=S * L * K).reshape(S * L, K)
+        n = np.bincount(c, minlength=K)
+        f_counts = f[counts].sum(axis=0)
+        delta = np.full((K, K), np.inf)
+        for k1 in range(K):
+            for k2 in range(k1 + 1, K):
+                cross = f[counts[:, k1] + counts[:, k2]].sum() - f_counts[k1] - f_counts[k2]
+                delta[k1, k2] = f[n[k1] + n[k2]] - f[n[k1]] - f[n[k2]] - 2.0 / S * cross
+        return delta
+
+
+class _SimilarityLoss:
+    """Binder's loss or the VI lower bound from the similarity matrix ``P`` (N, N): as :class:`_DrawsLoss`."""
+
+    def __init__(self, P: np.ndarray, loss: str, max_sweeps: int, max_clusters: int):
+        self.P = np.ascontiguousarray(P)
+        self.N = self.P.shape[0]
+        self.loss, self.vi, self.max_sweeps, self.max_clusters = loss, loss == "VI_lb", max_sweeps, max_clusters
+        self.f = _loss_f(loss, self.N)
+
+    def run(self, order, labels0, n_sweeps=None):
+        n_sweeps = self.max_sweeps if n_sweeps is None else n_sweeps
+        return _greedy_psm(self.P, self.vi, order, labels0, n_sweeps, self.max_clusters)
+
+    def evaluate(self, c) -> float:
+        return psm_loss(c, self.P, self.loss)
+
+    def merge_deltas(self, c, K) -> np.ndarray:
+        N, f = self.N, self.f
+        C = _cluster_sums(self.P, c, K)  # (N, K): sum of P[i, j] over j != i in cluster k
+        onehot = np.zeros((N, K))
+        onehot[np.arange(N), c] = 1.0
+        n = onehot.sum(axis=0)
+        if self.vi:
+            G = np.log1p(C / (1.0 + C[np.arange(N), c])[:, None])
+            M = onehot.T @ G
+            delta = f[(n[:, None] + n[None, :]).astype(int)] - f[n.astype(int)][:, None] \
+                - f[n.astype(int)][None, :] - 2.0 * (M + M.T)
+        else:
+            delta = np.outer(n, n) - 2.0 * (onehot.T @ C)
+        delta[np.tril_indices(K)] = np.inf
+        return delta
+
+
+def _merge_while_better(problem, labels, value):
+    """Merge the best pair of clusters while that lowers the loss. Returns (labels, value, changed)."""
+    changed = False
+    while labels.max() >= 1:
+        K = int(labels.max()) + 1
+        delta = problem.merge_deltas(labels, K)
+        k1, k2 = np.unravel_index(np.argmin(delta), delta.shape)
+        if not delta[k1, k2] < -1e-9 * (1.0 + abs(value)):
+            break
+        cand = labels.copy()
+        cand[cand == k2] = k1
+        cand = _canonical(cand)
+        v = problem.evaluate(cand)
+        if not v < value - 1e-12 * (1.0 + abs(value)):
+            break
+        labels, value, changed = cand, v, True
+    return labels, value, changed
+
+
+def _zealous(problem, labels, value, rng, max_zealous: int):
+    """Dahl et al.'s zealous updates: dissolve a cluster, reallocate its items, keep when the loss drops."""
+    changed = False
+    for k in rng.permutation(int(labels.max()) + 1)[:max_zealous]:
+        if k > labels.max():
+            continue
+        members = np.flatnonzero(labels == k)
+        labels0 = labels.copy()
+        labels0[members] = -1
+        cand, _ = problem.run(rng.permutation(members).astype(np.int64), labels0, 0)  # reallocate them only
+        cand = _canonical(cand)
+        v = problem.evaluate(cand)
+        if v < value - 1e-12 * (1.0 + abs(value)):
+            labels, value, changed = cand, v, True
+    return labels, value, changed
+
+
+def _greedy_run(problem, labels0, rng, max_rounds: int, max_zealous: int):
+    """One search from ``labels0`` (-1: unallocated): allocate and sweep, then merge, zealous and sweep rounds."""
+    labels, sweeps = problem.run(rng.permutation(problem.N).astype(np.int64), labels0)
+    labels = _canonical(labels)
+    value, sweeps = problem.evaluate(labels), int(sweeps)
+    for _ in range(max_rounds):
+        labels, value, merged = _merge_while_better(problem, labels, value)
+        labels, value, dissolved = _zealous(problem, labels, value, rng, max_zealous)
+        if not (merged or dissolved):
+            break
+        labels, more = problem.run(rng.permutation(problem.N).astype(np.int64), labels)
+        labels = _canonical(labels)
+        value, sweeps = problem.evaluate(labels), sweeps + int(more)
+    return labels, value, sweeps
+
+
+def _best_draw(problem, A: np.ndarray, n_candidates: int, max_clusters: int, rng):
+    """The best of ``n_candidates`` random draws as a point estimate: (loss, labels, how found, 0), or None."""
+    S, N = A.shape
+    if not isinstance(problem, _DrawsLoss):
+        n_candidates = min(n_candidates, max(1, int(2e9 // N**2)))  # each costs O(N^2)
+    if n_candidates <= 0:
+        return None
+    pick = np.sort(rng.choice(S, size=min(S, n_candidates), replace=False))
+    scores = [problem.evaluate(A[s]) for s in pick]
+    best = int(np.argmin(scores))
+    start = _canonical(A[pick[best]])
+    if max_clusters > 0 and int(start.max()) + 1 > max_clusters:
+        return None
+    return scores[best], start, f"draw {int(pick[best])}", 0
+
+
 def _search(loss, *, A=None, P=None, n_restarts, max_sweeps, max_clusters, n_candidates, rng, max_rounds=10,
             max_zealous=10):
     """SALSO-style greedy minimisation. Returns (expected loss, labels, how found, sweeps).
@@ -585,118 +719,21 @@ def _search(loss, *, A=None, P=None, n_restarts, max_sweeps, max_clusters, n_can
     dissolve one cluster and reallocate its items, kept when the loss drops; until
     a round changes nothing. At most ``max_zealous`` clusters are dissolved per round.
     """
-    N = (A if A is not None else P).shape[-1]
-    counts_mode = loss == "VI"
-    x = np.arange(2 * N + 2, dtype=np.float64)  # f of sizes up to two merged clusters
-    if loss == "binder":
-        f = 0.5 * x * x
+    if loss == "VI":
+        problem = _DrawsLoss(A, loss, max_sweeps, max_clusters)
     else:
-        f = x * np.log(np.where(x > 0, x, 1.0))
-    if A is not None:
-        A, L = _compact_rows(A)
-        S = A.shape[0]
-    if counts_mode:
-        g = np.diff(f)  # g[x] = f(x + 1) - f(x)
-        draw_rows = np.arange(S)[:, None] * L + A  # (S, N) flat (draw, label) index
-
-        def run(order, labels0, n_sweeps=max_sweeps):
-            return _greedy_counts(A, L, g, order, labels0, n_sweeps, max_clusters)
-
-        def evaluate(c):
-            return float(expected_loss_draws(c, A, loss, n_labels=L).mean())
-
-        def merge_deltas(c, K):
-            counts = np.bincount((draw_rows * K + c[None, :]).ravel(), minlength=S * L * K).reshape(S * L, K)
-            n = np.bincount(c, minlength=K)
-            f_counts = f[counts].sum(axis=0)
-            delta = np.full((K, K), np.inf)
-            for k1 in range(K):
-                for k2 in range(k1 + 1, K):
-                    cross = f[counts[:, k1] + counts[:, k2]].sum() - f_counts[k1] - f_counts[k2]
-                    delta[k1, k2] = f[n[k1] + n[k2]] - f[n[k1]] - f[n[k2]] - 2.0 / S * cross
-            return delta
-    else:
-        P = np.ascontiguousarray(P)
-        vi = loss == "VI_lb"
-
-        def run(order, labels0, n_sweeps=max_sweeps):
-            return _greedy_psm(P, vi, order, labels0, n_sweeps, max_clusters)
-
-        def evaluate(c):
-            return psm_loss(c, P, loss)
-
-        def merge_deltas(c, K):
-            C = _cluster_sums(P, c, K)  # (N, K): sum of P[i, j] over j != i in cluster k
-            onehot = np.zeros((N, K))
-            onehot[np.arange(N), c] = 1.0
-            n = onehot.sum(axis=0)
-            if vi:
-                G = np.log1p(C / (1.0 + C[np.arange(N), c])[:, None])
-                M = onehot.T @ G
-                delta = f[(n[:, None] + n[None, :]).astype(int)] - f[n.astype(int)][:, None] \
-                    - f[n.astype(int)][None, :] - 2.0 * (M + M.T)
-            else:
-                delta = np.outer(n, n) - 2.0 * (onehot.T @ C)
-            delta[np.tril_indices(K)] = np.inf
-            return delta
-
-    def improve(labels, value, sweeps):
-        for _ in range(max_rounds):
-            changed = False
-            while labels.max() >= 1:  # merges, best first
-                K = int(labels.max()) + 1
-                delta = merge_deltas(labels, K)
-                k1, k2 = np.unravel_index(np.argmin(delta), delta.shape)
-                if not delta[k1, k2] < -1e-9 * (1.0 + abs(value)):
-                    break
-                cand = labels.copy()
-                cand[cand == k2] = k1
-                cand = _canonical(cand)
-                v = evaluate(cand)
-                if not v < value - 1e-12 * (1.0 + abs(value)):
-                    break
-                labels, value, changed = cand, v, True
-            for k in rng.permutation(int(labels.max()) + 1)[:max_zealous]:  # zealous updates
-                if k > labels.max():
-                    continue
-                members = np.flatnonzero(labels == k)
-                labels0 = labels.copy()
-                labels0[members] = -1
-                cand, _ = run(rng.permutation(members).astype(np.int64), labels0, 0)  # reallocate them only
-                cand = _canonical(cand)
-                v = evaluate(cand)
-                if v < value - 1e-12 * (1.0 + abs(value)):
-                    labels, value, changed = cand, v, True
-            if not changed:
-                break
-            labels, more = run(rng.permutation(N).astype(np.int64), labels, max_sweeps)
-            labels = _canonical(labels)
-            value, sweeps = evaluate(labels), sweeps + int(more)
-        return labels, value, sweeps
-
+        problem = _SimilarityLoss(P, loss, max_sweeps, max_clusters)
     results = []  # (loss, labels, how found, sweeps)
-    start = None
-    if A is not None and not counts_mode:
-        n_candidates = min(n_candidates, max(1, int(2e9 // N**2)))  # each costs O(N^2)
-    if A is not None and n_candidates > 0:
-        # The draws themselves as candidate estimates; the best also seeds one more search.
-        pick = np.sort(rng.choice(S, size=min(S, n_candidates), replace=False))
-        scores = [evaluate(A[s]) for s in pick]
-        best = int(np.argmin(scores))
-        start = _canonical(A[pick[best]])
-        if max_clusters > 0 and int(start.max()) + 1 > max_clusters:
-            start = None
-        else:
-            results.append((scores[best], start, f"draw {int(pick[best])}", 0))
+    candidates = problem.A if isinstance(problem, _DrawsLoss) else None if A is None else _compact_rows(A)[0]
+    drawn = None if candidates is None else _best_draw(problem, candidates, n_candidates, max_clusters, rng)
+    if drawn is not None:
+        results.append(drawn)
     for _ in range(n_restarts):
-        labels, sweeps = run(rng.permutation(N).astype(np.int64), np.full(N, -1, dtype=np.int64))
-        labels = _canonical(labels)
-        labels, value, sweeps = improve(labels, evaluate(labels), int(sweeps))
+        labels, value, sweeps = _greedy_run(problem, np.full(problem.N, -1, dtype=np.int64), rng, max_rounds,
+                                            max_zealous)
         results.append((value, labels, "greedy", sweeps))
-    if start is not None:
-        labels, sweeps = run(rng.permutation(N).astype(np.int64), start.astype(np.int64))
-        labels = _canonical(labels)
-        labels, value, sweeps = improve(labels, evaluate(labels), int(sweeps))
+    if drawn is not None:  # the best draw also seeds one more search
+        labels, value, sweeps = _greedy_run(problem, drawn[1].astype(np.int64), rng, max_rounds, max_zealous)
         results.append((value, labels, "greedy from the best draw", sweeps))
     best = min(range(len(results)), key=lambda r: (results[r][0], r))
     return results[best]
@@ -854,31 +891,50 @@ def similarity_matrix(data, X=None, *, n_draws: int | None = None, max_points: i
         raise ValueError(f"method must be 'responsibilities' or 'allocations', got {method!r}.")
     rng = _rng(random_seed)
     if isinstance(data, az.InferenceData):
-        check_idata(data)
-        points = training_points(data, X)
-        ids = _ids_for(data, X, points.shape[0])
-        N = points.shape[0]
-        rows = _select_rows(N, max_points, rng)
-        points, ids = points[rows], ids[rows]
-        arrays = posterior_arrays(data)
-        idx = _select_draws(arrays["weights"].shape[0], n_draws, rng)
-        arrays = _subset_arrays(arrays, idx)
-        if method == "responsibilities":
-            P = _allocations_core(points, arrays, rng, similarity=True)[1]
-        else:
-            P = _psm_from_allocations(_allocations_core(points, arrays, rng)[0])
-        used = idx.size
+        return _posterior_similarity(data, X, n_draws, max_points, method, rng)
+    if X is not None:
+        raise ValueError("X is only used with an InferenceData; allocations already hold their rows.")
+    A, ids = _check_allocations(data, name="data")
+    N = A.shape[1]
+    rows = _select_rows(N, max_points, rng)
+    A = A[_select_draws(A.shape[0], n_draws, rng)][:, rows]
+    return _psm_array(_psm_from_allocations(A), ids[rows], approximate=rows.size < N, n_total=N,
+                      n_draws=A.shape[0], method="allocations")
+
+
+def _posterior_similarity(idata, X, n_draws, max_points: int, method: str, rng) -> xr.DataArray:
+    """:func:`similarity_matrix` of a posterior, from its responsibilities or drawn allocations."""
+    check_idata(idata)
+    sel = _posterior_selection(idata, X, n_draws, max_points, rng)
+    if method == "responsibilities":
+        P = _allocations_core(sel.points, sel.arrays, rng, similarity=True)[1]
     else:
-        if X is not None:
-            raise ValueError("X is only used with an InferenceData; allocations already hold their rows.")
-        A, ids = _check_allocations(data, name="data")
-        N = A.shape[1]
-        rows = _select_rows(N, max_points, rng)
-        A = A[_select_draws(A.shape[0], n_draws, rng)][:, rows]
-        ids = ids[rows]
-        P = _psm_from_allocations(A)
-        used, method = A.shape[0], "allocations"
-    return _psm_array(P, ids, approximate=rows.size < N, n_total=N, n_draws=used, method=method)
+        P = _psm_from_allocations(_allocations_core(sel.points, sel.arrays, rng)[0])
+    return _psm_array(P, sel.ids, approximate=sel.approximate, n_total=sel.n_total, n_draws=sel.draws.size,
+                      method=method)
+
+
+@dataclass
+class _Selection:
+    """The rows and draws of a posterior that a partition summary uses."""
+
+    points: np.ndarray  # (n, D), the rows used
+    ids: np.ndarray  # their obs_id
+    n_total: int  # rows before sampling
+    approximate: bool  # True when rows were sampled (n < n_total)
+    draws: np.ndarray  # indices of the draws used (flattened over chains)
+    arrays: dict  # the posterior's arrays of those draws
+
+
+def _posterior_selection(idata, X, n_draws, max_points: int, rng) -> _Selection:
+    """At most ``max_points`` rows and ``n_draws`` draws of the posterior, at random (all when fewer)."""
+    points = training_points(idata, X)
+    N = points.shape[0]
+    ids = _ids_for(idata, X, N)
+    rows = _select_rows(N, max_points, rng)
+    arrays = posterior_arrays(idata)
+    idx = _select_draws(arrays["weights"].shape[0], n_draws, rng)
+    return _Selection(points[rows], ids[rows], N, rows.size < N, idx, _subset_arrays(arrays, idx))
 
 
 def _select_rows(N: int, max_points: int, rng) -> np.ndarray:
@@ -1214,23 +1270,16 @@ def partition_summary(idata, X=None, *, loss: str = "VI", prob: float = 0.95, n_
     n_restarts = check_integer_param(n_restarts, "n_restarts", minimum=1)
     max_clusters = 0 if max_clusters is None else check_integer_param(max_clusters, "max_clusters", minimum=1)
     rng = _rng(random_seed)
-    points = training_points(idata, X)
-    N = points.shape[0]
-    ids = _ids_for(idata, X, N)
-    rows = _select_rows(N, max_points, rng)
-    points, ids = points[rows], ids[rows]
-    arrays = posterior_arrays(idata)
-    idx = _select_draws(arrays["weights"].shape[0], n_draws, rng)
-    arrays = _subset_arrays(arrays, idx)
-    A, P = _allocations_core(points, arrays, rng, similarity=psm_method == "responsibilities")
+    sel = _posterior_selection(idata, X, n_draws, max_points, rng)
+    A, P = _allocations_core(sel.points, sel.arrays, rng, similarity=psm_method == "responsibilities")
     if P is None:
         P = _psm_from_allocations(A)
     labels, value, how, sweeps = _point(A, P, loss, n_restarts=n_restarts, max_sweeps=100,
                                         max_clusters=max_clusters, n_candidates=100, rng=rng)
     ball_loss = "binder" if loss == "binder" else "VI"
-    ball = _ball_dataset(_ball(A, labels, prob, ball_loss), A, ids, prob, ball_loss)
+    ball = _ball_dataset(_ball(A, labels, prob, ball_loss), A, sel.ids, prob, ball_loss)
     occupied = _occupied(ball["n_clusters"].values).rename({"n_clusters": "n_clusters_occupied"})
-    result = xr.Dataset(
+    return xr.Dataset(
         {
             "allocations": (("draw", "obs_id"), A),
             "similarity": (("obs_id", "obs_id_bis"), P),
@@ -1239,13 +1288,13 @@ def partition_summary(idata, X=None, *, loss: str = "VI", prob: float = 0.95, n_
             **{name: ball[name] for name in ball.data_vars},
             "n_clusters_probability": occupied,
         },
-        coords={"draw": np.arange(idx.size), "obs_id": ids, "obs_id_bis": ids, **_source_coords(idata, idx)},
+        coords={"draw": np.arange(sel.draws.size), "obs_id": sel.ids, "obs_id_bis": sel.ids,
+                **_source_coords(idata, sel.draws)},
         attrs={"loss": loss, "ball_loss": ball_loss, "prob": prob,
-               "approximate": int(rows.size < N), "n_points_total": int(N), "n_draws": int(idx.size),
-               "psm_method": psm_method, "found_by": how, "sweeps": int(sweeps),
+               "approximate": int(sel.approximate), "n_points_total": int(sel.n_total),
+               "n_draws": int(sel.draws.size), "psm_method": psm_method, "found_by": how, "sweeps": int(sweeps),
                "n_clusters_mean": float(occupied.attrs["mean"])},
     )
-    return result
 
 
 # ============================================================== plot
@@ -1296,18 +1345,8 @@ def plot_similarity(psm, order=None, ax=None, *, max_display: int = 2000):
     if ax is not None and not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}.")
     max_display = check_integer_param(max_display, "max_display", minimum=2)
-    if isinstance(psm, xr.Dataset):
-        if "similarity" not in psm:
-            raise ValueError("psm must be a similarity matrix or partition_summary's Dataset (with 'similarity').")
-        if order is None and "point" in psm:
-            order = psm["point"].values
-        psm = psm["similarity"]
-    P, _ = _check_psm(psm)
+    P, labels = _similarity_and_order(psm, order)
     N = P.shape[0]
-    if order is None:
-        order = _search("VI_lb", P=P, n_restarts=2, max_sweeps=50, max_clusters=0, n_candidates=0,
-                        rng=np.random.default_rng(0))[1]
-    labels = _check_point(order, N, name="order")
     idx = _display_order(P, labels)
     sorted_labels = _canonical(labels)[idx]
     if N > max_display:
@@ -1327,3 +1366,17 @@ def plot_similarity(psm, order=None, ax=None, *, max_display: int = 2000):
     ax.set_title(f"Posterior similarity ({np.unique(labels).size} clusters)")
     return ax
 
+
+def _similarity_and_order(psm, order) -> tuple[np.ndarray, np.ndarray]:
+    """The checked matrix and the rows' cluster labels (given, the Dataset's point, or a VI_lb estimate)."""
+    if isinstance(psm, xr.Dataset):
+        if "similarity" not in psm:
+            raise ValueError("psm must be a similarity matrix or partition_summary's Dataset (with 'similarity').")
+        if order is None and "point" in psm:
+            order = psm["point"].values
+        psm = psm["similarity"]
+    P, _ = _check_psm(psm)
+    if order is None:
+        order = _search("VI_lb", P=P, n_restarts=2, max_sweeps=50, max_clusters=0, n_candidates=0,
+                        rng=np.random.default_rng(0))[1]
+    return P, _check_point(order, P.shape[0], name="order")

@@ -7,18 +7,20 @@ Each function draws what a summary object already holds (:func:`assignments`,
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 from ._posterior import check_fitted_em, check_idata, posterior_arrays
-from ._validation import check_data, check_integer_param, check_option, check_probability
-from .labels import relabel
+from ._validation import check_data, check_integer_param, check_option, check_probability, renamed_argument
 
 __all__ = [
     "plot_clusters",
@@ -131,6 +133,27 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
     _check_assignment(assignment, X.shape[0])
     n_draws = check_integer_param(n_draws, "n_draws", minimum=0)
     K = assignment.sizes["component"]
+    _check_overlays(idata, em, K, D)
+    ax = _ax(ax)
+    labels = assignment["most_probable"].values
+    certainty = assignment["max_probability"].values
+    colors = np.array(_colors(K))
+    rgba = colors[labels].copy()
+    rgba[:, 3] = 0.15 + 0.85 * (certainty - certainty.min()) / max(np.ptp(certainty), 1e-12)
+    ax.scatter(X[:, i], X[:, j], c=rgba, s=18, edgecolors="none")
+    if idata is not None:
+        _posterior_ellipses(ax, idata, [i, j], colors, n_draws)
+    if em is not None:
+        _em_ellipses(ax, em, [i, j])
+    names = list(assignment.attrs.get("features", [])) or [f"feature {i}", f"feature {j}"]
+    ax.set_xlabel(names[0] if len(names) == 2 else f"feature {i}")
+    ax.set_ylabel(names[1] if len(names) == 2 else f"feature {j}")
+    ax.set_title("Most probable component (opacity: certainty)")
+    return ax
+
+
+def _check_overlays(idata, em, K: int, D: int) -> None:
+    """The posterior and the EM fit to draw over a scatter of K components in D features, checked."""
     if idata is not None:
         check_idata(idata)
         post_sizes = idata.posterior.sizes
@@ -141,36 +164,28 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
         check_fitted_em(em)
         if em.means_.shape[1] != D:
             raise ValueError(f"em has {em.means_.shape[1]} features but X has {D}.")
-    ax = _ax(ax)
-    labels = assignment["most_probable"].values
-    certainty = assignment["max_probability"].values
-    K = assignment.sizes["component"]
-    colors = np.array(_colors(K))
-    rgba = colors[labels].copy()
-    rgba[:, 3] = 0.15 + 0.85 * (certainty - certainty.min()) / max(np.ptp(certainty), 1e-12)
-    ax.scatter(X[:, i], X[:, j], c=rgba, s=18, edgecolors="none")
-    sel = [i, j]
-    if idata is not None:
-        arrays = posterior_arrays(idata)
-        flat_means = arrays["means"][:, :, sel]
-        flat_covs = arrays["cov"][:, :, sel][:, :, :, sel]
-        means, covs = flat_means.mean(axis=0), flat_covs.mean(axis=0)
-        pick = np.linspace(0, len(flat_means) - 1, min(n_draws, len(flat_means))).astype(int)
-        for k in range(K):
-            for n_sigma in (1, 2):
-                _ellipse(ax, means[k], covs[k], n_sigma, color=colors[k], lw=1.8)
-            for s in pick:
-                _ellipse(ax, flat_means[s, k], flat_covs[s, k], 1, color=colors[k], lw=0.5, alpha=0.5)
-    if em is not None:
-        covs = em.full_covariances_
-        for k in range(em.n_components):
-            for n_sigma in (1, 2):
-                _ellipse(ax, em.means_[k, sel], covs[k][np.ix_(sel, sel)], n_sigma, color="black", lw=1.0, ls="--")
-    names = list(assignment.attrs.get("features", [])) or [f"feature {i}", f"feature {j}"]
-    ax.set_xlabel(names[0] if len(names) == 2 else f"feature {i}")
-    ax.set_ylabel(names[1] if len(names) == 2 else f"feature {j}")
-    ax.set_title("Most probable component (opacity: certainty)")
-    return ax
+
+
+def _posterior_ellipses(ax, idata, sel: list[int], colors, n_draws: int) -> None:
+    """Posterior-mean 1- and 2-sigma ellipses (solid) and the 1-sigma ellipses of ``n_draws`` draws (thin)."""
+    arrays = posterior_arrays(idata)
+    flat_means = arrays["means"][:, :, sel]
+    flat_covs = arrays["cov"][:, :, sel][:, :, :, sel]
+    means, covs = flat_means.mean(axis=0), flat_covs.mean(axis=0)
+    pick = np.linspace(0, len(flat_means) - 1, min(n_draws, len(flat_means))).astype(int)
+    for k in range(means.shape[0]):
+        for n_sigma in (1, 2):
+            _ellipse(ax, means[k], covs[k], n_sigma, color=colors[k], lw=1.8)
+        for s in pick:
+            _ellipse(ax, flat_means[s, k], flat_covs[s, k], 1, color=colors[k], lw=0.5, alpha=0.5)
+
+
+def _em_ellipses(ax, em, sel: list[int]) -> None:
+    """EM's 1- and 2-sigma ellipses, dashed."""
+    covs = em.full_covariances_
+    for k in range(em.n_components):
+        for n_sigma in (1, 2):
+            _ellipse(ax, em.means_[k, sel], covs[k][np.ix_(sel, sel)], n_sigma, color="black", lw=1.0, ls="--")
 
 
 def plot_density_1d(density, *, X=None, em_density=None, ax=None):
@@ -197,30 +212,8 @@ def plot_density_1d(density, *, X=None, em_density=None, ax=None):
     if coords.ndim != 2 or coords.shape[1] != 1:
         raise ValueError(f"density must be on a 1-D grid (one feature), got coordinates of shape {coords.shape}; "
                          "use marginal_density for one feature of a multivariate fit.")
-    n = coords.shape[0]
-    if X is not None:
-        if isinstance(X, (str, bytes)):
-            raise TypeError(f"X must be numeric 1-D data for the rug, got {type(X).__name__}.")
-        try:
-            shape = np.shape(X)
-        except ValueError:
-            shape = None
-        if shape is None or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-            raise ValueError(f"X must be 1-D data for the rug, shape (n_samples,) or (n_samples, 1), got "
-                             f"{'a ragged sequence' if shape is None else f'shape {shape}'}.")
-        X = check_data(np.reshape(np.asarray(X), (-1, 1)), name="X", dtype=(np.float64,))
-    if em_density is not None:
-        try:
-            em_density = np.asarray(em_density, dtype=float)
-        except (TypeError, ValueError):
-            raise TypeError(f"em_density must be numbers, one per grid point, got {em_density!r:.80}.") from None
-        if em_density.ndim == 2 and em_density.shape[1] == 1:
-            em_density = em_density[:, 0]
-        if em_density.shape != (n,):
-            raise ValueError(f"em_density must have one value per grid point, shape ({n},), got "
-                             f"{em_density.shape}.")
-        if not np.all(np.isfinite(em_density)) or np.any(em_density < 0):
-            raise ValueError("em_density must be finite and non-negative (np.exp(em.score_samples(grid))).")
+    X = None if X is None else _rug_data(X)
+    em_density = None if em_density is None else _check_em_density(em_density, coords.shape[0])
     ax = _ax(ax)
     x = coords.values[:, 0]
     prob = density.attrs.get("hdi_prob", 0.94)
@@ -234,6 +227,36 @@ def plot_density_1d(density, *, X=None, em_density=None, ax=None):
     ax.set_ylabel("density")
     ax.legend(frameon=False)
     return ax
+
+
+def _rug_data(X) -> np.ndarray:
+    """1-D data for a rug, as a checked column (n_samples, 1)."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"X must be numeric 1-D data for the rug, got {type(X).__name__}.")
+    try:
+        shape = np.shape(X)
+    except ValueError:
+        shape = None
+    if shape is None or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise ValueError(f"X must be 1-D data for the rug, shape (n_samples,) or (n_samples, 1), got "
+                         f"{'a ragged sequence' if shape is None else f'shape {shape}'}.")
+    return check_data(np.reshape(np.asarray(X), (-1, 1)), name="X", dtype=(np.float64,))
+
+
+def _check_em_density(em_density, n: int) -> np.ndarray:
+    """EM's density on the grid: n finite non-negative values."""
+    try:
+        em_density = np.asarray(em_density, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"em_density must be numbers, one per grid point, got {em_density!r:.80}.") from None
+    if em_density.ndim == 2 and em_density.shape[1] == 1:
+        em_density = em_density[:, 0]
+    if em_density.shape != (n,):
+        raise ValueError(f"em_density must have one value per grid point, shape ({n},), got "
+                         f"{em_density.shape}.")
+    if not np.all(np.isfinite(em_density)) or np.any(em_density < 0):
+        raise ValueError("em_density must be finite and non-negative (np.exp(em.score_samples(grid))).")
+    return em_density
 
 
 def plot_pairs(X, assignment, marginals: dict, *, fig=None):
@@ -315,25 +338,30 @@ def plot_weights(idata, *, em=None, ax=None):
     return ax
 
 
-def plot_uncertainty(assignment, *, threshold: float = 0.8, ax=None):
+def plot_uncertainty(assignment, *, probability_threshold: float = 0.8, ax=None, threshold: float | None = None):
     """Histogram of each point's probability of its most probable component.
 
     Parameters
     ----------
     assignment : xarray.Dataset
-    threshold : float, default=0.8
-        Marked with a vertical line; strictly between 0 and 1.
+    probability_threshold : float, default=0.8
+        A probability of the most probable component, marked with a vertical line;
+        strictly between 0 and 1.
     ax : matplotlib Axes, optional
+    threshold : float, optional
+        Deprecated name of ``probability_threshold``.
 
     Returns
     -------
     matplotlib Axes
     """
+    probability_threshold = renamed_argument(probability_threshold, threshold, new="probability_threshold",
+                                             old="threshold", default=0.8)
     _check_assignment(assignment)
-    threshold = check_probability(threshold, "threshold")
+    probability_threshold = check_probability(probability_threshold, "probability_threshold")
     ax = _ax(ax)
     ax.hist(assignment["max_probability"].values, bins=np.linspace(0, 1, 26), color="C0", alpha=0.8)
-    ax.axvline(threshold, color="C3", ls="--", label=f"threshold {threshold:g}")
+    ax.axvline(probability_threshold, color="C3", ls="--", label=f"threshold {probability_threshold:g}")
     ax.set_xlabel("probability of the most probable component")
     ax.set_ylabel("points")
     ax.legend(frameon=False)
@@ -391,21 +419,29 @@ def plot_loo(table, *, ax=None):
     return ax
 
 
-def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool = True):
-    """ArviZ trace plot of (relabelled) draws.
+def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool | None = None):
+    """ArviZ trace plot of the draws as they are in ``idata``.
+
+    Plotting computes nothing: pass a relabelled posterior (:func:`bayesgmm.relabel`)
+    to see the components' traces without label switching.
 
     Parameters
     ----------
     idata : arviz.InferenceData
+        Relabelled with :func:`bayesgmm.relabel` first, unless the raw draws are wanted.
     var_names : str or sequence of str, default=("weights", "means")
-    relabel_draws : bool, default=True
+    relabel_draws : bool, optional
+        Deprecated. ``True`` still relabels the draws first (with a
+        ``DeprecationWarning``): call ``plot_trace(relabel(idata))`` instead.
+        ``False`` is what the function does anyway.
 
     Returns
     -------
     numpy.ndarray of matplotlib Axes
     """
     check_idata(idata)
-    relabel_draws = check_option(relabel_draws, "relabel_draws", (True, False))
+    if relabel_draws is not None:
+        relabel_draws = check_option(relabel_draws, "relabel_draws", (True, False))
     if isinstance(var_names, str):
         var_names = [var_names]
     if not hasattr(var_names, "__iter__") or not var_names or not all(isinstance(v, str) for v in var_names):
@@ -413,5 +449,13 @@ def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool = T
     missing = [v for v in var_names if v not in idata.posterior]
     if missing:
         raise ValueError(f"var_names {missing} are not in the posterior; available: {list(idata.posterior.data_vars)}.")
-    data = relabel(idata) if relabel_draws else idata
-    return az.plot_trace(data, var_names=list(var_names), compact=True)
+    if relabel_draws:
+        from .labels import relabel
+
+        warnings.warn("plot_trace(relabel_draws=True) is deprecated: plotting no longer relabels; call "
+                      "plot_trace(relabel(idata)) instead.", DeprecationWarning, stacklevel=2)
+        idata = relabel(idata)
+    with warnings.catch_warnings():
+        # ArviZ 0.x's own call into matplotlib >= 3.11, nothing a caller can change.
+        warnings.filterwarnings("ignore", "Passing a dict or None as alias_mapping", MatplotlibDeprecationWarning)
+        return az.plot_trace(idata, var_names=list(var_names), compact=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import check_data, check_n_components, is_dask_collection
 from .covariance import get_covariance_type
@@ -69,14 +70,15 @@ def _fit_one(X, k, cov_type, params):
     row = {"n_components": k, "covariance_type": cov_type}
     model = GaussianMixtureEM(n_components=k, covariance_type=cov_type, **params)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            # Summarised in the table's converged and degenerate columns instead.
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            warnings.filterwarnings("ignore", category=DegenerateFitWarning)
             model.fit(X)
     except ValueError as err:  # e.g. a covariance that cannot be made positive definite
         row.update(log_likelihood=np.nan, n_parameters=np.nan, bic=np.nan, aic=np.nan,
                    icl=np.nan, converged=False, degenerate=False, n_iter=0, error=str(err))
         return row, None
-    del caught  # warnings are summarised in the table columns instead
     row.update(
         **model.criteria(X),  # one pass over X for all criteria
         n_parameters=model.n_parameters(),
@@ -109,6 +111,53 @@ def _check_grid(n_components, covariance_types, n_samples: int) -> tuple[list[in
     for name in cov_types:
         get_covariance_type(name)
     return ks, cov_types
+
+
+def _check_select_data(X):
+    """X checked once for the whole grid: in memory, or a dask collection with its rows counted."""
+    if is_dask_collection(X):  # out of core: every fit of the grid is a sequence of reductions (see _dask.py)
+        from ._dask import check_data as check_dask_data
+
+        return check_dask_data(X)
+    return check_data(X, min_samples=2)
+
+
+def _fit_grid(X, grid: list, params: dict, n_jobs, progressbar: bool) -> tuple[pd.DataFrame, dict]:
+    """Fit every (K, covariance type) of ``grid``: the table's rows and the fitted models."""
+    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+        delayed(_fit_one)(X, k, c, params) for k, c in grid
+    )
+    if progressbar:
+        from rich.progress import track
+
+        jobs = track(jobs, total=len(grid), description=f"EM grid ({len(grid)} fits)", transient=True)
+    results = list(jobs)
+    table = pd.DataFrame([row for row, _ in results])
+    estimators = {key: model for key, (_, model) in zip(grid, results) if model is not None}
+    return table, estimators
+
+
+def _choose(table: pd.DataFrame, estimators: dict, criterion: str) -> tuple[pd.DataFrame, GaussianMixtureEM]:
+    """Rank the proper fits by ``criterion`` and return the sorted table and the best model."""
+    eligible = table[(~table["degenerate"]) & (table["error"] == "")]
+    if eligible.empty:
+        raise ValueError(
+            "Every fit in the grid was degenerate or failed; use fewer components "
+            "or raise reg_covar. Errors: " + "; ".join(sorted(set(table["error"]) - {""}))
+        )
+    table["rank"] = eligible[criterion].rank(method="min").astype("Int64")
+    table = table.sort_values(["covariance_type", "n_components"]).reset_index(drop=True)
+    best_row = eligible.loc[eligible[criterion].idxmin()]
+    best = estimators[(int(best_row["n_components"]), best_row["covariance_type"])]
+    if table["degenerate"].any():
+        bad = table.loc[table["degenerate"], ["n_components", "covariance_type"]].to_records(index=False)
+        warnings.warn(
+            f"{len(bad)} fit(s) had collapsed components and were excluded: "
+            + ", ".join(f"K={k} {c}" for k, c in bad),
+            DegenerateFitWarning,
+            stacklevel=3,
+        )
+    return table, best
 
 
 def select_model(
@@ -168,51 +217,22 @@ def select_model(
     >>> result.best_params_
     {'n_components': 3, 'covariance_type': 'tied'}
     """
-    if is_dask_collection(X):  # out of core: every fit of the grid is a sequence of reductions (see _dask.py)
-        from ._dask import check_data as check_dask_data
-
-        X = check_dask_data(X)
-    else:
-        X = check_data(X, min_samples=2)
+    # The fits see a DataFrame as it is, so that the models keep its feature names.
+    frame = X if isinstance(X, pd.DataFrame) else None
+    X = _check_select_data(X)
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     ks, cov_types = _check_grid(n_components, covariance_types, X.shape[0])
     # Every EM setting is checked once here, not swallowed by each fit of the grid.
     GaussianMixtureEM(ks[0], covariance_type=cov_types[0], n_init=n_init, random_state=random_state, tol=tol,
-                      max_iter=max_iter, **em_params)._validate_params(*X.shape)
+                      max_iter=max_iter, **em_params).validate_hyperparameters(*X.shape)
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
         raise ValueError(f"n_jobs must be None, -1 or a non-zero integer, got {n_jobs!r}.")
 
-    seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max) if random_state is not None else None
-    params = dict(n_init=n_init, random_state=seed, tol=tol, max_iter=max_iter, **em_params)
+    fit_seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max) if random_state is not None \
+        else None
+    params = dict(n_init=n_init, random_state=fit_seed, tol=tol, max_iter=max_iter, **em_params)
     grid = [(k, c) for c in cov_types for k in ks]
-    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        delayed(_fit_one)(X, k, c, params) for k, c in grid
-    )
-    if progressbar:
-        from rich.progress import track
-
-        jobs = track(jobs, total=len(grid), description=f"EM grid ({len(grid)} fits)", transient=True)
-    results = list(jobs)
-    table = pd.DataFrame([row for row, _ in results])
-    estimators = {key: model for key, (_, model) in zip(grid, results) if model is not None}
-
-    eligible = table[(~table["degenerate"]) & (table["error"] == "")]
-    if eligible.empty:
-        raise ValueError(
-            "Every fit in the grid was degenerate or failed; use fewer components "
-            "or raise reg_covar. Errors: " + "; ".join(sorted(set(table["error"]) - {""}))
-        )
-    table["rank"] = eligible[criterion].rank(method="min").astype("Int64")
-    table = table.sort_values(["covariance_type", "n_components"]).reset_index(drop=True)
-    best_row = eligible.loc[eligible[criterion].idxmin()]
-    best = estimators[(int(best_row["n_components"]), best_row["covariance_type"])]
-    if table["degenerate"].any():
-        bad = table.loc[table["degenerate"], ["n_components", "covariance_type"]].to_records(index=False)
-        warnings.warn(
-            f"{len(bad)} fit(s) had collapsed components and were excluded: "
-            + ", ".join(f"K={k} {c}" for k, c in bad),
-            DegenerateFitWarning,
-            stacklevel=2,
-        )
+    table, estimators = _fit_grid(X if frame is None else frame, grid, params, n_jobs, progressbar)
+    table, best = _choose(table, estimators, criterion)
     return ModelSelection(best_estimator_=best, table=table, criterion=criterion, estimators=estimators)

@@ -7,7 +7,6 @@ with all draws at once, so memory stays bounded (no (draws, N, K, D) array).
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import arviz as az
@@ -16,10 +15,17 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from ._posterior import check_idata, check_points, feature_index, feature_names, posterior_arrays
-from ._validation import check_integer_param, check_option, check_probability, check_real_param, check_seed
-from .density import component_log_prob, limit_responsibilities
+from ._validation import (
+    check_integer_param,
+    check_option,
+    check_probability,
+    check_real_param,
+    check_seed,
+    renamed_argument,
+)
+from .density import component_log_prob
 from .diagnostics import assess
-from .labels import relabel, training_points
+from .labels import draw_responsibilities, relabel, training_points
 
 __all__ = [
     "summary",
@@ -41,12 +47,12 @@ def _hdi(values: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
     ordered = np.sort(values.reshape(n, -1).T, axis=1)  # sort contiguous rows
     width = int(np.floor(prob * n))
     if width < 1 or width >= n:
-        low, high = ordered[:, 0], ordered[:, -1]
+        lower, upper = ordered[:, 0], ordered[:, -1]
     else:
         start = np.argmin(ordered[:, width:] - ordered[:, : n - width], axis=1)
         rows = np.arange(ordered.shape[0])
-        low, high = ordered[rows, start], ordered[rows, start + width]
-    return low.reshape(values.shape[1:]), high.reshape(values.shape[1:])
+        lower, upper = ordered[rows, start], ordered[rows, start + width]
+    return lower.reshape(values.shape[1:]), upper.reshape(values.shape[1:])
 
 
 def _maybe_relabel(idata, do_relabel):
@@ -123,7 +129,6 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     >>> X = load_faithful().to_numpy()
     >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
     >>> from bayesgmm import summary
-    >>> import warnings; warnings.simplefilter("ignore")  # one draw: no R-hat, ESS warnings
     >>> summary(idata)["means"].sel(metric="mean").shape
     (2, 2)
     """
@@ -131,61 +136,16 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
     idata = _maybe_relabel(idata, relabel_draws)
     post = idata.posterior
-    names = [v for v in ("weights", "means", "stds", "corr") if v in post]
-    data = post[names]
-    if "corr" in data:
-        # Off-diagonal pairs only: the diagonal is 1 by construction, not a parameter.
-        data = data.drop_vars("corr")
-        feats = [str(f) for f in post.feature.values]
-        pairs = [(i, j) for i in range(len(feats)) for j in range(i + 1, len(feats))]
-        if pairs:
-            corr = post["corr"].transpose("chain", "draw", "component", "feature", "feature_bis").values
-            data["corr"] = xr.DataArray(
-                np.stack([corr[..., i, j] for i, j in pairs], axis=-1),
-                dims=("chain", "draw", "component", "feature_pair"),
-                coords={"feature_pair": [f"{feats[i]}|{feats[j]}" for i, j in pairs]},
-            )
-    invariant = {}
+    data = _summary_data(post)
     # ESS and R-hat need at least 4 draws per chain; with fewer (an EM point estimate
     # from em_to_idata has one) only the statistics are reported, not NaN diagnostics.
     diagnostics = post.sizes["draw"] >= 4
+    invariant = {}
     if "log_likelihood" in idata.groups() and "obs" in idata.log_likelihood:
-        loglik = idata.log_likelihood["obs"]
-        data["total_log_likelihood"] = loglik.sum("obs_id")
+        data["total_log_likelihood"] = idata.log_likelihood["obs"].sum("obs_id")
         if diagnostics:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                if post.sizes["chain"] > 1:
-                    invariant["max_rhat_pointwise_log_likelihood"] = float(
-                        az.rhat(idata.log_likelihood)["obs"].max())
-                invariant["min_ess_pointwise_log_likelihood"] = float(az.ess(idata.log_likelihood)["obs"].min())
-    arviz_log = logging.getLogger("arviz")
-    level = arviz_log.level
-    arviz_log.setLevel(logging.ERROR)  # its "shape validation" note on one chain: R-hat is redone below
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # constant draws (K=1 weights, one draw)
-            result = az.summary(data, hdi_prob=hdi_prob, fmt="xarray", kind="all" if diagnostics else "stats")
-    finally:
-        arviz_log.setLevel(level)
-    if diagnostics and post.sizes["chain"] < 2 and "r_hat" in result.metric:
-        # ArviZ's R-hat needs 2 chains (NaN otherwise): split the one chain in halves.
-        half = post.sizes["draw"] // 2
-        if half >= 4:
-            one = data.isel(chain=0, drop=True)
-            split = xr.concat([one.isel(draw=slice(0, half)),
-                               one.isel(draw=slice(half, 2 * half)).assign_coords(draw=one.draw.values[:half])],
-                              dim="chain")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                rhat = az.rhat(split)
-            for name in result.data_vars:
-                result[name].loc[{"metric": "r_hat"}] = rhat[name].transpose(
-                    *[d for d in result[name].dims if d != "metric"])
-            result.attrs["diagnostics"] = "one chain: R-hat computed on its two halves"
-        else:
-            result = result.drop_sel(metric="r_hat")
-            result.attrs["diagnostics"] = "R-hat not computed: one chain of fewer than 8 draws"
+            invariant = _log_likelihood_diagnostics(idata.log_likelihood["obs"])
+    result = _arviz_summary(data, hdi_prob, diagnostics)
     constant = _fill_constant(result, data)
     n_div = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() and \
         "diverging" in idata.sample_stats else 0
@@ -197,9 +157,118 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
     result.attrs["verdict"] = verdict.headline()
     result.attrs["verdict_label"] = verdict.label
     result.attrs["reliable"] = int(verdict.reliable)  # 1/0: netCDF attributes cannot be booleans
-
     if not diagnostics:
         result.attrs["diagnostics"] = "not computed: ESS and R-hat need at least 4 draws per chain"
+    problems = _summary_problems(result, constant, n_div)
+    if problems:
+        warnings.warn("; ".join(problems) + ".", UserWarning, stacklevel=2)
+    return result
+
+
+def _summary_data(post: xr.Dataset) -> xr.Dataset:
+    """Weights, means, stds and the correlations' off-diagonal pairs (dim ``feature_pair``)."""
+    names = [v for v in ("weights", "means", "stds", "corr") if v in post]
+    data = post[names]
+    if "corr" not in data:
+        return data
+    # Off-diagonal pairs only: the diagonal is 1 by construction, not a parameter.
+    data = data.drop_vars("corr")
+    feats = [str(f) for f in post.feature.values]
+    pairs = [(i, j) for i in range(len(feats)) for j in range(i + 1, len(feats))]
+    if pairs:
+        corr = post["corr"].transpose("chain", "draw", "component", "feature", "feature_bis").values
+        data["corr"] = xr.DataArray(
+            np.stack([corr[..., i, j] for i, j in pairs], axis=-1),
+            dims=("chain", "draw", "component", "feature_pair"),
+            coords={"feature_pair": [f"{feats[i]}|{feats[j]}" for i, j in pairs]},
+        )
+    return data
+
+
+def _varying(da: xr.DataArray) -> xr.DataArray:
+    """Where ``da`` is not constant across chains and draws (R-hat and ESS are undefined there)."""
+    return da.max(("chain", "draw")) != da.min(("chain", "draw"))
+
+
+def _log_likelihood_diagnostics(loglik: xr.DataArray) -> dict:
+    """Worst R-hat (two chains or more) and ESS of the pointwise log-likelihood, constant points left out."""
+    other = [d for d in loglik.dims if d not in ("chain", "draw")]
+    stacked = loglik.stack(point=other) if other else loglik.expand_dims(point=[0], axis=-1)
+    stacked = stacked.isel(point=np.flatnonzero(_varying(stacked).values))
+    if stacked.sizes["point"] == 0:
+        return {}
+    flat = xr.Dataset({"obs": stacked.drop_vars(list(stacked.coords)).rename({"point": "obs_id"})})
+    out = {}
+    if loglik.sizes["chain"] > 1:
+        out["max_rhat_pointwise_log_likelihood"] = float(az.rhat(flat)["obs"].max())
+    out["min_ess_pointwise_log_likelihood"] = float(az.ess(flat)["obs"].min())
+    return out
+
+
+def _constant_summary(da: xr.DataArray, metrics) -> xr.DataArray:
+    """ArviZ's summary rows of a quantity that is the same in every draw, exactly (ArviZ divides by 0)."""
+    value = da.isel(chain=0, draw=0, drop=True)
+    n_draws = float(da.sizes["chain"] * da.sizes["draw"])
+    exact = {"sd": 0.0, "mcse_mean": 0.0, "mcse_sd": 0.0, "ess_bulk": n_draws, "ess_tail": n_draws, "r_hat": 1.0}
+    rows = [value if metric == "mean" or metric.startswith("hdi_") else xr.full_like(value, exact[metric], float)
+            for metric in metrics]
+    return xr.concat([row.astype(float) for row in rows], dim=xr.DataArray(list(metrics), dims="metric"))
+
+
+def _summary_metrics(hdi_prob: float, kind: str) -> list[str]:
+    """The ``metric`` labels of ArviZ's summary (its own names, from a small non-constant example)."""
+    example = xr.Dataset({"x": (("chain", "draw"), np.arange(16.0).reshape(2, 8) % 5)})
+    return [str(m) for m in az.summary(example, hdi_prob=hdi_prob, fmt="xarray", kind=kind).metric.values]
+
+
+def _arviz_summary(data: xr.Dataset, hdi_prob: float, diagnostics: bool) -> xr.Dataset:
+    """ArviZ's summary of ``data``; quantities constant in every draw (the weight of K=1) are filled in exactly.
+
+    With one chain, R-hat is computed on its two halves (ArviZ's needs two chains).
+    """
+    kind = "all" if diagnostics else "stats"
+    metrics = _summary_metrics(hdi_prob, kind)
+    constant = [name for name in data.data_vars if not bool(_varying(data[name]).any())]
+    varying = data.drop_vars(constant)
+    parts = {name: _constant_summary(data[name], metrics) for name in constant}
+    if varying.data_vars:
+        # With one chain ArviZ logs (once) that its R-hat needs two: it is redone below on the halves.
+        with warnings.catch_warnings():
+            # Single constant entries of a varying quantity: filled in by _fill_constant.
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            result = az.summary(varying, hdi_prob=hdi_prob, fmt="xarray", kind=kind)
+        parts.update(result.data_vars)
+    result = xr.Dataset({name: parts[name] for name in data.data_vars}, attrs=dict(data.attrs)).assign_coords(
+        metric=metrics)
+    if diagnostics and data.sizes["chain"] < 2:
+        result = _split_chain_rhat(result, varying)
+    return result
+
+
+def _split_chain_rhat(result: xr.Dataset, varying: xr.Dataset) -> xr.Dataset:
+    """R-hat of one chain from its two halves; dropped when the halves are shorter than 4 draws."""
+    half = varying.sizes["draw"] // 2
+    if half < 4:
+        result = result.drop_sel(metric="r_hat")
+        result.attrs["diagnostics"] = "R-hat not computed: one chain of fewer than 8 draws"
+        return result
+    if varying.data_vars:
+        one = varying.isel(chain=0, drop=True)
+        split = xr.concat([one.isel(draw=slice(0, half)),
+                           one.isel(draw=slice(half, 2 * half)).assign_coords(draw=one.draw.values[:half])],
+                          dim="chain")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            rhat = az.rhat(split)
+        for name in varying.data_vars:
+            result[name].loc[{"metric": "r_hat"}] = rhat[name].transpose(
+                *[d for d in result[name].dims if d != "metric"])
+    result.attrs["diagnostics"] = "one chain: R-hat computed on its two halves"
+    return result
+
+
+def _summary_problems(result: xr.Dataset, constant: dict, n_div: int) -> list[str]:
+    """What :func:`summary` warns about: R-hat > 1.01, bulk ESS < 400, divergences."""
 
     def worst(metric, reduce):
         values = [result[v].sel(metric=metric).values[~constant[v]] for v in result.data_vars]
@@ -218,9 +287,7 @@ def summary(idata, *, hdi_prob: float = 0.94, relabel_draws: bool | str = "auto"
             problems.append(f"bulk ESS as low as {ess:.0f} (< 400): draw more samples before trusting intervals")
     if n_div:
         problems.append(f"{n_div} divergent transitions: increase tune or target_accept")
-    if problems:
-        warnings.warn("; ".join(problems) + ".", UserWarning, stacklevel=2)
-    return result
+    return problems
 
 
 # -------------------------------------------------------------------- assignments
@@ -272,30 +339,19 @@ def assignments(idata, X=None, *, hdi_prob: float = 0.94, relabel_draws: bool | 
     with np.errstate(divide="ignore"):
         log_w = np.log(arrays["weights"])
     mean = np.empty((n, K))
-    low = np.empty((n, K))
-    high = np.empty((n, K))
+    lower = np.empty((n, K))
+    upper = np.empty((n, K))
     for block in _point_blocks(n, S, K):
-        log_prob = component_log_prob(X[block], log_w, arrays["means"], arrays["chol"])  # (S, b, K)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            norm = logsumexp(log_prob, axis=2, keepdims=True)
-            log_prob -= norm
-        resp = np.exp(log_prob, out=log_prob)
-        lost = ~np.isfinite(norm[..., 0])  # (S, b): every component's density underflowed
-        if lost.any():
-            rows = np.flatnonzero(lost.any(axis=0))
-            limit = limit_responsibilities(X[block][rows], log_w, arrays["means"], arrays["chol"])
-            sub = resp[:, rows]
-            sub[lost[:, rows]] = limit[lost[:, rows]]
-            resp[:, rows] = sub
+        resp = draw_responsibilities(X[block], log_w, arrays["means"], arrays["chol"])  # (S, b, K)
         mean[block] = resp.mean(axis=0)
-        low[block], high[block] = _hdi(resp, hdi_prob)
+        lower[block], upper[block] = _hdi(resp, hdi_prob)
     entropy = -np.sum(np.where(mean > 0, mean * np.log(np.where(mean > 0, mean, 1.0)), 0.0), axis=1)
     coords = {"obs_id": np.arange(n), "component": idata.posterior.component.values}
     return xr.Dataset(
         {
             "probability": (("obs_id", "component"), mean),
-            "probability_lower": (("obs_id", "component"), low),
-            "probability_upper": (("obs_id", "component"), high),
+            "probability_lower": (("obs_id", "component"), lower),
+            "probability_upper": (("obs_id", "component"), upper),
             "most_probable": ("obs_id", coords["component"][mean.argmax(axis=1)]),
             "max_probability": ("obs_id", mean.max(axis=1)),
             "uncertainty": ("obs_id", entropy / np.log(K) if K > 1 else np.zeros(n)),
@@ -344,19 +400,19 @@ def predictive_density(idata, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
     with np.errstate(divide="ignore"):
         log_w = np.log(arrays["weights"])
     log_mean = np.empty(n)
-    low = np.empty(n)
-    high = np.empty(n)
+    lower = np.empty(n)
+    upper = np.empty(n)
     for block in _point_blocks(n, S, K):
         with np.errstate(divide="ignore", invalid="ignore"):  # density 0 (log -inf) far from every component
             log_px = logsumexp(component_log_prob(points[block], log_w, arrays["means"], arrays["chol"]), axis=2)
             log_mean[block] = logsumexp(log_px, axis=0) - np.log(S)
-        low[block], high[block] = _hdi(np.exp(log_px), hdi_prob)
+        lower[block], upper[block] = _hdi(np.exp(log_px), hdi_prob)
     coords = {"point": np.arange(n)}
     return xr.Dataset(
         {
             "density": ("point", np.exp(log_mean)),
-            "density_lower": ("point", low),
-            "density_upper": ("point", high),
+            "density_lower": ("point", lower),
+            "density_upper": ("point", upper),
             "log_density": ("point", log_mean),
             "coordinates": (("point", "feature"), points),
         },
@@ -412,27 +468,12 @@ def density_grid(idata, n_points: int = 200, *, features=None, margin: float = 0
     if D > 2:
         raise ValueError(f"density_grid covers every feature and the data have {D}; use marginal_density "
                          "for the 1-D marginal of each feature.")
-    if features is None:
-        idx = list(range(D))
-    else:
-        if isinstance(features, (str, bytes)) or not hasattr(features, "__iter__"):
-            raise TypeError(f"features must be a sequence of feature names or indices, got {features!r}.")
-        idx = [feature_index(idata, f, name="features") for f in features]
-        if sorted(idx) != list(range(D)):
-            raise ValueError(f"features must list each of the {D} features {names} exactly once, got "
-                             f"{list(features)!r}.")
+    idx = _grid_feature_order(idata, features, names)
     if n_points**D > _MAX_GRID_POINTS:
         raise ValueError(f"n_points={n_points} gives {n_points**D:,} grid points in {D}-D; at most "
                          f"{_MAX_GRID_POINTS:,} are allowed (n_points <= {int(_MAX_GRID_POINTS ** (1 / D))}).")
-    X = training_points(idata, None)
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    span = hi - lo
-    # A constant column has no range: span its posterior spread instead.
-    sd = np.sqrt(np.diagonal(posterior_arrays(idata)["cov"], axis1=-2, axis2=-1).mean(axis=(0, 1)))
-    span = np.where(span > 0, span, 6.0 * sd)
-    lo, hi = np.where(hi > lo, lo, lo - span / 2), np.where(hi > lo, hi, hi + span / 2)
-    pad = margin * span
-    axes = [np.linspace(lo[j] - pad[j], hi[j] + pad[j], n_points) for j in idx]
+    lower, upper = _grid_range(idata, margin)
+    axes = [np.linspace(lower[j], upper[j], n_points) for j in idx]
     if not all(np.all(np.isfinite(a)) for a in axes):
         raise ValueError(f"margin={margin} takes the grid beyond the float64 range for this data.")
     mesh = np.meshgrid(*axes, indexing="ij")
@@ -440,6 +481,33 @@ def density_grid(idata, n_points: int = 200, *, features=None, margin: float = 0
     for axis, j in enumerate(idx):  # columns in the data's order, whatever the axes' order
         points[:, j] = mesh[axis].ravel()
     return {"points": points, "axes": axes, "features": [names[j] for j in idx], "shape": mesh[0].shape}
+
+
+def _grid_feature_order(idata, features, names: list) -> list[int]:
+    """The feature index of every grid axis: each feature once, in the order of ``features``."""
+    D = len(names)
+    if features is None:
+        return list(range(D))
+    if isinstance(features, (str, bytes)) or not hasattr(features, "__iter__"):
+        raise TypeError(f"features must be a sequence of feature names or indices, got {features!r}.")
+    idx = [feature_index(idata, f, name="features") for f in features]
+    if sorted(idx) != list(range(D)):
+        raise ValueError(f"features must list each of the {D} features {names} exactly once, got "
+                         f"{list(features)!r}.")
+    return idx
+
+
+def _grid_range(idata, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the data's range widened by ``margin`` of it on each side."""
+    X = training_points(idata, None)
+    lower, upper = X.min(axis=0), X.max(axis=0)
+    span = upper - lower
+    # A constant column has no range: span its posterior spread instead.
+    sd = np.sqrt(np.diagonal(posterior_arrays(idata)["cov"], axis1=-2, axis2=-1).mean(axis=(0, 1)))
+    span = np.where(span > 0, span, 6.0 * sd)
+    lower, upper = np.where(upper > lower, lower, lower - span / 2), np.where(upper > lower, upper, upper + span / 2)
+    pad = margin * span
+    return lower - pad, upper + pad
 
 
 def marginal_density(idata, feature, points, *, hdi_prob: float = 0.94) -> xr.Dataset:
@@ -542,20 +610,26 @@ def sample_posterior_predictive(idata, n_samples: int, random_seed=None) -> xr.D
     )
 
 
-def effective_components(idata, *, threshold: float = 0.05, hdi_prob: float = 0.94) -> xr.Dataset:
-    """How many components carry more than ``threshold`` of the weight (sparse mixtures).
+def effective_components(idata, *, weight_threshold: float = 0.05, hdi_prob: float = 0.94,
+                         threshold: float | None = None) -> xr.Dataset:
+    """How many components carry more than ``weight_threshold`` of the weight (sparse mixtures).
 
     Parameters
     ----------
     idata : arviz.InferenceData
-    threshold : float, default=0.05
+    weight_threshold : float, default=0.05
+        A component counts when its weight is above this (strictly between 0 and 1).
     hdi_prob : float, default=0.94
+    threshold : float, optional
+        Deprecated name of ``weight_threshold``.
 
     Returns
     -------
     xarray.Dataset
-        ``count`` per (chain, draw), its posterior ``mean``, ``lower``/``upper``
-        (HDI) and ``probability`` of each count.
+        ``count`` per (chain, draw), its posterior ``mean``, ``hdi_lower``/``hdi_upper``
+        (its HDI) and ``probability`` of each count. ``lower``/``upper`` are
+        deprecated copies of ``hdi_lower``/``hdi_upper``. Attributes
+        ``weight_threshold`` and ``hdi_prob``.
 
     Examples
     --------
@@ -564,19 +638,23 @@ def effective_components(idata, *, threshold: float = 0.05, hdi_prob: float = 0.
     >>> X = load_faithful().to_numpy()
     >>> idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
     >>> from bayesgmm import effective_components
-    >>> int(effective_components(idata, threshold=0.05)["mean"])
+    >>> int(effective_components(idata, weight_threshold=0.05)["mean"])
     2
     """
+    weight_threshold = renamed_argument(weight_threshold, threshold, new="weight_threshold", old="threshold",
+                                        default=0.05)
     check_idata(idata)
-    threshold = check_probability(threshold, "threshold")
+    weight_threshold = check_probability(weight_threshold, "weight_threshold")
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
-    count = (idata.posterior["weights"] > threshold).sum("component")
-    low, high = _hdi(count.values.reshape(-1).astype(float), hdi_prob)
+    count = (idata.posterior["weights"] > weight_threshold).sum("component")
+    lower, upper = _hdi(count.values.reshape(-1).astype(float), hdi_prob)
     K = idata.posterior.sizes["component"]
     probs = np.bincount(count.values.ravel(), minlength=K + 1) / count.size
+    deprecated = {"deprecated": "use hdi_lower and hdi_upper"}
     return xr.Dataset(
-        {"count": count, "mean": count.mean(), "lower": low, "upper": high,
+        {"count": count, "mean": count.mean(), "hdi_lower": lower, "hdi_upper": upper,
+         "lower": xr.DataArray(lower, attrs=deprecated), "upper": xr.DataArray(upper, attrs=deprecated),
          "probability": ("n_components", probs)},
         coords={"n_components": np.arange(K + 1)},
-        attrs={"threshold": threshold, "hdi_prob": hdi_prob},
+        attrs={"weight_threshold": weight_threshold, "hdi_prob": hdi_prob},
     )

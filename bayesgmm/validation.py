@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_integer_param, check_option, check_real_param
+from ._validation import check_integer_param, check_option, check_real_param, renamed_argument
 
 __all__ = [
     "HELD_OUT_POINTS",
@@ -207,32 +207,35 @@ def sbc_settings(spec: str | Iterable[str] = "all", **options) -> list[SBCSettin
     grid = [(m, c, k, d) for m in _METHODS for c in _COVARIANCE_TYPES for k in (2, 3) for d in (1, 2)]
     chosen: list[tuple] = []
     for name in names:
-        if name == "all":
-            matches = grid
-        else:
-            parts = name.split("-")
-            if len(parts) != 4 or not parts[2].startswith(("K", "*")) or not parts[3].startswith(("D", "*")):
-                raise ValueError(f"SBC setting {name!r} is not of the form METHOD-COVARIANCE-K<k>-D<d> "
-                                 "(e.g. 'nuts-full-K2-D1'; '*' for any part) or 'all'.")
-            method, cov, k, d = parts
-            try:
-                k = None if k == "*" else int(k[1:])
-                d = None if d == "*" else int(d[1:])
-            except ValueError as err:
-                raise ValueError(f"SBC setting {name!r}: K and D must be integers ({err}).") from None
-            if method != "*":
-                check_option(method, "method", _METHODS)
-            if cov != "*":
-                check_option(cov, "covariance_type", _COVARIANCE_TYPES)
-            if any(p == "*" for p in parts):
-                matches = [g for g in grid if method in ("*", g[0]) and cov in ("*", g[1])
-                           and k in (None, g[2]) and d in (None, g[3])]
-            else:
-                matches = [(method, cov, k, d)]
-            if not matches:
-                raise ValueError(f"SBC setting {name!r} matches no setting of the grid.")
-        chosen.extend(g for g in matches if g not in chosen)
+        chosen.extend(g for g in _matching_settings(name, grid) if g not in chosen)
     return [SBCSetting(*g, **options) for g in chosen]
+
+
+def _matching_settings(name: str, grid: list[tuple]) -> list[tuple]:
+    """The (method, covariance, K, D) of ``grid`` that a name such as ``"nuts-*-K2-D1"`` or ``"all"`` means."""
+    if name == "all":
+        return grid
+    parts = name.split("-")
+    if len(parts) != 4 or not parts[2].startswith(("K", "*")) or not parts[3].startswith(("D", "*")):
+        raise ValueError(f"SBC setting {name!r} is not of the form METHOD-COVARIANCE-K<k>-D<d> "
+                         "(e.g. 'nuts-full-K2-D1'; '*' for any part) or 'all'.")
+    method, cov, k, d = parts
+    try:
+        k = None if k == "*" else int(k[1:])
+        d = None if d == "*" else int(d[1:])
+    except ValueError as err:
+        raise ValueError(f"SBC setting {name!r}: K and D must be integers ({err}).") from None
+    if method != "*":
+        check_option(method, "method", _METHODS)
+    if cov != "*":
+        check_option(cov, "covariance_type", _COVARIANCE_TYPES)
+    if not any(p == "*" for p in parts):
+        return [(method, cov, k, d)]
+    matches = [g for g in grid if method in ("*", g[0]) and cov in ("*", g[1])
+               and k in (None, g[2]) and d in (None, g[3])]
+    if not matches:
+        raise ValueError(f"SBC setting {name!r} matches no setting of the grid.")
+    return matches
 
 
 # ---------------------------------------------------------------------------- quantities
@@ -332,31 +335,33 @@ def normalised_ranks(truth: float, draws, rng: np.random.Generator) -> tuple[int
 _FITTED_HERE: set = set()
 
 
-def _data_seed(setting: SBCSetting, rep: int, seed: int) -> np.random.SeedSequence:
+def _data_seed(setting: SBCSetting, rep: int, random_seed: int) -> np.random.SeedSequence:
     # The same datasets for NUTS and ADVI (paired comparisons); independent of the list order.
     key = f"{setting.covariance_type}-K{setting.n_components}-D{setting.n_features}-N{setting.n_samples}"
-    return np.random.SeedSequence([seed, zlib.crc32(key.encode()), rep])
+    return np.random.SeedSequence([random_seed, zlib.crc32(key.encode()), rep])
 
 
-def sbc_replication(setting: SBCSetting, rep: int, seed: int = 0) -> dict:
+def sbc_replication(setting: SBCSetting, rep: int, random_seed: int = 0, *, seed: int | None = None) -> dict:
     """One replication: draw from the prior, fit, rank; returns a JSON-serialisable record.
 
     Parameters
     ----------
     setting : SBCSetting
     rep : int
-        Replication number (with ``seed`` and the setting, it fixes every random draw).
-    seed : int, default=0
+        Replication number (with ``random_seed`` and the setting, it fixes every random draw).
+    random_seed : int, default=0
+    seed : int, optional
+        Deprecated name of ``random_seed``.
 
     Returns
     -------
     dict
-        ``setting`` (name), ``rep``; ``ranks`` and ``u`` (per quantity, see
-        :func:`mixture_quantities`), ``n_rank_draws``; ``divergences`` (NUTS),
-        ``rhat_max`` and ``ess_bulk_min`` over the ranked quantities (NUTS, all
-        draws), ``converged`` and ``n_iterations`` (ADVI); ``min_true_count``
-        (fewest rows a true component generated); ``fit_wall_s``, ``fit_cpu_s``,
-        ``first_in_process``; ``error`` (None, or why the fit failed).
+        ``setting`` (name), ``rep``, ``seed`` (the ``random_seed``); ``ranks`` and ``u``
+        (per quantity, see :func:`mixture_quantities`), ``n_rank_draws``;
+        ``divergences`` (NUTS), ``rhat_max`` and ``ess_bulk_min`` over the ranked
+        quantities (NUTS, all draws), ``converged`` and ``n_iterations`` (ADVI);
+        ``min_true_count`` (fewest rows a true component generated); ``fit_wall_s``,
+        ``fit_cpu_s``, ``first_in_process``; ``error`` (None, or why the fit failed).
 
     Examples
     --------
@@ -365,45 +370,65 @@ def sbc_replication(setting: SBCSetting, rep: int, seed: int = 0) -> dict:
     >>> sorted(record["u"])  # doctest: +SKIP
     ['lpd_a', 'lpd_b', 'lpd_c', 'mix_mean', 'mix_var', 'mu_min[x0]', 'w(1)', 'w(2)']
     """
-    from threadpoolctl import threadpool_limits
-
+    random_seed = renamed_argument(random_seed, seed, new="random_seed", old="seed", default=0)
     rep = check_integer_param(rep, "rep", minimum=0)
-    seed = check_integer_param(seed, "seed", minimum=0)
+    random_seed = check_integer_param(random_seed, "random_seed", minimum=0)
     import pymc  # noqa: F401 - importing PyMC sets its logger's level, so quieten it after
 
     for name in ("pymc", "pytensor"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    data_seed = int(_data_seed(setting, rep, seed).generate_state(1)[0])
+    data_seed = int(_data_seed(setting, rep, random_seed).generate_state(1)[0])
     fit_seed, rank_seed = (int(v) for v in np.random.SeedSequence(
-        [seed, zlib.crc32(setting.name.encode()), setting.n_samples, rep]).generate_state(2))
+        [random_seed, zlib.crc32(setting.name.encode()), setting.n_samples, rep]).generate_state(2))
     gmm = setting.model()
     truth = gmm.sample_prior_predictive(setting.n_samples, n_features=setting.n_features, random_seed=data_seed)
-    points = HELD_OUT_POINTS[setting.n_features]
-    true_q = mixture_quantities(truth["weights"][None], truth["means"][None], truth["covariances"][None], points)
     counts = np.bincount(truth["labels"], minlength=setting.n_components)
     process_key = json.dumps(setting.to_dict(), sort_keys=True)
     record = {
-        "setting": setting.name, "rep": rep, "seed": seed, "n_samples": setting.n_samples,
+        "setting": setting.name, "rep": rep, "seed": random_seed, "n_samples": setting.n_samples,
         "min_true_count": int(counts.min()), "n_rank_draws": setting.n_rank_draws,
         "first_in_process": process_key not in _FITTED_HERE, "pid": os.getpid(), "error": None,
     }
     _FITTED_HERE.add(process_key)
+    idata = _fit_replication(gmm, setting, truth["X"], fit_seed, record)
+    if idata is not None:
+        _rank_replication(idata, setting, truth, rank_seed, record)
+    return record
+
+
+def _fit_replication(gmm, setting: SBCSetting, X, fit_seed: int, record: dict):
+    """The replication's fit (None when it failed: the error goes in ``record``), with its timings."""
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    from .diagnostics import PosteriorDiagnosticsWarning
+    from .em import DegenerateFitWarning
+
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         with threadpool_limits(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # Diagnostics are recorded per replication (divergences, R-hat, convergence), not warned about.
+            for category in (PosteriorDiagnosticsWarning, DegenerateFitWarning, ConvergenceWarning):
+                warnings.filterwarnings("ignore", category=category)  # the EM start's, for the sampler's start
+            warnings.filterwarnings("ignore", "(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
             if setting.method == "nuts":
-                idata = gmm.fit(truth["X"], method="nuts", draws=setting.draws, tune=setting.tune,
-                                chains=setting.chains, cores=1, random_seed=fit_seed, progressbar=False,
-                                log_likelihood=False)
+                idata = gmm.fit(X, method="nuts", draws=setting.draws, tune=setting.tune, chains=setting.chains,
+                                cores=1, random_seed=fit_seed, progressbar=False, log_likelihood=False)
             else:
-                idata = gmm.fit(truth["X"], method="advi", draws=setting.draws, random_seed=fit_seed,
-                                progressbar=False, log_likelihood=False)
+                idata = gmm.fit(X, method="advi", draws=setting.draws, random_seed=fit_seed, progressbar=False,
+                                log_likelihood=False)
     except Exception as err:  # a failed fit is a result of the calibration run, not a crash of it
         record.update(fit_wall_s=time.perf_counter() - wall, fit_cpu_s=time.process_time() - cpu,
                       error=f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}")
-        return record
+        return None
     record.update(fit_wall_s=round(time.perf_counter() - wall, 4), fit_cpu_s=round(time.process_time() - cpu, 4))
+    return idata
+
+
+def _rank_replication(idata, setting: SBCSetting, truth: dict, rank_seed: int, record: dict) -> None:
+    """Ranks of the true quantities among the (thinned) draws, and the fit's diagnostics, into ``record``."""
+    points = HELD_OUT_POINTS[setting.n_features]
+    true_q = mixture_quantities(truth["weights"][None], truth["means"][None], truth["covariances"][None], points)
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     K, D = setting.n_components, setting.n_features
@@ -413,7 +438,7 @@ def sbc_replication(setting: SBCSetting, rep: int, seed: int = 0) -> dict:
                                chol=post["chol"].values.reshape(-1, K, D, D))
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
         record["error"] = f"posterior quantities: {type(err).__name__}: {err}"
-        return record
+        return
     keep = np.arange(setting.thin - 1, n_draw, setting.thin)
     rng = np.random.default_rng(rank_seed)
     ranks, us = {}, {}
@@ -423,23 +448,29 @@ def sbc_replication(setting: SBCSetting, rep: int, seed: int = 0) -> dict:
         us[name] = round(us[name], 6)
     record.update(ranks=ranks, u=us, n_rank_draws=int(n_chain * keep.size))
     if setting.method == "nuts":
-        import arviz as az
-
-        stats = idata.sample_stats
-        record["divergences"] = int(stats["diverging"].sum()) if "diverging" in stats else 0
-        if n_chain > 1 and n_draw >= 4:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rhat = [float(az.rhat(v.reshape(n_chain, n_draw))) for v in q.values()]
-                ess = [float(az.ess(v.reshape(n_chain, n_draw), method="bulk")) for v in q.values()]
-            record["rhat_max"] = round(float(np.nanmax(rhat)), 4) if np.isfinite(rhat).any() else None
-            record["ess_bulk_min"] = round(float(np.nanmin(ess)), 1) if np.isfinite(ess).any() else None
+        _nuts_diagnostics(idata, q, n_chain, n_draw, record)
     else:
         history = idata.get("fit_history")
         if history is not None:
             record["converged"] = bool(history.attrs.get("converged", 0))
             record["n_iterations"] = int(history.attrs.get("n_iterations", 0))
-    return record
+
+
+def _nuts_diagnostics(idata, q: dict, n_chain: int, n_draw: int, record: dict) -> None:
+    """Divergences, and the worst R-hat and bulk ESS of the ranked quantities, into ``record``."""
+    import arviz as az
+
+    stats = idata.sample_stats
+    record["divergences"] = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    if n_chain < 2 or n_draw < 4:
+        return
+    with warnings.catch_warnings():
+        # A quantity constant over the draws has no R-hat (0 / 0): NaN, left out below.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        rhat = [float(az.rhat(v.reshape(n_chain, n_draw))) for v in q.values()]
+        ess = [float(az.ess(v.reshape(n_chain, n_draw), method="bulk")) for v in q.values()]
+    record["rhat_max"] = round(float(np.nanmax(rhat)), 4) if np.isfinite(rhat).any() else None
+    record["ess_bulk_min"] = round(float(np.nanmin(ess)), 1) if np.isfinite(ess).any() else None
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -492,10 +523,11 @@ def run_sbc(
     *,
     n_jobs: int = 1,
     out: str | os.PathLike | None = None,
-    seed: int = 0,
+    random_seed: int = 0,
     resume: bool = False,
     progress: Callable[[dict, int, int], None] | None = None,
     flush_every_s: float = 5.0,
+    seed: int | None = None,
 ) -> dict:
     """Run ``reps`` replications of every setting, in parallel, saving as they finish.
 
@@ -512,17 +544,19 @@ def run_sbc(
         end: ``{"meta": ..., "records": [...]}``. Replications are handed out
         replication by replication across the settings, so a partial file covers
         every setting about equally.
-    seed : int, default=0
+    random_seed : int, default=0
         Fixes every dataset and fit (a replication's draws do not depend on
-        ``n_jobs`` or on the other settings).
+        ``n_jobs`` or on the other settings). Stored as ``meta["seed"]``.
     resume : bool, default=False
-        Keep the records already in ``out`` (run with the same seed; a setting in both
+        Keep the records already in ``out`` (run with the same ``random_seed``; a setting in both
         must have the same options) and run only the missing replications. Settings
         in the file but not in ``settings`` are kept, so a run can be split, e.g.
         NUTS and ADVI in two calls writing to one file.
     progress : callable, optional
         Called as ``progress(record, done, total)`` after each replication.
     flush_every_s : float, default=5.0
+    seed : int, optional
+        Deprecated name of ``random_seed``.
 
     Returns
     -------
@@ -536,54 +570,16 @@ def run_sbc(
     ...                   out="sbc.json")  # doctest: +SKIP
     >>> sbc_table(results)  # doctest: +SKIP
     """
-    from joblib import Parallel, delayed, parallel_config
-
-    if isinstance(settings, SBCSetting):
-        settings = [settings]
-    settings = list(settings)
-    if not settings or not all(isinstance(s, SBCSetting) for s in settings):
-        raise TypeError("settings must be an SBCSetting or a non-empty sequence of them (see sbc_settings).")
-    if len({s.name for s in settings}) != len(settings):
-        raise ValueError("settings has two settings with the same name; give each model once.")
-    reps = check_integer_param(reps, "reps", minimum=1)
-    seed = check_integer_param(seed, "seed", minimum=0)
-    if n_jobs == -1:
-        n_jobs = os.cpu_count() or 1
-    n_jobs = check_integer_param(n_jobs, "n_jobs", minimum=1)
-    flush_every_s = check_real_param(flush_every_s, "flush_every_s", minimum=0.0)
-    out = None if out is None else Path(out)
-    if out is not None and not out.parent.is_dir():
-        raise FileNotFoundError(f"Cannot write SBC results to {out}: the directory {out.parent} does not exist.")
-    import pymc
-
-    from . import __version__
-
-    meta = {
-        "format": _FORMAT_VERSION, "seed": seed, "reps": reps, "n_jobs": n_jobs,
-        "settings": [s.to_dict() for s in settings],
-        "held_out_points": {str(d): p.tolist() for d, p in HELD_OUT_POINTS.items()},
-        "versions": {"bayesgmm": __version__, "pymc": pymc.__version__},
-        "cpu_count": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": False,
-    }
+    random_seed = renamed_argument(random_seed, seed, new="random_seed", old="seed", default=0)
+    settings, reps, random_seed, n_jobs, flush_every_s, out = _check_run_args(
+        settings, reps, random_seed, n_jobs, flush_every_s, out)
+    meta = _run_meta(settings, reps, random_seed, n_jobs)
     records: list[dict] = []
+    settings_in_file = settings
     if resume and out is not None and out.is_file():
-        previous = load_sbc_results(out)
-        if previous["meta"].get("seed") != seed:
-            raise ValueError(f"Cannot resume {out}: it was run with seed {previous['meta'].get('seed')}, not {seed}.")
-        wanted = {s.name: s.to_dict() for s in settings}
-        others = []
-        for old in previous["meta"].get("settings", []):
-            old = SBCSetting(**old)
-            if old.name not in wanted:
-                others.append(old)  # another setting run into the same file: kept as it is
-            elif wanted[old.name] != old.to_dict():
-                raise ValueError(f"Cannot resume {out}: setting {old.name} was run with other options "
-                                 f"({old.to_dict()} vs {wanted[old.name]}).")
-        records = [r for r in previous["records"] if r.get("setting") not in wanted or r.get("rep", reps) < reps]
+        records, others = _resumed_records(out, settings, reps, random_seed)
         meta["settings"] = [s.to_dict() for s in others] + meta["settings"]
         settings_in_file = others + settings
-    else:
-        settings_in_file = settings
     done = {(r["setting"], r["rep"]) for r in records}
     tasks = [(s, rep) for rep in range(reps) for s in settings if (s.name, rep) not in done]
     total = len(tasks) + len(records)
@@ -596,32 +592,95 @@ def run_sbc(
         meta["complete"] = final and len(records) == total
         _write_json(out, {"meta": meta, "records": records})
 
-    save()
-    last = time.perf_counter()
-    # Each worker single-threaded (BLAS and OpenMP); with one job, the fits run here.
-    context = (contextlib.nullcontext() if n_jobs == 1
-               else parallel_config(backend="loky", n_jobs=n_jobs, inner_max_num_threads=1))
     order = [s.name for s in settings_in_file]
+    save()
     try:
-        with context:
-            if n_jobs == 1:
-                results = (sbc_replication(s, rep, seed) for s, rep in tasks)
-            else:
-                results = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")(
-                    delayed(sbc_replication)(s, rep, seed) for s, rep in tasks)
-            for record in results:
-                records.append(record)
-                if progress is not None:
-                    progress(record, len(records), total)
-                if time.perf_counter() - last >= flush_every_s:
-                    save()
-                    last = time.perf_counter()
+        _run_tasks(tasks, random_seed, n_jobs, records, total, progress, save, flush_every_s)
     finally:  # also on Ctrl-C: keep every finished replication (resume=True continues)
         records.sort(key=lambda r: (order.index(r["setting"]), r["rep"]))
         save(final=True)
     meta["elapsed_s"] = round(time.perf_counter() - start, 2)
     meta["complete"] = len(records) == total
     return {"meta": meta, "records": records}
+
+
+def _run_meta(settings: list, reps: int, random_seed: int, n_jobs: int) -> dict:
+    """The results file's ``meta``: the run's settings, seed, versions and machine."""
+    import pymc
+
+    from . import __version__
+
+    return {
+        "format": _FORMAT_VERSION, "seed": random_seed, "reps": reps, "n_jobs": n_jobs,
+        "settings": [s.to_dict() for s in settings],
+        "held_out_points": {str(d): p.tolist() for d, p in HELD_OUT_POINTS.items()},
+        "versions": {"bayesgmm": __version__, "pymc": pymc.__version__},
+        "cpu_count": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": False,
+    }
+
+
+def _check_run_args(settings, reps, random_seed, n_jobs, flush_every_s, out):
+    """:func:`run_sbc`'s arguments checked: the settings as a list, the output as a Path (or None)."""
+    if isinstance(settings, SBCSetting):
+        settings = [settings]
+    settings = list(settings)
+    if not settings or not all(isinstance(s, SBCSetting) for s in settings):
+        raise TypeError("settings must be an SBCSetting or a non-empty sequence of them (see sbc_settings).")
+    if len({s.name for s in settings}) != len(settings):
+        raise ValueError("settings has two settings with the same name; give each model once.")
+    reps = check_integer_param(reps, "reps", minimum=1)
+    random_seed = check_integer_param(random_seed, "random_seed", minimum=0)
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    n_jobs = check_integer_param(n_jobs, "n_jobs", minimum=1)
+    flush_every_s = check_real_param(flush_every_s, "flush_every_s", minimum=0.0)
+    out = None if out is None else Path(out)
+    if out is not None and not out.parent.is_dir():
+        raise FileNotFoundError(f"Cannot write SBC results to {out}: the directory {out.parent} does not exist.")
+    return settings, reps, random_seed, n_jobs, flush_every_s, out
+
+
+def _resumed_records(out: Path, settings: list, reps: int, random_seed: int) -> tuple[list[dict], list]:
+    """The records of ``out`` to keep, and the settings in the file that this run does not include."""
+    previous = load_sbc_results(out)
+    if previous["meta"].get("seed") != random_seed:
+        raise ValueError(f"Cannot resume {out}: it was run with seed {previous['meta'].get('seed')}, "
+                         f"not {random_seed}.")
+    wanted = {s.name: s.to_dict() for s in settings}
+    others = []
+    for old in previous["meta"].get("settings", []):
+        old = SBCSetting(**old)
+        if old.name not in wanted:
+            others.append(old)  # another setting run into the same file: kept as it is
+        elif wanted[old.name] != old.to_dict():
+            raise ValueError(f"Cannot resume {out}: setting {old.name} was run with other options "
+                             f"({old.to_dict()} vs {wanted[old.name]}).")
+    records = [r for r in previous["records"] if r.get("setting") not in wanted or r.get("rep", reps) < reps]
+    return records, others
+
+
+def _run_tasks(tasks, random_seed: int, n_jobs: int, records: list, total: int, progress, save,
+               flush_every_s: float) -> None:
+    """Run the replications (here, or in single-threaded loky workers), appending to ``records`` as they finish."""
+    from joblib import Parallel, delayed, parallel_config
+
+    last = time.perf_counter()
+    # Each worker single-threaded (BLAS and OpenMP); with one job, the fits run here.
+    context = (contextlib.nullcontext() if n_jobs == 1
+               else parallel_config(backend="loky", n_jobs=n_jobs, inner_max_num_threads=1))
+    with context:
+        if n_jobs == 1:
+            results = (sbc_replication(s, rep, random_seed) for s, rep in tasks)
+        else:
+            results = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")(
+                delayed(sbc_replication)(s, rep, random_seed) for s, rep in tasks)
+        for record in results:
+            records.append(record)
+            if progress is not None:
+                progress(record, len(records), total)
+            if time.perf_counter() - last >= flush_every_s:
+                save()
+                last = time.perf_counter()
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -933,22 +992,12 @@ def plot_rank_histograms(results, settings: str | Sequence[str] | None = None, *
     (1, 2)
     """
     import matplotlib.pyplot as plt
-    from scipy import stats
 
     band = check_real_param(band, "band", minimum=0.0, strict=True)
     if band >= 1:
         raise ValueError(f"band must be in (0, 1), got {band!r}.")
     records = [r for r in _records(results) if not r.get("error") and r.get("u")]
-    available = list(dict.fromkeys(r["setting"] for r in records))
-    if settings is None:
-        chosen = available
-    else:
-        chosen = [settings] if isinstance(settings, str) else list(settings)
-        missing = [s for s in chosen if s not in available]
-        if missing:
-            raise ValueError(f"No ranked replications for setting(s) {missing}; available: {available}.")
-    if not chosen:
-        raise ValueError("No ranked replications to plot.")
+    chosen = _chosen_settings(records, settings)
     quantities = _quantity_order(q for r in records if r["setting"] in chosen for q in r["u"])
     if axes is None:
         fig, axes = plt.subplots(len(chosen), len(quantities), figsize=(1.9 * len(quantities), 1.6 * len(chosen)),
@@ -966,16 +1015,37 @@ def plot_rank_histograms(results, settings: str | Sequence[str] | None = None, *
             if u.size == 0:
                 ax.set_axis_off()
                 continue
-            b = bins or _default_bins(u.size)
-            lo, hi = stats.binom.ppf([(1 - band) / 2, (1 + band) / 2], u.size, 1 / b)
-            ax.axhspan(lo, hi, color="0.85", zorder=0)
-            ax.axhline(u.size / b, color="0.5", lw=0.8, zorder=1)
-            ax.hist(u, bins=np.linspace(0, 1, b + 1), color="C0", zorder=2)
-            ax.set_yticks([])
+            _rank_histogram(ax, u, bins or _default_bins(u.size), band)
             if j == 0:
                 ax.set_ylabel(setting, fontsize=7, rotation=0, ha="right", va="center")
             if i == len(chosen) - 1:
                 ax.set_xlabel("normalised rank", fontsize=7)
-            ax.tick_params(labelsize=6)
     fig.tight_layout()
     return fig, axes
+
+
+def _chosen_settings(records: list[dict], settings) -> list[str]:
+    """The settings to draw (all with ranked replications when None), checked."""
+    available = list(dict.fromkeys(r["setting"] for r in records))
+    if settings is None:
+        chosen = available
+    else:
+        chosen = [settings] if isinstance(settings, str) else list(settings)
+        missing = [s for s in chosen if s not in available]
+        if missing:
+            raise ValueError(f"No ranked replications for setting(s) {missing}; available: {available}.")
+    if not chosen:
+        raise ValueError("No ranked replications to plot.")
+    return chosen
+
+
+def _rank_histogram(ax, u: np.ndarray, bins: int, band: float) -> None:
+    """One histogram of normalised ranks, over the central ``band`` range of a bin's count under uniformity."""
+    from scipy import stats
+
+    lower, upper = stats.binom.ppf([(1 - band) / 2, (1 + band) / 2], u.size, 1 / bins)
+    ax.axhspan(lower, upper, color="0.85", zorder=0)
+    ax.axhline(u.size / bins, color="0.5", lw=0.8, zorder=1)
+    ax.hist(u, bins=np.linspace(0, 1, bins + 1), color="C0", zorder=2)
+    ax.set_yticks([])
+    ax.tick_params(labelsize=6)

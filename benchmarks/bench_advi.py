@@ -32,14 +32,14 @@ def main() -> None:
 
     from sklearn.mixture import BayesianGaussianMixture
 
-    from bayesgmm import BayesianGMM
+    from bayesgmm import BayesianGMM, PosteriorDiagnosticsWarning
     from bayesgmm.datasets import make_mixture
 
     X, truth = make_mixture(args.n, 4, 5, random_state=0, separation=6)
 
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", category=PosteriorDiagnosticsWarning)  # the loss is reported below
         idata = BayesianGMM(4).fit(X, method="advi", random_seed=0, progressbar=False)
     ours = time.perf_counter() - start
     means = idata.posterior["means"].mean(("chain", "draw")).values

@@ -29,9 +29,10 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from bayesgmm import GaussianMixtureEM, select_model
+from bayesgmm import DegenerateFitWarning, GaussianMixtureEM, select_model
 from bayesgmm.covariance import get_covariance_type
 from bayesgmm.datasets import load_faithful
 
@@ -152,7 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small datasets, K in {2, 3}")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
+    # Degenerate and unconverged fits are counted in the tables, not warned about one by one.
+    for category in (ConvergenceWarning, DegenerateFitWarning):
+        warnings.filterwarnings("ignore", category=category)
     data = datasets(args.quick)
     ks = (2, 3) if args.quick else (2, 3, 4, 6)
     start_table(data, ks)

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
 
-    from bayesgmm import BayesianGMM
+    from bayesgmm import BayesianGMM, PosteriorDiagnosticsWarning
     from bayesgmm.datasets import make_mixture
 
     print(f"make_mixture({args.n}, 3, 2): K=3, D=2, well separated; defaults for every method")
@@ -71,7 +71,7 @@ def main() -> None:
     for seed in args.seeds:
         X, _ = make_mixture(args.n, 3, 2, random_state=seed)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", category=PosteriorDiagnosticsWarning)  # divergences printed below
             start = time.perf_counter()
             nuts = BayesianGMM(3).fit(X, random_seed=seed, progressbar=False)
             nuts_time = time.perf_counter() - start

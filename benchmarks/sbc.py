@@ -104,8 +104,8 @@ def main(argv=None) -> int:
                 eta = elapsed / done * (total - done)
                 print(f"  {done}/{total} fits, {elapsed:.0f} s elapsed, about {eta:.0f} s to go", flush=True)
 
-        results = run_sbc(settings, args.reps, n_jobs=n_jobs, out=args.out, seed=args.seed, resume=args.resume,
-                          progress=progress)
+        results = run_sbc(settings, args.reps, n_jobs=n_jobs, out=args.out, random_seed=args.seed,
+                          resume=args.resume, progress=progress)
         print(f"done in {time.perf_counter() - start:.1f} s; results in {args.out}\n")
 
     print(format_sbc_table(results))

@@ -178,7 +178,7 @@ def test_effective_components_counts_weights():
     idata = az.from_dict(posterior={**post, "means": np.zeros((1, 2, 3, 1)), "cov": np.ones((1, 2, 3, 1, 1))},
                          dims={"weights": ["component"], "means": ["component", "feature"],
                                "cov": ["component", "feature", "feature_bis"]})
-    result = effective_components(idata, threshold=0.05)
+    result = effective_components(idata, weight_threshold=0.05)
     np.testing.assert_array_equal(result["count"].values, [[2, 2]])
     assert float(result["probability"].sel(n_components=2)) == 1.0
 

@@ -110,10 +110,10 @@ PROBABILITY_FUNCTIONS = [
     ("predictive_density.hdi_prob", lambda c, v: predictive_density(c.idata, c.X, hdi_prob=v)),
     ("marginal_density.hdi_prob", lambda c, v: marginal_density(c.idata, 0, c.X[:, 0], hdi_prob=v)),
     ("effective_components.hdi_prob", lambda c, v: effective_components(c.idata, hdi_prob=v)),
-    ("effective_components.threshold", lambda c, v: effective_components(c.idata, threshold=v)),
+    ("effective_components.weight_threshold", lambda c, v: effective_components(c.idata, weight_threshold=v)),
     ("compare_fits.threshold", lambda c, v: compare_fits(c.em, c.idata, c.X, threshold=v)),
     ("compare_fits.hdi_prob", lambda c, v: compare_fits(c.em, c.idata, c.X, hdi_prob=v)),
-    ("plot_uncertainty.threshold", lambda c, v: bp.plot_uncertainty(c.assign, threshold=v)),
+    ("plot_uncertainty.probability_threshold", lambda c, v: bp.plot_uncertainty(c.assign, probability_threshold=v)),
 ]
 
 
@@ -557,5 +557,5 @@ def test_valid_extremes_still_work(fit):
     assert relabel(fit.idata, max_iter=0).posterior.sizes == fit.idata.posterior.sizes
     one_row = assignments(fit.idata, fit.X[:1])["probability"].values
     assert one_row.shape == (1, 2)
-    ax = bp.plot_uncertainty(fit.assign, threshold=np.float64(0.5))
+    ax = bp.plot_uncertainty(fit.assign, probability_threshold=np.float64(0.5))
     assert ax.get_legend() is not None

@@ -16,6 +16,7 @@ from bayesgmm.validation import (
     normalised_ranks,
     plot_rank_histograms,
     run_sbc,
+    sbc_replication,
     sbc_settings,
     sbc_table,
     timing_table,
@@ -133,7 +134,8 @@ def test_run_sbc_mechanics_with_tiny_advi(tmp_path):
     setting = SBCSetting("advi", "diag", 2, 1, n_samples=30, draws=20)
     out = tmp_path / "sbc.json"
     seen = []
-    results = run_sbc(setting, reps=3, out=out, seed=3, progress=lambda r, done, total: seen.append((done, total)))
+    results = run_sbc(setting, reps=3, out=out, random_seed=3,
+                      progress=lambda r, done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
     records = results["records"]
     assert [r["rep"] for r in records] == [0, 1, 2] and all(r["error"] is None for r in records)
@@ -146,15 +148,16 @@ def test_run_sbc_mechanics_with_tiny_advi(tmp_path):
     assert json.loads(out.read_text())["records"][0]["u"] == records[0]["u"]
     # Resuming a complete run fits nothing; asking for more replications fits only those.
     seen.clear()
-    again = run_sbc(setting, reps=3, out=out, seed=3, resume=True, progress=lambda *a: seen.append(a))
+    again = run_sbc(setting, reps=3, out=out, random_seed=3, resume=True, progress=lambda *a: seen.append(a))
     assert seen == [] and again["records"] == records
     with pytest.raises(ValueError, match="seed"):
-        run_sbc(setting, reps=3, out=out, seed=4, resume=True)
+        run_sbc(setting, reps=3, out=out, random_seed=4, resume=True)
     with pytest.raises(ValueError, match="other options"):
-        run_sbc(SBCSetting("advi", "diag", 2, 1, n_samples=31, draws=20), reps=3, out=out, seed=3, resume=True)
+        run_sbc(SBCSetting("advi", "diag", 2, 1, n_samples=31, draws=20), reps=3, out=out, random_seed=3,
+                resume=True)
     # Another setting resumed into the same file is added beside the first.
     other = SBCSetting("advi", "full", 2, 1, n_samples=30, draws=20)
-    both = run_sbc(other, reps=1, out=out, seed=3, resume=True)
+    both = run_sbc(other, reps=1, out=out, random_seed=3, resume=True)
     assert [r["setting"] for r in both["records"]] == ["advi-diag-K2-D1"] * 3 + ["advi-full-K2-D1"]
     assert [s["covariance_type"] for s in load_sbc_results(out)["meta"]["settings"]] == ["diag", "full"]
     assert sbc_table(both)["setting"].tolist() == ["advi-diag-K2-D1", "advi-full-K2-D1"]
@@ -182,6 +185,19 @@ def test_run_sbc_checks_its_arguments(tmp_path):
         run_sbc([setting, SBCSetting("advi", "diag", 2, 1, draws=50)], reps=1)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_sbc(setting, reps=1, out=tmp_path / "missing" / "sbc.json")
+    with pytest.raises(TypeError, match="random_seed only"):
+        run_sbc(setting, reps=1, random_seed=1, seed=2)
+
+
+def test_seed_is_a_deprecated_name_of_random_seed(tmp_path):
+    setting = SBCSetting("advi", "diag", 2, 1, n_samples=30, draws=20)
+    with pytest.warns(DeprecationWarning, match="random_seed"):
+        old = run_sbc(setting, reps=1, seed=3)
+    new = run_sbc(setting, reps=1, random_seed=3)
+    assert old["meta"]["seed"] == new["meta"]["seed"] == 3
+    assert old["records"][0]["u"] == new["records"][0]["u"]
+    with pytest.warns(DeprecationWarning, match="random_seed"):
+        assert sbc_replication(setting, 0, seed=3)["u"] == new["records"][0]["u"]
 
 
 # ------------------------------------------------------------------------------ slow
@@ -190,7 +206,7 @@ def test_run_sbc_checks_its_arguments(tmp_path):
 def test_small_sbc_run_is_calibrated(tmp_path):
     """30 replications of NUTS, full, K=2, D=1 on two processes: loose check of calibration."""
     settings = sbc_settings("nuts-full-K2-D1")
-    results = run_sbc(settings, reps=30, n_jobs=2, out=tmp_path / "sbc.json", seed=1)
+    results = run_sbc(settings, reps=30, n_jobs=2, out=tmp_path / "sbc.json", random_seed=1)
     tests = uniformity_tests(results)
     assert len(tests) == 8 and (tests["n"] >= 27).all()  # at most a few failed fits
     assert np.isfinite(tests[["p_chi2", "p_ks"]]).all().all()
