@@ -16,6 +16,7 @@ import secrets
 import sys
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -195,12 +196,32 @@ def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = 
     ...); a column that looks like a row index or ID is left out (unless
     ``columns`` names it). Every such decision is printed to stderr.
     """
-    if isinstance(columns, str):
-        columns = _name_list(columns)
-    if isinstance(drop, str):
-        drop = _name_list(drop)
+    columns = _name_list(columns) if isinstance(columns, str) else columns
+    drop = _name_list(drop) if isinstance(drop, str) else drop
     if columns and drop:
         raise CLIError("give either --columns or --drop, not both")
+    data, layout = _read_csv(path)
+    data = _pick_columns(data, path, columns, drop)
+    data = _numeric_columns(data, layout)
+    data, dropped = _missing_rows(data, dropna, layout.line_offset)
+    _check_values(data, path)
+    data = data.astype(float)
+    if standardize:
+        std = data.std(ddof=0).replace(0, 1.0)
+        data = (data - data.mean()) / std
+    return data, dropped
+
+
+class _Layout(NamedTuple):
+    """How a CSV was read: its delimiter, decimal commas, and the file line of data row 0."""
+
+    delimiter: str
+    decimal_comma: bool
+    line_offset: int
+
+
+def _read_csv(path: str) -> tuple[pd.DataFrame, _Layout]:
+    """The file read by pandas with the detected delimiter, decimals and header; notes on what was detected."""
     text = _read_sample(path)
     delimiter, decimal_comma, first_row = _sniff(text)
     headerless = bool(first_row) and all(c.strip() and _is_number(c, decimal_comma) for c in first_row)
@@ -223,13 +244,17 @@ def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = 
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CLIError(f"cannot read {path} as CSV: {first_line}") from None
     data.columns = [str(c).strip() for c in data.columns]
-    line_offset = 1 if headerless else 2  # data row r is on file line r + offset
     if delimiter != "," or decimal_comma:
         decimals = " with decimal commas" if decimal_comma else ""
         _note(f"read {path} as {_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated{decimals}")
     if headerless:
         _note(f"{path} has no header line (its first row is all numbers): read every row as data and named the "
               f"columns {', '.join(data.columns[:3])}{', ...' if data.shape[1] > 3 else ''}")
+    return data, _Layout(delimiter, decimal_comma, 1 if headerless else 2)
+
+
+def _pick_columns(data: pd.DataFrame, path: str, columns, drop) -> pd.DataFrame:
+    """The columns to fit: those named in ``columns``, else all but ``drop``, empty and ID-like ones."""
     available = list(data.columns)
     for option, names in (("--columns", columns), ("--drop", drop)):
         unknown = [c for c in names or [] if c not in available]
@@ -254,9 +279,15 @@ def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = 
         raise CLIError(f"{path} has no columns left to fit")
     if len(data) == 0:
         raise CLIError(f"{path} has no data rows")
+    return data
+
+
+def _numeric_columns(data: pd.DataFrame, layout: _Layout) -> pd.DataFrame:
+    """Every column numeric (decimal commas the sniffing missed are read), or an error naming the others."""
     non_numeric = [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])
                    or pd.api.types.is_bool_dtype(data[c])]
-    if non_numeric and delimiter != ",":  # decimal commas the sniffing did not see (e.g. mixed with points)
+    if non_numeric and layout.delimiter != ",":  # decimal commas the sniffing did not see (e.g. mixed with points)
+        data = data.copy()
         for c in list(non_numeric):
             cells = data[c].dropna().astype(str).str.strip()
             if len(cells) and cells.map(lambda v: bool(_NUMBER.match(v) or _COMMA_NUMBER.match(v))).all():
@@ -264,43 +295,48 @@ def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = 
                                         .where(data[c].notna()))
                 non_numeric.remove(c)
                 _note(f"read decimal commas in column {c!r}")
-    if non_numeric:
-        numeric = [c for c in data.columns if c not in non_numeric]
-        examples = []
-        for c in non_numeric[:3]:
-            bad = data[c].notna() & pd.to_numeric(data[c], errors="coerce").isna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                examples.append(f"{c!r} has {str(data[c].iloc[row])[:30]!r} on line {row + line_offset}")
-        detail = f" ({'; '.join(examples)})" if examples else ""
-        raise CLIError(f"non-numeric column(s) {non_numeric}{detail}; pick numeric ones with --columns "
-                       f"{','.join(numeric) or 'NAME,...'} or leave them out with --drop {','.join(non_numeric)}")
+    if not non_numeric:
+        return data
+    numeric = [c for c in data.columns if c not in non_numeric]
+    examples = []
+    for c in non_numeric[:3]:
+        bad = data[c].notna() & pd.to_numeric(data[c], errors="coerce").isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            examples.append(f"{c!r} has {str(data[c].iloc[row])[:30]!r} on line {row + layout.line_offset}")
+    detail = f" ({'; '.join(examples)})" if examples else ""
+    raise CLIError(f"non-numeric column(s) {non_numeric}{detail}; pick numeric ones with --columns "
+                   f"{','.join(numeric) or 'NAME,...'} or leave them out with --drop {','.join(non_numeric)}")
+
+
+def _missing_rows(data: pd.DataFrame, dropna: bool, line_offset: int) -> tuple[pd.DataFrame, list[int]]:
+    """Refuse missing values, or (``dropna``) drop their rows and say which."""
     missing = data.isna()
-    dropped: list[int] = []
-    if missing.to_numpy().any():
-        bad_rows = np.flatnonzero(missing.any(axis=1).to_numpy())
-        per_column = missing.sum(axis=0)
-        bad_cols = ", ".join(f"{c} ({int(n)})" for c, n in per_column.items() if n)
-        shown = ", ".join(str(r + line_offset) for r in bad_rows[:5])
-        where = f"file lines {shown}{'...' if len(bad_rows) > 5 else ''}"
-        if not dropna:
-            raise CLIError(f"{int(missing.to_numpy().sum())} missing value(s) in {len(bad_rows)} row(s) ({where}; "
-                           f"columns {bad_cols}); pass --dropna to drop those rows")
-        dropped = [int(r) for r in bad_rows]
-        data = data.dropna().reset_index(drop=True)
-        _note(f"--dropna dropped {len(dropped)} of {len(dropped) + len(data)} row(s) with missing values "
-              f"({where}; columns {bad_cols}); {len(data)} remain")
+    if not missing.to_numpy().any():
+        return data, []
+    bad_rows = np.flatnonzero(missing.any(axis=1).to_numpy())
+    per_column = missing.sum(axis=0)
+    bad_cols = ", ".join(f"{c} ({int(n)})" for c, n in per_column.items() if n)
+    shown = ", ".join(str(r + line_offset) for r in bad_rows[:5])
+    where = f"file lines {shown}{'...' if len(bad_rows) > 5 else ''}"
+    if not dropna:
+        raise CLIError(f"{int(missing.to_numpy().sum())} missing value(s) in {len(bad_rows)} row(s) ({where}; "
+                       f"columns {bad_cols}); pass --dropna to drop those rows")
+    dropped = [int(r) for r in bad_rows]
+    data = data.dropna().reset_index(drop=True)
+    _note(f"--dropna dropped {len(dropped)} of {len(dropped) + len(data)} row(s) with missing values "
+          f"({where}; columns {bad_cols}); {len(data)} remain")
+    return data, dropped
+
+
+def _check_values(data: pd.DataFrame, path: str) -> None:
+    """Finite values, and at least two rows."""
     values = data.to_numpy(dtype=float)
     if not np.isfinite(values).all():
         bad_cols = [c for c, ok in zip(data.columns, np.isfinite(values).all(axis=0)) if not ok]
         raise CLIError(f"the data contain infinite values (column(s) {bad_cols})")
     if len(data) < 2:
         raise CLIError(f"{path} has only {len(data)} usable data row; at least 2 are needed")
-    data = data.astype(float)
-    if standardize:
-        std = data.std(ddof=0).replace(0, 1.0)
-        data = (data - data.mean()) / std
-    return data, dropped
 
 
 def _check_rows(data: pd.DataFrame, ks: list[int]) -> None:
@@ -390,16 +426,15 @@ def _cmd_em(args) -> int:
 
 
 def _cmd_fit(args) -> int:
+    from .fit_settings import fit_settings
     from .model import BayesianGMM
 
     out = _check_out(args.out, args.force, args.data)
     data, _ = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
     _check_rows(data, [args.components])
-    kwargs = dict(method=args.method, draws=args.draws, random_seed=args.seed, progressbar=not args.quiet)
-    if args.method == "nuts":
-        kwargs.update(tune=args.tune, chains=args.chains)
-        if args.target_accept is not None:
-            kwargs.update(target_accept=args.target_accept)
+    nuts_options = {"target_accept": args.target_accept} if args.method == "nuts" and args.target_accept else {}
+    kwargs = fit_settings(nuts_options, method=args.method, draws=args.draws, tune=args.tune, chains=args.chains,
+                          random_seed=args.seed, progressbar=not args.quiet)
     model = BayesianGMM(args.components, covariance_type=args.covariance)
     idata = model.fit(data, **kwargs)
     if idata is not None:
@@ -413,48 +448,27 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .report import ReportSettings, build_report
+    from . import report
+    from .analysis import AnalysisSettings
 
     out = _check_out(args.out, args.force, args.data)
     data, dropped = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
-    ks = [args.components] if args.components else args.select
-    _check_rows(data, ks)
-    settings = ReportSettings(
-        n_components=args.components, select=ks, method=args.method, draws=args.draws, tune=args.tune,
-        chains=args.chains, seed=args.seed, progressbar=not args.quiet, source=str(args.data),
-        standardized=args.standardize, dropped_rows=dropped,
-    )
+    settings = AnalysisSettings(
+        n_components=args.components, select=[args.components] if args.components else args.select,
+        method=args.method, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+        progressbar=not args.quiet, source=str(args.data), standardized=args.standardize, dropped_rows=dropped)
+    _check_rows(data, settings.ks)
+    settings.fit_kwargs()  # the fit settings are checked before anything is fitted
     if not args.quiet:
         print("Building the report (EM model selection, Bayesian fits, summaries)...", file=sys.stderr)
-    text = build_report(data, settings)
+    text = report.build_report(data, settings)
     _write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"Report written to {out.resolve()}")
     return 0
 
 
-def _cmd_demo(args) -> int:
-    from .datasets import load_faithful
-    from .diagnostics import assess
-    from .model import BayesianGMM
-    from .report import ReportSettings, build_report
-    from .summaries import summary
-
-    out = _check_out(args.out, force=True)  # the demo always refreshes its report
-    data = load_faithful()
-    print(f"Old Faithful: {len(data)} eruptions, columns {list(data.columns)}\n")
-    result = _select(data, list(range(1, 10)), ("full", "tied", "diag", "spherical"), 0, args.quiet)
-    print("EM model selection (K = 1..9, four covariance types), best 12 by BIC:")
-    _print_selection(result)
-    K = result.best_estimator_.n_components
-    print(f"\nBayesian mixture, K={K} (chosen by EM BIC), NUTS 2 chains x {args.draws} draws:")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = BayesianGMM(K).fit(data, draws=args.draws, tune=args.draws, chains=2, random_seed=0,
-                                   progressbar=not args.quiet)
-        summ = summary(idata)
-        verdict = assess(idata)
-    # The verdict before any number: reliable, or why not and what to do.
-    print(verdict.details())
+def _print_posterior(summ) -> None:
+    """The posterior means, sds, intervals and R-hat of the weights, means and sds, one row each."""
     rows = []
     for var in ("weights", "means", "stds"):
         frame = summ[var].to_dataframe().unstack("metric")[var]
@@ -463,9 +477,33 @@ def _cmd_demo(args) -> int:
         rows.append(frame)
     with pd.option_context("display.width", 120, "display.float_format", "{:.3f}".format):
         print(pd.concat(rows).to_string())
-    settings = ReportSettings(select=list(range(1, 7)), draws=args.draws, tune=args.draws, progressbar=not args.quiet,
-                              source="bayesgmm/data/faithful.csv (bundled)")
-    text = build_report(data, settings)
+
+
+def _cmd_demo(args) -> int:
+    """The whole pipeline once on Old Faithful: what it prints and the report come from the same analysis."""
+    from .analysis import AnalysisSettings, analyse
+    from .datasets import load_faithful
+    from .report import render_report
+
+    out = _check_out(args.out, force=True)  # the demo always refreshes its report
+    data = load_faithful()
+    settings = AnalysisSettings(draws=args.draws, tune=args.draws, progressbar=not args.quiet,
+                                source="bayesgmm/data/faithful.csv (bundled)")
+    print(f"Old Faithful: {len(data)} eruptions, columns {list(data.columns)}\n")
+    if not args.quiet:
+        print("Fitting (EM model selection, Bayesian fits, summaries)...", file=sys.stderr)
+    analysis = analyse(data, settings)
+    ks = settings.ks
+    print(f"EM model selection (K = {ks[0]}..{ks[-1]}, {', '.join(settings.covariance_types)} covariances), "
+          "best 12 by BIC:")
+    _print_selection(analysis.selection)
+    fit = settings.fit_kwargs()
+    print(f"\nBayesian mixture, K={analysis.K} with {analysis.covariance_type} covariance (chosen by EM BIC), "
+          f"NUTS {fit['chains']} chains x {fit['draws']} draws, labels aligned to EM:")
+    # The verdict before any number: reliable, or why not and what to do.
+    print(analysis.verdict.details())
+    _print_posterior(analysis.summary)
+    text = render_report(analysis)
     _write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"\nReport written to {out.resolve()}")
     return 0
@@ -478,37 +516,51 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
+def _data_options(p) -> None:
+    p.add_argument("data", help="CSV file (delimiter and decimal commas detected; a header line is expected, "
+                                "a first row of numbers is read as data)")
+    picks = p.add_mutually_exclusive_group()
+    picks.add_argument("--columns", type=_name_list,
+                       help="comma-separated numeric columns to use (default: all but ID-like columns)")
+    picks.add_argument("--drop", type=_name_list, help="comma-separated columns to leave out")
+    p.add_argument("--standardize", action="store_true", help="centre and scale every column first")
+    p.add_argument("--dropna", action="store_true", help="drop rows with missing values (else refuse)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0..4294967295")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress output or library warnings (our diagnostics are still printed)")
+
+
+def _sampler_options(p) -> None:
+    """The Bayesian fit's flags, their defaults those of every fit (``FIT_DEFAULTS``)."""
+    from .fit_settings import FIT_DEFAULTS
+
+    p.add_argument("--method", choices=["nuts", "advi"], default=FIT_DEFAULTS["method"])
+    p.add_argument("--draws", type=_positive_int, default=FIT_DEFAULTS["draws"])
+    p.add_argument("--tune", type=_nonnegative_int, default=FIT_DEFAULTS["tune"])
+    p.add_argument("--chains", type=_positive_int, default=FIT_DEFAULTS["chains"])
+
+
+def _output_options(p) -> None:
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .analysis import AnalysisSettings
+    from .fit_settings import FIT_DEFAULTS
+
     parser = _ArgumentParser(prog="bayesgmm", description="Gaussian mixtures by EM and by Bayes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_options(p):
-        p.add_argument("data", help="CSV file (delimiter and decimal commas detected; a header line is expected, "
-                                    "a first row of numbers is read as data)")
-        picks = p.add_mutually_exclusive_group()
-        picks.add_argument("--columns", type=_name_list,
-                           help="comma-separated numeric columns to use (default: all but ID-like columns)")
-        picks.add_argument("--drop", type=_name_list, help="comma-separated columns to leave out")
-        p.add_argument("--standardize", action="store_true", help="centre and scale every column first")
-        p.add_argument("--dropna", action="store_true", help="drop rows with missing values (else refuse)")
-        p.add_argument("--seed", type=_seed, default=0, help="random seed, 0..4294967295")
-        p.add_argument("--quiet", action="store_true",
-                       help="no progress output or library warnings (our diagnostics are still printed)")
-
-    def sampler_options(p):
-        p.add_argument("--method", choices=["nuts", "advi"], default="nuts")
-        p.add_argument("--draws", type=_positive_int, default=1000)
-        p.add_argument("--tune", type=_nonnegative_int, default=1000)
-        p.add_argument("--chains", type=_positive_int, default=2)
-
     demo = sub.add_parser("demo", help="the main job on the bundled Old Faithful data")
     demo.add_argument("--out", default="report.html")
-    demo.add_argument("--draws", type=_positive_int, default=1000)
+    demo.add_argument("--draws", type=_positive_int, default=FIT_DEFAULTS["draws"],
+                      help="NUTS draws and tuning steps per chain")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
 
     em = sub.add_parser("em", help="EM model selection")
-    data_options(em)
+    _data_options(em)
     group = em.add_mutually_exclusive_group()
     group.add_argument("--components", type=_parse_range)
     group.add_argument("--select", type=_parse_range, default=list(range(1, 10)))
@@ -516,24 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
     em.set_defaults(func=_cmd_em)
 
     fit = sub.add_parser("fit", help="fit the Bayesian mixture and save the posterior (netCDF)")
-    data_options(fit)
-    sampler_options(fit)
+    _data_options(fit)
+    _sampler_options(fit)
     fit.add_argument("--components", type=_positive_int, required=True)
     fit.add_argument("--target-accept", type=_probability, default=None,
                      help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
     fit.add_argument("--covariance", default="full", choices=["full", "diag"])
-    fit.add_argument("--out", required=True)
-    fit.add_argument("--force", action="store_true", help="overwrite --out")
+    _output_options(fit)
     fit.set_defaults(func=_cmd_fit)
 
     report = sub.add_parser("report", help="write a self-contained HTML clustering report")
-    data_options(report)
-    sampler_options(report)
+    _data_options(report)
+    _sampler_options(report)
     group = report.add_mutually_exclusive_group()
     group.add_argument("--components", type=_positive_int)
-    group.add_argument("--select", type=_parse_range, default=list(range(1, 7)))
-    report.add_argument("--out", required=True)
-    report.add_argument("--force", action="store_true", help="overwrite --out")
+    group.add_argument("--select", type=_parse_range, default=AnalysisSettings().select)
+    _output_options(report)
     report.set_defaults(func=_cmd_report)
     return parser
 

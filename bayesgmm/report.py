@@ -1,4 +1,10 @@
-"""A self-contained HTML clustering report (figures embedded, nothing fetched)."""
+"""A self-contained HTML clustering report (figures embedded, nothing fetched).
+
+The report only formats a :class:`~bayesgmm.analysis.ClusteringAnalysis`: one
+small renderer per section (:data:`RENDERERS`), none of which fits, relabels or
+assigns anything. :func:`build_report` analyses and renders;
+:func:`render_report` renders an analysis the caller already has.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,6 @@ import base64
 import html
 import io
 import platform
-import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 
@@ -16,18 +20,16 @@ import matplotlib
 matplotlib.use("Agg")  # the report never opens windows
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import plotting  # noqa: E402
-from .compare import compare_fits, compare_k  # noqa: E402
-from .diagnostics import Verdict, assess  # noqa: E402
-from .labels import relabel  # noqa: E402
-from .model import BayesianGMM  # noqa: E402
-from .selection import select_model  # noqa: E402
-from .summaries import assignments, marginal_density, predictive_density, summary  # noqa: E402
+from .analysis import AnalysisSettings, ClusteringAnalysis, analyse  # noqa: E402
+from .diagnostics import Verdict  # noqa: E402
 
-__all__ = ["ReportSettings", "build_report"]
+#: The settings of a report (the analysis' settings; the name the report has always used).
+ReportSettings = AnalysisSettings
+
+__all__ = ["ReportSettings", "SECTIONS", "RENDERERS", "build_report", "render_report"]
 
 SECTIONS = (
     ("overview", "Data overview"),
@@ -58,24 +60,9 @@ nav a { margin-right: 1rem; }
 """
 
 
-@dataclass
-class ReportSettings:
-    """Everything that determines a report (recorded in its appendix)."""
-
-    n_components: int | None = None
-    select: list[int] = field(default_factory=lambda: list(range(1, 7)))
-    covariance_types: tuple[str, ...] = ("full", "tied", "diag", "spherical")
-    method: str = "nuts"
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 2
-    seed: int = 0
-    threshold: float = 0.8
-    loo_neighbours: int = 1
-    progressbar: bool = True
-    source: str = ""
-    standardized: bool = False
-    dropped_rows: list[int] = field(default_factory=list)
+def _axes(figsize):
+    """A new figure's axes, to draw one plot on."""
+    return plt.subplots(figsize=figsize)[1]
 
 
 def _figure(fig) -> str:
@@ -131,8 +118,208 @@ def _versions() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["package", "version"])
 
 
+def _fit_description(a: ClusteringAnalysis) -> str:
+    method = a.settings.method
+    return (f"the Bayesian fit with K = {a.K} ({a.covariance_type} covariance, "
+            f"{'NUTS' if method == 'nuts' else method.upper()})")
+
+
+def _interval(s, digits: int) -> str:
+    """A summary cell as ``mean [hdi low, hdi high]``."""
+    mean, low, high = (float(s.sel(metric=m)) for m in ("mean", "hdi_3%", "hdi_97%"))
+    return f"{mean:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
+# ------------------------------------------------------------------ sections
+def render_overview(a: ClusteringAnalysis) -> list[str]:
+    """The data: size, source, per-column statistics and dropped rows."""
+    settings, data = a.settings, a.data
+    parts = [f"<p>{len(data)} rows, {data.shape[1]} numeric column(s) from "
+             f"<code>{html.escape(settings.source)}</code>{' (standardized)' if settings.standardized else ''}.</p>",
+             _table(data.describe().T[["mean", "std", "min", "max"]], index=True)]
+    dropped = settings.dropped_rows
+    if dropped:
+        parts.append(_note(f"{len(dropped)} row(s) with missing values were dropped (--dropna): rows "
+                           f"{dropped[:50]}{' ...' if len(dropped) > 50 else ''}."))
+    return parts
+
+
+def render_selection(a: ClusteringAnalysis) -> list[str]:
+    """EM's choice by BIC, then LOO beside BIC and ICL around the chosen K."""
+    table = a.selection.table[["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl",
+                               "degenerate", "rank"]].sort_values("bic")
+    parts = [f"<p>EM chose <b>K = {a.K}</b> with <b>{a.covariance_type}</b> covariance by BIC (lower is better; "
+             "degenerate fits, whose components collapsed, are not ranked).</p>", _table(table.head(15))]
+    if a.loo is None:
+        parts.append("<p>A single K was fitted by Bayes, so LOO compares nothing here.</p>")
+        return parts
+    cov = a.covariance_type
+    parts.append(f"<p>LOO (Bayesian, {cov} covariance) beside EM's BIC and ICL for K = "
+                 f"{', '.join(map(str, a.loo_ks))}: LOO ranks K = {a.loo.best_loo} first; EM BIC with {cov} "
+                 f"covariance ranks K = {a.loo.best_bic} first.</p>")
+    parts.append(_table(a.loo.table[["n_components", "elpd_loo", "se", "elpd_diff", "dse", "em_bic", "em_icl"]]))
+    return parts
+
+
+def _sampler_line(a: ClusteringAnalysis) -> str:
+    settings, summ = a.settings, a.summary
+    if settings.method != "nuts":
+        hist = a.idata.get("fit_history")
+        converged = bool(hist.attrs.get("converged")) if hist is not None else False
+        return (f"<p>{settings.method.upper()} (variational): {settings.draws} draws from the fitted approximation; "
+                f"optimisation {'converged' if converged else 'did NOT converge'}. Variational intervals are "
+                "usually too narrow.</p>")
+    if "r_hat" in summ.metric.values:
+        rhat = f"Largest R-hat {max(float(summ[v].sel(metric='r_hat').max()) for v in summ.data_vars):.3f}"
+    else:
+        rhat = "R-hat not computed (too few draws to split into chains)"
+    return (f"<p>NUTS, {settings.chains} chains x {settings.draws} draws after {settings.tune} tuning steps. "
+            f"{rhat}; divergences {summ.attrs['n_divergences']}.</p>")
+
+
+def render_diagnostics(a: ClusteringAnalysis) -> list[str]:
+    """The sampler's figures, the summary's warnings and the verdict."""
+    parts = [_sampler_line(a),
+             "<p>Labels were aligned to the EM components before summarising (draws permuted per chain: "
+             f"{a.posterior.posterior.attrs.get('relabel_permuted_per_chain')}).</p>"]
+    parts += [_note(message) for message in a.summary_warnings]
+    if not a.summary_warnings and a.verdict.reliable:
+        parts.append(_note("No warnings: R-hat, effective sample size and divergences look fine.", "ok"))
+    parts.append(f"<p>Verdict (the box at the top): {html.escape(a.verdict.headline())}</p>")
+    return parts
+
+
+def render_clusters(a: ClusteringAnalysis) -> list[str]:
+    """Every component's weight, means and sds with their intervals."""
+    summ, rows = a.summary, []
+    for k in range(a.K):
+        row = {"component": k, "weight": _interval(summ["weights"].sel(component=k), 3)}
+        for j, name in enumerate(a.names):
+            row[f"mean {name}"] = _interval(summ["means"].sel(component=k).isel(feature=j), 4)
+            row[f"sd {name}"] = _interval(summ["stds"].sel(component=k).isel(feature=j), 4)
+        rows.append(row)
+    return ["<p>Posterior means with 94% highest-density intervals.</p>", _table(pd.DataFrame(rows))]
+
+
+def render_uncertain(a: ClusteringAnalysis) -> list[str]:
+    """The points EM and the posterior label differently, or the posterior is unsure about."""
+    unc, threshold = a.versus.uncertain, a.settings.threshold
+    parts = [f"<p>{len(unc)} of {len(a.data)} points either get a different label from EM or have a posterior "
+             f"probability below {threshold:g} for their most probable component.</p>"]
+    if len(unc):
+        rows = unc.join(a.data, on="obs_id").sort_values("posterior_probability")
+        parts.append(_table(rows.head(100)))
+    return parts
+
+
+def render_em_vs_posterior(a: ClusteringAnalysis) -> list[str]:
+    """EM's estimates beside the posterior's, and how well their clusterings agree."""
+    versus = a.versus
+    return [f"<p>Adjusted Rand index between EM's labels and the posterior's most probable labels: "
+            f"<b>{versus.adjusted_rand_index:.3f}</b>. EM estimates inside their 94% interval: "
+            f"{int(versus.table['em_in_hdi'].sum())} of {len(versus.table)}.</p>", _table(versus.table)]
+
+
+def _selection_figures(a: ClusteringAnalysis) -> list[str]:
+    figures = [_fig_block(plotting.plot_selection(a.selection.table, ax=_axes((6, 4))).figure, "BIC against K")]
+    if a.loo is not None:
+        figures.append(_fig_block(plotting.plot_loo(a.loo.table, ax=_axes((6, 4))).figure, "LOO against K"))
+    return figures
+
+
+def _data_figures(a: ClusteringAnalysis) -> list[str]:
+    """The clusters over the data (D = 2), the pairs (D > 2) or the density (D = 1); then the marginals."""
+    X, names, densities = a.X, a.names, a.densities
+    if X.shape[1] == 1:
+        ax = plotting.plot_density_1d(densities["predictive"], X=X[:, 0], em_density=densities["em"],
+                                      ax=_axes((6, 4)))
+        ax.set_xlabel(names[0])
+        return [_fig_block(ax.figure, "Posterior predictive density with 94% band; EM dashed")]
+    if X.shape[1] == 2:
+        ax = plotting.plot_clusters(X, a.assignments, idata=a.posterior, em=a.em, ax=_axes((6, 5)))
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+        figures = [_fig_block(ax.figure, "Clusters: posterior ellipses (solid, thin: draws), EM (dashed)")]
+    else:
+        fig = plotting.plot_pairs(X, a.assignments, densities["marginal"])
+        for ax, name in zip(fig.axes[-X.shape[1]:], names):
+            ax.set_xlabel(name)
+        figures = [_fig_block(fig, "Pairs and marginal densities")]
+    for j in range(2):
+        ax = plotting.plot_density_1d(densities["marginal"][j], X=X[:, j], ax=_axes((6, 3.5)))
+        ax.set_xlabel(names[j])
+        figures.append(_fig_block(ax.figure, f"Marginal predictive density of {names[j]}"))
+    return figures
+
+
+def _posterior_figures(a: ClusteringAnalysis) -> list[str]:
+    figures = [
+        _fig_block(plotting.plot_weights(a.posterior, em=a.em, ax=_axes((6, 4))).figure, "Weights: posterior vs EM"),
+        _fig_block(plotting.plot_uncertainty(a.assignments, threshold=a.settings.threshold, ax=_axes((6, 4))).figure,
+                   "Assignment certainty"),
+    ]
+    if a.settings.method == "nuts":
+        axes = plotting.plot_trace(a.posterior, relabel_draws=False)
+        figures.append(_fig_block(axes.ravel()[0].figure, "Trace of relabelled weights and means"))
+    return figures
+
+
+def render_plots(a: ClusteringAnalysis) -> list[str]:
+    """Every figure, embedded as PNG."""
+    return _selection_figures(a) + _data_figures(a) + _posterior_figures(a)
+
+
+def render_appendix(a: ClusteringAnalysis) -> list[str]:
+    """Priors, settings and package versions: what it takes to reproduce the report."""
+    settings = pd.DataFrame([(k, str(v)) for k, v in vars(a.settings).items()
+                             if k not in ("dropped_rows", "progressbar")], columns=["setting", "value"])
+    return ["<h3>Priors</h3>", _table(pd.DataFrame([a.model.priors.to_dict()])),
+            "<h3>Settings</h3>" + _table(settings),
+            "<h3>Package versions</h3>" + _table(_versions()),
+            f"<p>Generated {datetime.now(UTC).isoformat(timespec='seconds')}.</p>"]
+
+
+#: One renderer per section of :data:`SECTIONS`: analysis -> list of HTML fragments.
+RENDERERS = {
+    "overview": render_overview,
+    "selection": render_selection,
+    "diagnostics": render_diagnostics,
+    "clusters": render_clusters,
+    "uncertain": render_uncertain,
+    "em-vs-posterior": render_em_vs_posterior,
+    "plots": render_plots,
+    "appendix": render_appendix,
+}
+
+
+def render_report(analysis: ClusteringAnalysis) -> str:
+    """The report of an analysis already made, as one self-contained HTML document.
+
+    Parameters
+    ----------
+    analysis : ClusteringAnalysis
+        From :func:`bayesgmm.analysis.analyse`.
+
+    Returns
+    -------
+    str
+    """
+    if not isinstance(analysis, ClusteringAnalysis):
+        raise TypeError(f"analysis must be a ClusteringAnalysis (from bayesgmm.analysis.analyse), got "
+                        f"{type(analysis).__name__}.")
+    nav = " ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTIONS)
+    body = "\n".join(f'<section id="{key}"><h2>{html.escape(title)}</h2>\n' + "\n".join(RENDERERS[key](analysis))
+                     + "</section>" for key, title in SECTIONS)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>bayesgmm clustering report</title><style>{_CSS}</style></head>\n"
+            f"<body><h1>Clustering report</h1>\n{_verdict_box(analysis.verdict, _fit_description(analysis))}\n"
+            f"<nav>{nav}</nav>\n{body}\n</body></html>\n")
+
+
 def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
     """Fit EM and Bayesian mixtures to ``data`` and return the report as HTML text.
+
+    The same as ``render_report(analyse(data, settings))``.
 
     Parameters
     ----------
@@ -145,180 +332,4 @@ def build_report(data: pd.DataFrame, settings: ReportSettings) -> str:
     str
         One self-contained HTML document.
     """
-    X = data.to_numpy(dtype=float)
-    names = [str(c) for c in data.columns]
-    D = X.shape[1]
-    parts: dict[str, list[str]] = {key: [] for key, _ in SECTIONS}
-
-    # -- overview
-    overview = data.describe().T[["mean", "std", "min", "max"]]
-    parts["overview"].append(f"<p>{len(data)} rows, {D} numeric column(s) from "
-                             f"<code>{html.escape(settings.source)}</code>"
-                             f"{' (standardized)' if settings.standardized else ''}.</p>")
-    parts["overview"].append(_table(overview, index=True))
-    if settings.dropped_rows:
-        parts["overview"].append(_note(f"{len(settings.dropped_rows)} row(s) with missing values were dropped "
-                                       f"(--dropna): rows {settings.dropped_rows[:50]}"
-                                       f"{' ...' if len(settings.dropped_rows) > 50 else ''}."))
-
-    # -- model selection: EM criteria, then LOO around the chosen K
-    ks = [settings.n_components] if settings.n_components else settings.select
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        selection = select_model(X, ks, covariance_types=settings.covariance_types, random_state=settings.seed,
-                                 progressbar=settings.progressbar)
-    em = selection.best_estimator_
-    K = em.n_components
-    bayes_cov = "full" if em.covariance_type in ("full", "tied") else "diag"
-    table = selection.table[["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl",
-                             "degenerate", "rank"]].sort_values("bic")
-    parts["selection"].append(f"<p>EM chose <b>K = {K}</b> with <b>{em.covariance_type}</b> covariance by BIC "
-                              "(lower is better; degenerate fits, whose components collapsed, are not ranked).</p>")
-    parts["selection"].append(_table(table.head(15)))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    parts["plots"].append(_fig_block(plotting.plot_selection(selection.table, ax=ax).figure, "BIC against K"))
-
-    loo_ks = sorted(k for k in ks if abs(k - K) <= settings.loo_neighbours and k <= len(X))
-    fit_kwargs = dict(method=settings.method, draws=settings.draws, random_seed=settings.seed,
-                      progressbar=settings.progressbar)
-    if settings.method == "nuts":
-        fit_kwargs.update(tune=settings.tune, chains=settings.chains)
-    if len(loo_ks) > 1:
-        comparison = compare_k(X, loo_ks, covariance_type=bayes_cov, progressbar=settings.progressbar,
-                               random_seed=settings.seed, method=settings.method, draws=settings.draws,
-                               tune=settings.tune, chains=settings.chains)
-        loo_table = comparison.table[["n_components", "elpd_loo", "se", "elpd_diff", "dse", "em_bic", "em_icl"]]
-        parts["selection"].append(f"<p>LOO (Bayesian, {bayes_cov} covariance) beside EM's BIC and ICL for "
-                                  f"K = {', '.join(map(str, loo_ks))}: LOO ranks K = {comparison.best_loo} "
-                                  f"first; EM BIC with {bayes_cov} covariance ranks K = {comparison.best_bic} "
-                                  "first.</p>")
-        parts["selection"].append(_table(loo_table, index=True))
-        fig, ax = plt.subplots(figsize=(6, 4))
-        parts["plots"].append(_fig_block(plotting.plot_loo(comparison.table, ax=ax).figure, "LOO against K"))
-        idata = comparison.idatas[f"K={K}"]
-        model = BayesianGMM(K, covariance_type=bayes_cov)
-    else:
-        parts["selection"].append("<p>A single K was requested, so LOO compares nothing here.</p>")
-        model = BayesianGMM(K, covariance_type=bayes_cov)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            idata = model.fit(X, **fit_kwargs)
-    if idata.posterior.sizes["feature"] == len(names):
-        idata.posterior = idata.posterior.assign_coords(feature=names, feature_bis=names)
-    aligned = relabel(idata, reference=em)
-    verdict = assess(aligned)
-    fit_what = (f"the Bayesian fit with K = {K} ({bayes_cov} covariance, "
-                f"{'NUTS' if settings.method == 'nuts' else settings.method.upper()})")
-
-    # -- diagnostics
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        summ = summary(aligned, relabel_draws=False)
-    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-    if settings.method == "nuts":
-        if "r_hat" in summ.metric.values:
-            rhat = f"Largest R-hat {max(float(summ[v].sel(metric='r_hat').max()) for v in summ.data_vars):.3f}"
-        else:
-            rhat = "R-hat not computed (too few draws to split into chains)"
-        parts["diagnostics"].append(f"<p>NUTS, {settings.chains} chains x {settings.draws} draws after "
-                                    f"{settings.tune} tuning steps. {rhat}; divergences "
-                                    f"{summ.attrs['n_divergences']}.</p>")
-    else:
-        hist = idata.get("fit_history")
-        conv = bool(hist.attrs.get("converged")) if hist is not None else False
-        parts["diagnostics"].append(f"<p>{settings.method.upper()} (variational): {settings.draws} draws from the "
-                                    f"fitted approximation; optimisation {'converged' if conv else 'did NOT converge'}."
-                                    " Variational intervals are usually too narrow.</p>")
-    parts["diagnostics"].append(
-        "<p>Labels were aligned to the EM components before summarising (draws permuted per chain: "
-        f"{aligned.posterior.attrs.get('relabel_permuted_per_chain')}).</p>")
-    for message in messages:
-        parts["diagnostics"].append(_note(message))
-    if not messages and verdict.reliable:
-        parts["diagnostics"].append(_note("No warnings: R-hat, effective sample size and divergences look fine.",
-                                          "ok"))
-    parts["diagnostics"].append(f"<p>Verdict (the box at the top): {html.escape(verdict.headline())}</p>")
-
-    # -- clusters
-    rows = []
-    for k in range(K):
-        row = {"component": k}
-        for var, label in (("weights", "weight"),):
-            s = summ[var].sel(component=k)
-            row[label] = f"{float(s.sel(metric='mean')):.3g} [{float(s.sel(metric='hdi_3%')):.3g}, " \
-                         f"{float(s.sel(metric='hdi_97%')):.3g}]"
-        for j, f in enumerate(names):
-            for var, label in (("means", "mean"), ("stds", "sd")):
-                s = summ[var].sel(component=k).isel(feature=j)
-                row[f"{label} {f}"] = f"{float(s.sel(metric='mean')):.4g} [{float(s.sel(metric='hdi_3%')):.4g}, " \
-                                      f"{float(s.sel(metric='hdi_97%')):.4g}]"
-        rows.append(row)
-    parts["clusters"].append("<p>Posterior means with 94% highest-density intervals.</p>")
-    parts["clusters"].append(_table(pd.DataFrame(rows)))
-
-    # -- uncertainty and EM vs posterior
-    assign = assignments(aligned, X, relabel_draws=False)
-    assign.attrs["features"] = names[:2]
-    versus = compare_fits(em, idata, X, threshold=settings.threshold)
-    unc = versus.uncertain.copy()
-    parts["uncertain"].append(f"<p>{len(unc)} of {len(X)} points either get a different label from EM or have "
-                              f"a posterior probability below {settings.threshold:g} for their most probable "
-                              "component.</p>")
-    if len(unc):
-        unc = unc.join(data.reset_index(drop=True), on="obs_id")
-        parts["uncertain"].append(_table(unc.sort_values("posterior_probability").head(100)))
-    parts["em-vs-posterior"].append(
-        f"<p>Adjusted Rand index between EM's labels and the posterior's most probable labels: "
-        f"<b>{versus.adjusted_rand_index:.3f}</b>. EM estimates inside their 94% interval: "
-        f"{int(versus.table['em_in_hdi'].sum())} of {len(versus.table)}.</p>")
-    parts["em-vs-posterior"].append(_table(versus.table))
-
-    # -- plots
-    if D == 1:
-        grid = np.linspace(X.min() - 0.15 * np.ptp(X), X.max() + 0.15 * np.ptp(X), 300)[:, None]
-        dens = predictive_density(aligned, grid)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        plotting.plot_density_1d(dens, X=X[:, 0], em_density=np.exp(em.score_samples(grid)), ax=ax)
-        parts["plots"].append(_fig_block(fig, "Posterior predictive density with 94% band; EM dashed"))
-    elif D == 2:
-        fig, ax = plt.subplots(figsize=(6, 5))
-        plotting.plot_clusters(X, assign, idata=aligned, em=em, ax=ax)
-        parts["plots"].append(_fig_block(fig, "Clusters: posterior ellipses (solid, thin: draws), EM (dashed)"))
-    else:
-        marg = {j: marginal_density(aligned, j, np.linspace(X[:, j].min(), X[:, j].max(), 150)) for j in range(D)}
-        parts["plots"].append(_fig_block(plotting.plot_pairs(X, assign, marg), "Pairs and marginal densities"))
-    if D >= 2:
-        for j in range(min(D, 2)):
-            grid = np.linspace(X[:, j].min(), X[:, j].max(), 200)
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            plotting.plot_density_1d(marginal_density(aligned, j, grid), X=X[:, j], ax=ax)
-            ax.set_xlabel(names[j])
-            parts["plots"].append(_fig_block(fig, f"Marginal predictive density of {names[j]}"))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    parts["plots"].append(_fig_block(plotting.plot_weights(aligned, em=em, ax=ax).figure, "Weights: posterior vs EM"))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    parts["plots"].append(_fig_block(plotting.plot_uncertainty(assign, threshold=settings.threshold, ax=ax).figure,
-                                     "Assignment certainty"))
-    if settings.method == "nuts":
-        axes = plotting.plot_trace(aligned, relabel_draws=False)
-        parts["plots"].append(_fig_block(axes.ravel()[0].figure, "Trace of relabelled weights and means"))
-
-    # -- appendix
-    settings_table = pd.DataFrame(
-        [(k, str(v)) for k, v in vars(settings).items() if k not in ("dropped_rows", "progressbar")],
-        columns=["setting", "value"])
-    parts["appendix"].append("<h3>Priors</h3>")
-    parts["appendix"].append(_table(pd.DataFrame([model.priors.to_dict()])))
-    parts["appendix"].append("<h3>Settings</h3>" + _table(settings_table))
-    parts["appendix"].append("<h3>Package versions</h3>" + _table(_versions()))
-    parts["appendix"].append(f"<p>Generated {datetime.now(UTC).isoformat(timespec='seconds')}.</p>")
-
-    nav = " ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTIONS)
-    body = "\n".join(
-        f'<section id="{key}"><h2>{html.escape(title)}</h2>\n' + "\n".join(parts[key]) + "</section>"
-        for key, title in SECTIONS
-    )
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>bayesgmm clustering report</title><style>{_CSS}</style></head>\n"
-            f"<body><h1>Clustering report</h1>\n{_verdict_box(verdict, fit_what)}\n<nav>{nav}</nav>\n{body}\n"
-            "</body></html>\n")
+    return render_report(analyse(data, settings))

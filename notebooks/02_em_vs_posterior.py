@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 import bayesgmm as bg
 from bayesgmm import plotting
+from bayesgmm.analysis import AnalysisSettings, analyse
 from bayesgmm.datasets import make_mixture
 
 FAST = os.environ.get("BAYESGMM_FAST") == "1"
@@ -22,9 +23,16 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 
 def both_fits(X, K, seed):
-    em = bg.GaussianMixtureEM(K, random_state=seed).fit(X)
-    idata = bg.BayesianGMM(K).fit(X, draws=DRAWS, tune=DRAWS, chains=2, random_seed=seed, progressbar=False)
-    return em, idata
+    """EM and the Bayesian mixture of K full-covariance components, the posterior aligned to EM (once)."""
+    settings = AnalysisSettings(n_components=K, covariance_types=("full",), draws=DRAWS, tune=DRAWS, seed=seed,
+                                progressbar=False)
+    return analyse(X, settings)
+
+
+def versus(analysis, X_test):
+    """EM against the aligned posterior, reusing the analysis' assignments, with held-out rows."""
+    return bg.compare_fits(analysis.em, analysis.posterior, X_test=X_test, aligned=True,
+                           assignments=analysis.assignments)
 
 
 # %% [markdown]
@@ -33,8 +41,8 @@ def both_fits(X, K, seed):
 # %%
 X_big, _ = make_mixture(N_LARGE, n_components=3, n_features=2, random_state=1, separation=8)
 X_big_test, _ = make_mixture(500, n_components=3, n_features=2, random_state=1, separation=8)
-em_big, idata_big = both_fits(X_big, 3, 0)
-big = bg.compare_fits(em_big, idata_big, X_big, X_test=X_big_test)
+big_fits = both_fits(X_big, 3, 0)
+big = versus(big_fits, X_big_test)
 print(f"ARI {big.adjusted_rand_index:.3f}; EM inside the 94% HDI: {big.all_em_in_hdi}; "
       f"uncertain points: {len(big.uncertain)}")
 big.log_predictive
@@ -45,8 +53,8 @@ big.log_predictive
 # %%
 X_small, _ = make_mixture(20, n_components=2, n_features=2, random_state=2, separation=2.5)
 X_small_test, _ = make_mixture(500, n_components=2, n_features=2, random_state=2, separation=2.5)
-em_small, idata_small = both_fits(X_small, 2, 0)
-small = bg.compare_fits(em_small, idata_small, X_small, X_test=X_small_test)
+small_fits = both_fits(X_small, 2, 0)
+small = versus(small_fits, X_small_test)
 print(f"ARI {small.adjusted_rand_index:.3f}; EM inside the 94% HDI: {small.all_em_in_hdi}; "
       f"uncertain points: {len(small.uncertain)} of {len(X_small)}")
 small.table.query("not em_in_hdi")
@@ -60,8 +68,7 @@ small.log_predictive
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-for ax, X, em, idata, title in ((axes[0], X_big, em_big, idata_big, "large, separated"),
-                                (axes[1], X_small, em_small, idata_small, "small, overlapping")):
-    aligned = bg.relabel(idata, reference=em)
-    plotting.plot_clusters(X, bg.assignments(aligned, X, relabel_draws=False), idata=aligned, em=em, ax=ax)
+for ax, X, fits, title in ((axes[0], X_big, big_fits, "large, separated"),
+                           (axes[1], X_small, small_fits, "small, overlapping")):
+    plotting.plot_clusters(X, fits.assignments, idata=fits.posterior, em=fits.em, ax=ax)
     ax.set_title(title)
