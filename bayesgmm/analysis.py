@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import check_data, check_integer_param, check_probability
-from .compare import FitComparison, KComparison, _check_ks, compare_fits, compare_k
-from .diagnostics import Verdict, assess
-from .em import GaussianMixtureEM
+from .compare import FitComparison, KComparison, check_ks, compare_fits, compare_k
+from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess
+from .em import DegenerateFitWarning, GaussianMixtureEM
 from .fit_settings import FIT_DEFAULTS, fit_settings
 from .labels import relabel
 from .model import BayesianGMM
@@ -135,6 +136,9 @@ class ClusteringAnalysis:
         The chosen K's fit aligned to :attr:`em` (relabelled once).
     verdict : Verdict
         :func:`~bayesgmm.assess` of the chosen aligned posterior.
+    verdicts : dict of int to Verdict
+        The verdict of every fit (the LOO neighbours' too: LOO between unreliable
+        posteriors is not evidence).
     summary : xarray.Dataset
         :func:`~bayesgmm.summary` of the chosen aligned posterior.
     summary_warnings : list of str
@@ -159,6 +163,7 @@ class ClusteringAnalysis:
     fits: dict = field(repr=False)
     posterior: object = field(repr=False)
     verdict: Verdict
+    verdicts: dict = field(repr=False)
     summary: object = field(repr=False)
     summary_warnings: list = field(repr=False)
     assignments: object = field(repr=False)
@@ -227,16 +232,19 @@ def analyse(X, settings: AnalysisSettings | None = None) -> ClusteringAnalysis:
         raise TypeError(f"settings must be an AnalysisSettings, got {type(settings).__name__}.")
     data = _check_frame(X)
     fit_kwargs = settings.fit_kwargs()
-    ks = _check_ks(settings.ks, len(data))
+    ks = check_ks(settings.ks, len(data))
     check_probability(settings.threshold, "threshold")
     check_integer_param(settings.loo_neighbours, "loo_neighbours", minimum=0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # degenerate fits are marked in the table
+        # Degenerate and unconverged grid fits are marked in the table the report shows.
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         selection = select_model(data.to_numpy(), ks, covariance_types=settings.covariance_types,
                                  random_state=settings.seed, progressbar=settings.progressbar)
     em = selection.best_estimator_
     models, fits = _bayesian_fits(data, selection, _loo_ks(ks, selection, settings.loo_neighbours), fit_kwargs)
     aligned = relabel(fits[em.n_components], reference=em)
+    verdicts = {k: assess(aligned if k == em.n_components else idata) for k, idata in fits.items()}
     summ, messages = _summarise(aligned)
     assign = assignments(aligned, data.to_numpy(), relabel_draws=False)
     versus = compare_fits(em, aligned, data.to_numpy(), threshold=settings.threshold, aligned=True,
@@ -246,7 +254,8 @@ def analyse(X, settings: AnalysisSettings | None = None) -> ClusteringAnalysis:
         loo = compare_k(None, sorted(fits), covariance_type=em.covariance_type, fits=fits, em=selection)
     return ClusteringAnalysis(
         settings=settings, data=data, selection=selection, em=em, models=models, fits=fits, posterior=aligned,
-        verdict=assess(aligned), summary=summ, summary_warnings=messages, assignments=assign, versus=versus,
+        verdict=verdicts[em.n_components], verdicts=verdicts,
+        summary=summ, summary_warnings=messages, assignments=assign, versus=versus,
         loo=loo, densities=_densities(aligned, em, data.to_numpy()),
     )
 
@@ -277,10 +286,12 @@ def _bayesian_fits(data: pd.DataFrame, selection: ModelSelection, ks: list[int],
     if len(ks) > 1:
         fit_kwargs = {**fit_kwargs, "log_likelihood": True}  # LOO needs it
     models, fits = {}, {}
+    # Each fit is assessed once, by analyse (on the aligned posterior for the chosen K), not inside fit.
+    fit_kwargs = {**fit_kwargs, "check_diagnostics": False}
     for k in ks:
         models[k] = BayesianGMM(k, covariance_type=cov)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the verdict and the summary report on the fit
+            warnings.simplefilter("ignore", PosteriorDiagnosticsWarning)  # ADVI's: the verdict reports it
             fits[k] = models[k].fit(data, **{**fit_kwargs, "init": selection.estimators[(k, cov)]})
     return models, fits
 

@@ -225,7 +225,7 @@ def _check_compare_input(X, n_components, fits: dict, em, sparse_alpha) -> tuple
     if em is not None and not isinstance(em, ModelSelection):
         raise TypeError(f"em must be a ModelSelection (from select_model), got {type(em).__name__}.")
     if X is None:
-        ks = _check_ks(n_components, None)
+        ks = check_ks(n_components, None)
         missing = [k for k in ks if k not in fits]
         if missing or em is None or sparse_alpha is not None:
             raise ValueError(f"X is needed: K = {missing} have no fit in fits" if missing else
@@ -235,7 +235,7 @@ def _check_compare_input(X, n_components, fits: dict, em, sparse_alpha) -> tuple
         X = pd.DataFrame(frame_to_array(X, list(X.columns), "X", "X"), columns=X.columns)  # keeps the names
     else:
         X = check_data(X, dtype=(np.float64,))
-    return X, _check_ks(n_components, X.shape[0])
+    return X, check_ks(n_components, X.shape[0])
 
 
 def _check_grid_has(em: ModelSelection, ks: list[int], covariance_type: str) -> None:
@@ -267,7 +267,7 @@ def _loo_table(idatas: dict, em: ModelSelection, covariance_type: str) -> pd.Dat
     return table
 
 
-def _check_ks(n_components, n_samples: int | None) -> list[int]:
+def check_ks(n_components, n_samples: int | None) -> list[int]:
     """The K grid: a non-empty collection of integers in [1, n_samples], sorted, without repeats."""
     hint = "a list of positive integers such as [1, 2, 3] or range(1, 7)"
     if isinstance(n_components, (str, bytes)) or not isinstance(n_components, Iterable):

@@ -50,6 +50,7 @@ FIT_DEFAULTS: dict = {
     "n_iterations": 20_000,
     "learning_rate": 0.01,
     "log_likelihood": "auto",
+    "check_diagnostics": True,
 }
 
 
@@ -145,6 +146,7 @@ FIT_ARGUMENTS = {
     "n_iterations": _integer(1),
     "learning_rate": _positive,
     "log_likelihood": _option(True, False, "auto"),
+    "check_diagnostics": _flag,
 }
 
 #: Options of PyMC's NUTS step (also accepted inside ``nuts={...}``).

@@ -311,6 +311,7 @@ class BayesianGMM(PosteriorPredictionMixin):
         n_iterations: int = FIT_DEFAULTS["n_iterations"],
         learning_rate: float = FIT_DEFAULTS["learning_rate"],
         log_likelihood: bool | str = FIT_DEFAULTS["log_likelihood"],
+        check_diagnostics: bool = FIT_DEFAULTS["check_diagnostics"],
         **sampler_kwargs,
     ):
         """Fit by NUTS or variational inference; always returns ``arviz.InferenceData``.
@@ -375,6 +376,12 @@ class BayesianGMM(PosteriorPredictionMixin):
         log_likelihood : bool or "auto", default="auto"
             Store the pointwise log-likelihood (needed by ``az.loo``). "auto" stores
             it unless draws x rows exceeds 2e7 (it would take gigabytes).
+        check_diagnostics : bool, default=True
+            NUTS: assess the posterior right after sampling (divergences, R-hat and
+            ESS on label-invariant quantities, see :func:`bayesgmm.assess`) and
+            warn when it is unreliable. False leaves that to the caller, e.g. one
+            who relabels the draws anyway and assesses the relabelled posterior
+            (:func:`bayesgmm.analysis.analyse` does).
         **sampler_kwargs
             NUTS only, passed to the NUTS implementation. With ``sampler="pymc"``:
             the step's ``target_accept`` (in (0, 1)), ``max_treedepth``,
@@ -409,7 +416,8 @@ class BayesianGMM(PosteriorPredictionMixin):
             "method": method, "draws": draws, "tune": tune, "chains": chains, "random_seed": random_seed,
             "progressbar": progressbar, "init": init, "sampler": sampler, "mass_matrix": mass_matrix,
             "warmup_start": warmup_start, "batch_size": batch_size, "n_iterations": n_iterations,
-            "learning_rate": learning_rate, "log_likelihood": log_likelihood, **sampler_kwargs})
+            "learning_rate": learning_rate, "log_likelihood": log_likelihood,
+            "check_diagnostics": check_diagnostics, **sampler_kwargs})
         options = {k: v for k, v in settings.items() if k not in FIT_DEFAULTS}
         data = self.prepare(X)
         self._check_fit(settings, data)
@@ -431,7 +439,7 @@ class BayesianGMM(PosteriorPredictionMixin):
         idata.attrs["sampler"] = settings["sampler"] if method == "nuts" else "pymc.fit"
         idata.attrs["random_seed"] = -1 if settings["random_seed"] is None else int(settings["random_seed"])
         self.idata_ = idata
-        if method == "nuts":
+        if method == "nuts" and settings["check_diagnostics"]:
             inference.warn_on_diagnostics(idata)
         return idata
 

@@ -93,10 +93,13 @@ def test_em_is_fitted_once_per_grid_cell_and_never_again(counted_analysis):
 
 def test_relabel_and_assignments_run_once_per_bayesian_fit(counted_analysis):
     analysis, _, _, relabels, assigns, _ = counted_analysis
-    # The posterior the report shows is aligned and assigned once; its LOO neighbours enter only LOO
-    # (label-invariant) and are neither. ADVI fits do not relabel inside fit (NUTS fits do, in their
-    # diagnostics: inference.warn_on_diagnostics).
-    assert [id(idata) for idata in relabels] == [id(analysis.idata)]
+    # The posterior the report shows is aligned and assigned once; its LOO neighbours enter LOO
+    # (label-invariant) and their verdicts, which relabel each at most once. fit itself does not
+    # assess (check_diagnostics=False): analyse assesses the aligned posterior.
+    ids = [id(idata) for idata in relabels]
+    assert len(set(ids)) == len(ids) and id(analysis.idata) in ids
+    assert set(ids) <= {id(idata) for idata in analysis.fits.values()}
+    assert set(analysis.verdicts) == set(analysis.fits) and analysis.verdict is analysis.verdicts[analysis.K]
     assert len(assigns) == 1 and assigns[0] is analysis.posterior
     unsure = analysis.assignments["max_probability"].values < analysis.settings.threshold
     differ = analysis.em.predict(analysis.X) != analysis.assignments["most_probable"].values
