@@ -1,7 +1,11 @@
-"""Command line: ``bayesgmm {em, fit, report, demo}``.
+"""Command line: ``bayesgmm {em, fit, report, assign, demo}``.
 
 Bad input (unreadable file, non-numeric columns, missing values, too few rows, an
 existing output) ends with a one-line error and exit code 2, never a traceback.
+
+``assign`` applies a saved fit to new rows, whose columns are matched by name to
+the fit's features; ``fit --assignments`` and ``report --assignments`` write the
+same per-row CSV for the training rows.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import inspect
 import logging
 import os
 import re
@@ -196,20 +201,52 @@ def load_data(path: str, columns: str | list[str] | None = None, dropna: bool = 
     ...); a column that looks like a row index or ID is left out (unless
     ``columns`` names it). Every such decision is printed to stderr.
     """
+    table = load_table(path, columns, drop, dropna)
+    data = table.data
+    if standardize:  # kept for callers of this function; the commands no longer standardise (see _standardize_note)
+        std = data.std(ddof=0).replace(0, 1.0)
+        data = (data - data.mean()) / std
+    return data, table.dropped
+
+
+class Table(NamedTuple):
+    """A checked CSV: the float features, the dropped row numbers, and one row id per kept row."""
+
+    data: pd.DataFrame
+    dropped: list[int]
+    row_ids: pd.Series
+
+
+def load_table(path: str, columns=None, drop=None, dropna: bool = False, features: list[str] | None = None,
+               min_rows: int = 2) -> Table:
+    """Read and check a CSV as :func:`load_data` does, keeping a row id for every row.
+
+    With ``features`` (a fit's feature names) the columns are matched to them by
+    name, in any order, and returned in the fit's order: a missing feature or an
+    extra column is an error (``columns``/``drop`` pick the columns as usual). The
+    row ids are the file's ID-like column when there is one (not fitted), else the
+    data row numbers counted from 0 (named ``row``), those of dropped rows removed.
+    """
     columns = _name_list(columns) if isinstance(columns, str) else columns
     drop = _name_list(drop) if isinstance(drop, str) else drop
     if columns and drop:
         raise CLIError("give either --columns or --drop, not both")
     data, layout = _read_csv(path)
-    data = _pick_columns(data, path, columns, drop)
-    data = _numeric_columns(data, layout)
-    data, dropped = _missing_rows(data, dropna, layout.line_offset)
-    _check_values(data, path)
-    data = data.astype(float)
-    if standardize:
-        std = data.std(ddof=0).replace(0, 1.0)
-        data = (data - data.mean()) / std
-    return data, dropped
+    if features is None:
+        picked, id_column = _pick_columns(data, path, columns, drop)
+    else:
+        picked, id_column = _match_features(data, path, [str(f) for f in features], columns, drop)
+    n_rows = len(picked)
+    picked = _numeric_columns(picked, layout)
+    picked, dropped = _missing_rows(picked, dropna, layout.line_offset)
+    _check_values(picked, path, min_rows)
+    kept = np.setdiff1d(np.arange(n_rows), np.asarray(dropped, dtype=int))
+    if id_column is None:
+        row_ids = pd.Series(kept, name="row")
+    else:
+        name = "row" if id_column.startswith("Unnamed:") else id_column
+        row_ids = data[id_column].iloc[kept].reset_index(drop=True).rename(name)
+    return Table(picked.astype(float), dropped, row_ids)
 
 
 class _Layout(NamedTuple):
@@ -244,7 +281,7 @@ def _read_csv(path: str) -> tuple[pd.DataFrame, _Layout]:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CLIError(f"cannot read {path} as CSV: {first_line}") from None
     data.columns = [str(c).strip() for c in data.columns]
-    if delimiter != "," or decimal_comma:
+    if (delimiter != "," and data.shape[1] > 1) or decimal_comma:  # one column: no delimiter to speak of
         decimals = " with decimal commas" if decimal_comma else ""
         _note(f"read {path} as {_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated{decimals}")
     if headerless:
@@ -253,15 +290,22 @@ def _read_csv(path: str) -> tuple[pd.DataFrame, _Layout]:
     return data, _Layout(delimiter, decimal_comma, 1 if headerless else 2)
 
 
-def _pick_columns(data: pd.DataFrame, path: str, columns, drop) -> pd.DataFrame:
-    """The columns to fit: those named in ``columns``, else all but ``drop``, empty and ID-like ones."""
-    available = list(data.columns)
+def _check_known(available: list[str], columns, drop) -> None:
     for option, names in (("--columns", columns), ("--drop", drop)):
         unknown = [c for c in names or [] if c not in available]
         if unknown:
             raise CLIError(f"{option}: unknown column(s) {unknown}; the file has {available}")
+
+
+def _pick_columns(data: pd.DataFrame, path: str, columns, drop) -> tuple[pd.DataFrame, str | None]:
+    """The columns to fit: those named in ``columns``, else all but ``drop``, empty and ID-like ones;
+    and the first ID-like column left out (the row ids of an assignments CSV), if any."""
+    available = list(data.columns)
+    _check_known(available, columns, drop)
+    ids: list[str] = []
     if columns:
-        data = data[columns]
+        everything, data = data, data[columns]
+        ids = [c for c in available if c not in columns and _is_id_column(c, everything[c])]
     else:
         if drop:
             data = data.drop(columns=drop)
@@ -279,7 +323,42 @@ def _pick_columns(data: pd.DataFrame, path: str, columns, drop) -> pd.DataFrame:
         raise CLIError(f"{path} has no columns left to fit")
     if len(data) == 0:
         raise CLIError(f"{path} has no data rows")
-    return data
+    return data, (ids[0] if ids else None)
+
+
+def _match_features(data: pd.DataFrame, path: str, features: list[str], columns, drop) -> tuple[pd.DataFrame,
+                                                                                                  str | None]:
+    """The fit's feature columns, by name and in the fit's order; every other column must be left out.
+
+    Without ``columns``, empty columns and ID-like columns that are not features are
+    left out (the first of those gives the row ids), as when fitting.
+    """
+    available = list(data.columns)
+    _check_known(available, columns, drop)
+    if columns:
+        chosen = list(columns)
+        others = [c for c in available if c not in chosen]
+    else:
+        chosen = [c for c in available if c not in (drop or [])
+                  and not (c.startswith("Unnamed:") and c not in features and data[c].isna().all())]
+        others = [c for c in chosen if c not in features and _is_id_column(c, data[c])]
+        chosen = [c for c in chosen if c not in others]
+    missing = [f for f in features if f not in chosen]
+    if missing:
+        left_out = [f for f in missing if f in available]
+        why = f" (left out by {'--columns' if columns else '--drop'}: {left_out})" if left_out else ""
+        raise CLIError(f"{path} lacks the fit's feature column(s) {missing}{why}; the fit's features are "
+                       f"{features} and the file has {available}")
+    extra = [c for c in chosen if c not in features]
+    if extra:
+        raise CLIError(f"{path} has column(s) {extra} that are not features of the fit ({features}); leave them out "
+                       f"with --drop {','.join(extra)} or pick the features with --columns {','.join(features)}")
+    id_column = next((c for c in others if c not in (drop or []) and _is_id_column(c, data[c])), None)
+    if id_column is not None:
+        _note(f"column {id_column!r} looks like a row index or ID: it is not a feature and names the rows")
+    if len(data) == 0:
+        raise CLIError(f"{path} has no data rows")
+    return data[features], id_column
 
 
 def _numeric_columns(data: pd.DataFrame, layout: _Layout) -> pd.DataFrame:
@@ -329,14 +408,15 @@ def _missing_rows(data: pd.DataFrame, dropna: bool, line_offset: int) -> tuple[p
     return data, dropped
 
 
-def _check_values(data: pd.DataFrame, path: str) -> None:
-    """Finite values, and at least two rows."""
+def _check_values(data: pd.DataFrame, path: str, min_rows: int = 2) -> None:
+    """Finite values, and at least ``min_rows`` rows."""
     values = data.to_numpy(dtype=float)
     if not np.isfinite(values).all():
         bad_cols = [c for c, ok in zip(data.columns, np.isfinite(values).all(axis=0)) if not ok]
         raise CLIError(f"the data contain infinite values (column(s) {bad_cols})")
-    if len(data) < 2:
-        raise CLIError(f"{path} has only {len(data)} usable data row; at least 2 are needed")
+    if len(data) < min_rows:
+        raise CLIError(f"{path} has only {len(data)} usable data row{'s' if len(data) != 1 else ''}; at least "
+                       f"{min_rows} {'are' if min_rows > 1 else 'is'} needed")
 
 
 def _check_rows(data: pd.DataFrame, ks: list[int]) -> None:
@@ -344,10 +424,11 @@ def _check_rows(data: pd.DataFrame, ks: list[int]) -> None:
         raise CLIError(f"{len(data)} rows but up to {max(ks)} components requested; use fewer components")
 
 
-def _check_out(out: str, force: bool, data: str | None = None) -> Path:
-    """Check that ``out`` can be written, before any fitting."""
+def _check_out(out: str, force: bool, data: str | None = None, option: str = "--out",
+               inputs: tuple[tuple[str, str], ...] = ()) -> Path:
+    """Check that ``out`` can be written and is none of the input files, before any fitting."""
     if not str(out).strip():
-        raise CLIError("--out is empty; give a file name")
+        raise CLIError(f"{option} is empty; give a file name")
     path = Path(out).expanduser()
     if path.is_dir():
         raise CLIError(f"cannot write {out}: it is a directory; give a file name")
@@ -358,8 +439,9 @@ def _check_out(out: str, force: bool, data: str | None = None) -> Path:
         raise CLIError(f"cannot write {out}: {parent} is not a folder")
     if path.exists() and not force:
         raise CLIError(f"{out} exists; pass --force to overwrite it")
-    if data is not None and path.exists() and path.resolve() == Path(data).resolve():
-        raise CLIError(f"--out {out} is the input data file; choose another name")
+    for what, source in (("data file", data), *(("input " + kind, name) for kind, name in inputs)):
+        if source is not None and path.exists() and path.resolve() == Path(source).resolve():
+            raise CLIError(f"{option} {out} is the {what}; choose another name")
     probe = parent / f".{path.name}.{secrets.token_hex(4)}.probe"
     try:
         probe.open("x").close()
@@ -405,18 +487,109 @@ def _select(data, ks, cov_types, seed, quiet):
                             progressbar=not quiet)
 
 
+# ------------------------------------------------------------- assignments CSV
+def _standardize_note(args) -> None:
+    """``--standardize`` is accepted but the data are fitted as they are: the models are unit-invariant."""
+    if getattr(args, "standardize", False):
+        _note("--standardize is no longer needed and is ignored: EM and the Bayesian model standardise every "
+              "column internally and report in the data's units (results are identical up to units), so the "
+              "data are fitted as they are and a saved fit applies to new rows in the same units")
+
+
+def _load_fit(path: str):
+    """A fit saved by ``bayesgmm fit`` (BayesianGMM.save), with one-line errors."""
+    from .model import BayesianGMM
+
+    file = Path(path)
+    if not file.exists():
+        raise CLIError(f"cannot read {path}: no such file")
+    if file.is_dir():
+        raise CLIError(f"cannot read {path}: it is a directory")
+    try:
+        return BayesianGMM.load(file)
+    except OSError as err:
+        raise CLIError(f"cannot read {path}: {err.strerror or err}") from None
+    except (ValueError, TypeError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CLIError(f"{message} (expected a fit saved by 'bayesgmm fit --out FILE')") from None
+
+
+def _fit_features(model) -> list[str]:
+    from ._posterior import feature_names
+
+    return [str(f) for f in feature_names(model.idata_)]
+
+
+def _hdi_prob(args) -> float:
+    """The interval probability of ``--intervals`` (``--hdi-prob`` only with it)."""
+    if args.hdi_prob is not None and not args.intervals:
+        raise CLIError("--hdi-prob applies only with --intervals")
+    return 0.94 if args.hdi_prob is None else args.hdi_prob
+
+
+def _assignment_table(posterior, data: pd.DataFrame, row_ids: pd.Series, intervals: bool, hdi_prob: float,
+                      assigned=None) -> pd.DataFrame:
+    """One row per data row: its id, most_probable, max_probability, uncertainty, ``p_<k>`` per component
+    (with ``p_<k>_lower``/``p_<k>_upper``, the HDI across draws, if ``intervals``), and ``log_density``.
+
+    ``posterior`` is an aligned fit (labels those of the summaries and the report);
+    ``assigned``, :func:`bayesgmm.assignments` of ``data`` already computed, is reused.
+    """
+    from .summaries import assignments, predictive_density
+
+    if assigned is None or (intervals and float(assigned.attrs.get("hdi_prob", -1)) != hdi_prob):
+        assigned = assignments(posterior, data, hdi_prob=hdi_prob, relabel_draws=False)
+    density = predictive_density(posterior, data)
+    labels = [str(k) for k in assigned["component"].values]
+    table = pd.DataFrame({row_ids.name: row_ids.to_numpy(),
+                          "most_probable": assigned["most_probable"].values,
+                          "max_probability": assigned["max_probability"].values,
+                          "uncertainty": assigned["uncertainty"].values})
+    probability = assigned["probability"].values
+    for j, k in enumerate(labels):
+        table[f"p_{k}"] = probability[:, j]
+    if intervals:
+        lower, upper = assigned["probability_lower"].values, assigned["probability_upper"].values
+        for j, k in enumerate(labels):
+            table[f"p_{k}_lower"] = lower[:, j]
+            table[f"p_{k}_upper"] = upper[:, j]
+    table["log_density"] = density["log_density"].values
+    return table
+
+
+def _write_assignments(path: Path, table: pd.DataFrame) -> None:
+    _write_atomically(path, lambda tmp: table.to_csv(tmp, index=False))
+    counts = table["most_probable"].value_counts().sort_index()
+    per = ", ".join(f"{k}: {n}" for k, n in counts.items())
+    print(f"Assignments of {len(table)} rows (most probable component {per}) written to {path.resolve()}")
+
+
+def _check_assignments_out(args, inputs: tuple[tuple[str, str], ...] = ()) -> Path | None:
+    """The ``--assignments`` path of fit/report checked like ``--out`` (and not the same file)."""
+    if args.assignments is None:
+        if args.intervals or args.hdi_prob is not None:
+            raise CLIError(f"{'--intervals' if args.intervals else '--hdi-prob'} applies only with --assignments")
+        return None
+    _hdi_prob(args)
+    path = _check_out(args.assignments, args.force, args.data, option="--assignments", inputs=inputs)
+    if path.resolve() == Path(args.out).expanduser().resolve():
+        raise CLIError("--assignments and --out name the same file; give two names")
+    return path
+
+
 # -------------------------------------------------------------------- commands
 def _cmd_em(args) -> int:
-    data, _ = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
+    _standardize_note(args)
+    data, _ = load_data(args.data, args.columns, args.dropna, drop=args.drop)
     ks = args.components or args.select
     _check_rows(data, ks)
     cov_types = ("full", "tied", "diag", "spherical") if args.covariance == "all" else (args.covariance,)
     result = _select(data, ks, cov_types, args.seed, args.quiet)
     _print_selection(result)
     collapsed = int(result.table["degenerate"].sum())
-    if collapsed > len(result.table) / 2 and not args.standardize:
-        _note(f"{collapsed} of {len(result.table)} fits had collapsed components; if the columns have very "
-              "different scales, try --standardize")
+    if collapsed > len(result.table) / 2:
+        _note(f"{collapsed} of {len(result.table)} fits had collapsed components (a component on too few "
+              "distinct rows); fewer components or another covariance type may suit these data better")
     best = result.best_estimator_
     print("weights:", np.round(best.weights_, 3))
     # Four significant digits, whatever the units (1e-12 values must not print as 0.000).
@@ -430,11 +603,14 @@ def _cmd_fit(args) -> int:
     from .model import BayesianGMM
 
     out = _check_out(args.out, args.force, args.data)
-    data, _ = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
+    assignments_out = _check_assignments_out(args)
+    _standardize_note(args)
+    table = load_table(args.data, args.columns, args.drop, args.dropna)
+    data = table.data
     _check_rows(data, [args.components])
-    nuts_options = {"target_accept": args.target_accept} if args.method == "nuts" and args.target_accept else {}
-    kwargs = fit_settings(nuts_options, method=args.method, draws=args.draws, tune=args.tune, chains=args.chains,
-                          random_seed=args.seed, progressbar=not args.quiet)
+    sampler = _sampler_values(args)
+    nuts_options = {"target_accept": args.target_accept} if sampler["method"] == "nuts" and args.target_accept else {}
+    kwargs = fit_settings(nuts_options, **sampler, random_seed=args.seed, progressbar=not args.quiet)
     model = BayesianGMM(args.components, covariance_type=args.covariance)
     idata = model.fit(data, **kwargs)
     if idata is not None:
@@ -444,26 +620,119 @@ def _cmd_fit(args) -> int:
         print(assess(idata).details())
     _write_atomically(out, model.save)
     print(f"Saved the posterior to {out.resolve()}")
+    if assignments_out is not None:
+        _write_assignments(assignments_out, _assignment_table(model.aligned_posterior(), data, table.row_ids,
+                                                              args.intervals, _hdi_prob(args)))
     return 0
 
 
+def _sampler_values(args) -> dict:
+    """``--method``, ``--draws``, ``--tune``, ``--chains``, unset ones at their defaults (``FIT_DEFAULTS``)."""
+    from .fit_settings import FIT_DEFAULTS
+
+    return {name: FIT_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+            for name in _SAMPLER_FLAGS}
+
+
+_SAMPLER_FLAGS = ("method", "draws", "tune", "chains")
+
+
 def _cmd_report(args) -> int:
+    from . import analysis as analysis_module
     from . import report
     from .analysis import AnalysisSettings
 
-    out = _check_out(args.out, args.force, args.data)
-    data, dropped = load_data(args.data, args.columns, args.dropna, args.standardize, args.drop)
-    settings = AnalysisSettings(
-        n_components=args.components, select=[args.components] if args.components else args.select,
-        method=args.method, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-        progressbar=not args.quiet, source=str(args.data), standardized=args.standardize, dropped_rows=dropped)
+    inputs = (("fit", args.posterior),) if args.posterior else ()
+    out = _check_out(args.out, args.force, args.data, inputs=inputs)
+    assignments_out = _check_assignments_out(args, inputs)
+    _standardize_note(args)
+    extra = {}
+    if args.posterior:
+        table, settings, extra = _report_from_posterior(args)
+    else:
+        table = load_table(args.data, args.columns, args.drop, args.dropna)
+        settings = AnalysisSettings(
+            n_components=args.components, select=[args.components] if args.components else args.select or
+            AnalysisSettings().select, **_sampler_values(args), seed=args.seed, progressbar=not args.quiet,
+            source=str(args.data), dropped_rows=table.dropped)
+    data = table.data
     _check_rows(data, settings.ks)
     settings.fit_kwargs()  # the fit settings are checked before anything is fitted
     if not args.quiet:
-        print("Building the report (EM model selection, Bayesian fits, summaries)...", file=sys.stderr)
-    text = report.build_report(data, settings)
+        what = "summaries of the saved fit" if args.posterior else "Bayesian fits, summaries"
+        print(f"Building the report (EM model selection, {what})...", file=sys.stderr)
+    result = analysis_module.analyse(data, settings, **extra)
+    text = report.render_report(result)
     _write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"Report written to {out.resolve()}")
+    if assignments_out is not None:
+        _write_assignments(assignments_out, _assignment_table(result.posterior, data, table.row_ids, args.intervals,
+                                                              _hdi_prob(args), assigned=result.assignments))
+    return 0
+
+
+def _report_from_posterior(args):
+    """``report --posterior``: the saved fit's K and covariance type, its features matched to the data."""
+    from .analysis import AnalysisSettings, analyse
+    from .fit_settings import FIT_DEFAULTS
+
+    given = [f"--{name}" for name in _SAMPLER_FLAGS if getattr(args, name) is not None]
+    if args.select is not None:
+        given.insert(0, "--select")
+    if given:
+        raise CLIError(f"{', '.join(given)} cannot be used with --posterior: the report uses the saved fit "
+                       f"{args.posterior} instead of fitting")
+    model = _load_fit(args.posterior)
+    K, covariance = model.n_components, model.covariance_type
+    if args.components is not None and args.components != K:
+        raise CLIError(f"--components {args.components} does not match the saved fit, which has K={K}")
+    table = load_table(args.data, args.columns, args.drop, args.dropna, features=_fit_features(model))
+    _check_same_data(model, table.data, args)
+    idata = model.idata_
+    post = idata.posterior
+    settings = AnalysisSettings(
+        n_components=K, select=[K], covariance_types=(covariance,), seed=_stored_seed(idata, args.seed),
+        method=str(idata.attrs.get("inference_method", FIT_DEFAULTS["method"])),
+        draws=int(post.sizes.get("draw", FIT_DEFAULTS["draws"])), chains=int(post.sizes.get("chain", 1)),
+        tune=int(post.attrs.get("tuning_steps", FIT_DEFAULTS["tune"])), progressbar=not args.quiet,
+        source=str(args.data), dropped_rows=table.dropped, loo_neighbours=0)
+    if "fits" not in inspect.signature(analyse).parameters:
+        raise CLIError("report --posterior is not supported yet (the analysis cannot take a saved fit); run "
+                       f"'bayesgmm report {args.data} --components {K}' to fit again, or 'bayesgmm assign "
+                       f"{args.posterior} {args.data} --out FILE' for the per-row assignments of the saved fit")
+    return table, settings, {"fits": {K: idata}}
+
+
+def _stored_seed(idata, default: int) -> int:
+    try:
+        return int(idata.attrs.get("random_seed", default))
+    except (TypeError, ValueError):
+        return default
+
+
+def _check_same_data(model, data: pd.DataFrame, args) -> None:
+    """A report describes a fit on its own data: the CSV's rows must be those the fit was made on."""
+    idata = model.idata_
+    if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
+        return
+    obs = idata.observed_data["obs"]
+    if "feature" in obs.dims:
+        obs = obs.transpose(..., "feature")
+    fitted = np.asarray(obs.values, dtype=float)
+    if fitted.shape != data.shape or not np.allclose(fitted, data.to_numpy(), rtol=1e-9, atol=0.0):
+        rows = f"{fitted.shape[0]} rows" if fitted.shape[0] != len(data) else "the same number of rows, other values"
+        raise CLIError(f"{args.data} is not the data {args.posterior} was fitted to ({len(data)} rows, the fit "
+                       f"has {rows}); use 'bayesgmm assign {args.posterior} {args.data} --out FILE' for new rows")
+
+
+def _cmd_assign(args) -> int:
+    """Per-row assignments of new rows under a saved fit."""
+    hdi_prob = _hdi_prob(args)
+    out = _check_out(args.out, args.force, args.data, inputs=(("fit", args.posterior),))
+    model = _load_fit(args.posterior)
+    table = load_table(args.data, args.columns, args.drop, args.dropna, features=_fit_features(model), min_rows=1)
+    result = _assignment_table(model.aligned_posterior(), table.data, table.row_ids, args.intervals, hdi_prob)
+    _write_assignments(out, result)
     return 0
 
 
@@ -516,33 +785,57 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-def _data_options(p) -> None:
-    p.add_argument("data", help="CSV file (delimiter and decimal commas detected; a header line is expected, "
-                                "a first row of numbers is read as data)")
+_CSV_HELP = ("CSV file (delimiter and decimal commas detected; a header line is expected, a first row of numbers "
+             "is read as data)")
+
+
+def _column_options(p, what: str = "use") -> None:
     picks = p.add_mutually_exclusive_group()
     picks.add_argument("--columns", type=_name_list,
-                       help="comma-separated numeric columns to use (default: all but ID-like columns)")
+                       help=f"comma-separated numeric columns to {what} (default: all but ID-like columns)")
     picks.add_argument("--drop", type=_name_list, help="comma-separated columns to leave out")
-    p.add_argument("--standardize", action="store_true", help="centre and scale every column first")
     p.add_argument("--dropna", action="store_true", help="drop rows with missing values (else refuse)")
+
+
+def _data_options(p) -> None:
+    p.add_argument("data", help=_CSV_HELP)
+    _column_options(p)
+    p.add_argument("--standardize", action="store_true",
+                   help="no longer needed (the models standardise internally and report in data units): "
+                        "accepted, with a note, and the data are fitted as they are")
     p.add_argument("--seed", type=_seed, default=0, help="random seed, 0..4294967295")
     p.add_argument("--quiet", action="store_true",
                    help="no progress output or library warnings (our diagnostics are still printed)")
 
 
 def _sampler_options(p) -> None:
-    """The Bayesian fit's flags, their defaults those of every fit (``FIT_DEFAULTS``)."""
+    """The Bayesian fit's flags; unset, they are those of every fit (``FIT_DEFAULTS``, see ``_sampler_values``)."""
     from .fit_settings import FIT_DEFAULTS
 
-    p.add_argument("--method", choices=["nuts", "advi"], default=FIT_DEFAULTS["method"])
-    p.add_argument("--draws", type=_positive_int, default=FIT_DEFAULTS["draws"])
-    p.add_argument("--tune", type=_nonnegative_int, default=FIT_DEFAULTS["tune"])
-    p.add_argument("--chains", type=_positive_int, default=FIT_DEFAULTS["chains"])
+    p.add_argument("--method", choices=["nuts", "advi"], default=None,
+                   help=f"default: {FIT_DEFAULTS['method']}")
+    p.add_argument("--draws", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['draws']}")
+    p.add_argument("--tune", type=_nonnegative_int, default=None, help=f"default: {FIT_DEFAULTS['tune']}")
+    p.add_argument("--chains", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['chains']}")
 
 
-def _output_options(p) -> None:
+def _output_options(p, assignments: bool = True) -> None:
     p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite --out" + (" and --assignments" if assignments else "") + " if it exists")
+
+
+def _interval_options(p) -> None:
+    p.add_argument("--intervals", action="store_true",
+                   help="add p_<k>_lower and p_<k>_upper: the HDI of each probability across posterior draws")
+    p.add_argument("--hdi-prob", type=_probability, default=None,
+                   help="probability of the --intervals HDI, in (0, 1) (default: 0.94)")
+
+
+def _assignments_options(p) -> None:
+    p.add_argument("--assignments", metavar="CSV", default=None,
+                   help="also write the per-row assignments of the training rows (as 'bayesgmm assign' does)")
+    _interval_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -573,8 +866,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--components", type=_positive_int, required=True)
     fit.add_argument("--target-accept", type=_probability, default=None,
                      help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
-    fit.add_argument("--covariance", default="full", choices=["full", "diag"])
+    fit.add_argument("--covariance", default="full", choices=["full", "tied", "diag", "spherical"])
     _output_options(fit)
+    _assignments_options(fit)
     fit.set_defaults(func=_cmd_fit)
 
     report = sub.add_parser("report", help="write a self-contained HTML clustering report")
@@ -582,10 +876,27 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_options(report)
     group = report.add_mutually_exclusive_group()
     group.add_argument("--components", type=_positive_int)
-    group.add_argument("--select", type=_parse_range, default=AnalysisSettings().select)
+    group.add_argument("--select", type=_parse_range, default=None,
+                       help=f"the K of the EM grid (default: {_format_ks(AnalysisSettings().select)})")
+    report.add_argument("--posterior", metavar="FIT", default=None,
+                        help="build the report from a fit saved by 'bayesgmm fit' instead of sampling")
     _output_options(report)
+    _assignments_options(report)
     report.set_defaults(func=_cmd_report)
+
+    assign = sub.add_parser("assign", help="per-row assignments of new rows under a saved fit (CSV)")
+    assign.add_argument("posterior", metavar="FIT", help="a fit saved by 'bayesgmm fit --out FIT'")
+    assign.add_argument("data", help=_CSV_HELP + "; its columns are matched to the fit's features by name")
+    _column_options(assign, what="match to the fit's features")
+    _interval_options(assign)
+    _output_options(assign, assignments=False)
+    assign.add_argument("--quiet", action="store_true", help="no library warnings")
+    assign.set_defaults(func=_cmd_assign)
     return parser
+
+
+def _format_ks(ks: list[int]) -> str:
+    return f"{ks[0]}..{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) else ",".join(map(str, ks))
 
 
 _LIBRARY_LOGGERS = ("pymc", "pytensor", "arviz", "numba", "jax", "nutpie")
@@ -633,7 +944,7 @@ def _output_control(quiet: bool, uses_pymc: bool = False):
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        with _output_control(getattr(args, "quiet", False), args.command in ("fit", "report", "demo")):
+        with _output_control(getattr(args, "quiet", False), args.command in ("fit", "report", "assign", "demo")):
             return args.func(args)
     except CLIError as err:
         print(f"bayesgmm: error: {err}", file=sys.stderr)

@@ -51,12 +51,14 @@ def no_fitting(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a fit started before the input was checked")
 
+    import bayesgmm.analysis
     import bayesgmm.model
     import bayesgmm.report
     import bayesgmm.selection
 
     monkeypatch.setattr(bayesgmm.selection, "select_model", refuse)
     monkeypatch.setattr(bayesgmm.model.BayesianGMM, "fit", refuse)
+    monkeypatch.setattr(bayesgmm.analysis, "analyse", refuse)
     monkeypatch.setattr(bayesgmm.report, "build_report", refuse)
 
 
@@ -82,7 +84,8 @@ FLAG_CASES = [
     (["fit", "{good}", "--components", "2", "--chains", "0", "--out", "{out}"], "--chains"),
     (["fit", "{good}", "--components", "2", "--target-accept", "1.5", "--out", "{out}"], "--target-accept"),
     (["fit", "{good}", "--components", "2", "--target-accept", "nan", "--out", "{out}"], "--target-accept"),
-    (["fit", "{good}", "--components", "2", "--covariance", "tied", "--out", "{out}"], "--covariance"),
+    (["fit", "{good}", "--components", "2", "--covariance", "bogus", "--out", "{out}"], "--covariance"),
+    (["fit", "{good}", "--components", "2", "--covariance", "all", "--out", "{out}"], "--covariance"),
     (["fit", "{good}", "--components", "2", "--method", "mcmc", "--out", "{out}"], "--method"),
     (["fit", "{good}", "--components", "2"], "--out"),
     (["report", "{good}", "--components", "-2", "--out", "{out}"], "--components"),
@@ -317,12 +320,14 @@ def test_failed_save_leaves_no_partial_file(good, tmp_path, monkeypatch, capsys)
 
 
 def test_failed_report_leaves_no_partial_file(good, tmp_path, monkeypatch, capsys):
+    import bayesgmm.analysis
     import bayesgmm.report
 
-    def broken(data, settings):
+    def broken(analysis):
         raise RuntimeError("plotting exploded")
 
-    monkeypatch.setattr(bayesgmm.report, "build_report", broken)
+    monkeypatch.setattr(bayesgmm.analysis, "analyse", lambda data, settings: "analysis")
+    monkeypatch.setattr(bayesgmm.report, "render_report", broken)
     out = tmp_path / "r.html"
     code, _, err = _run(["report", good, "--components", "2", "--out", out, "--quiet"], capsys)
     assert code == 1 and "plotting exploded" in err and "Traceback" not in err
@@ -330,9 +335,12 @@ def test_failed_report_leaves_no_partial_file(good, tmp_path, monkeypatch, capsy
 
 
 def test_report_is_written_atomically_and_announced(good, tmp_path, monkeypatch, capsys):
+    import bayesgmm.analysis
     import bayesgmm.report
 
-    monkeypatch.setattr(bayesgmm.report, "build_report", lambda data, settings: "<html>ok</html>")
+    monkeypatch.setattr(bayesgmm.analysis, "analyse", lambda data, settings: "analysis")
+    monkeypatch.setattr(bayesgmm.report, "render_report",
+                        lambda analysis: "<html>ok</html>" if analysis == "analysis" else "wrong")
     out = tmp_path / "r.html"
     out.write_text("old")
     code, stdout, _ = _run(["report", good, "--components", "2", "--out", out, "--force", "--quiet"], capsys)
