@@ -2,8 +2,10 @@
 
 from ._posterior import em_to_idata
 from .compare import FitComparison, KComparison, compare_fits, compare_k
+from .cost import CostEstimate, ExpensiveFitWarning
 from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess
 from .em import DegenerateFitWarning, GaussianMixtureEM
+from .fit_settings import fit_settings
 from .labels import relabel
 from .model import BayesianGMM
 from .partition import (
@@ -41,6 +43,9 @@ def _package_version() -> str:
 __version__ = _package_version()
 
 __all__ = [
+    "fit_settings",
+    "CostEstimate",
+    "ExpensiveFitWarning",
     "BayesianGMM",
     "DegenerateFitWarning",
     "PosteriorDiagnosticsWarning",

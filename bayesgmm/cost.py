@@ -51,6 +51,13 @@ class CostEstimate:
     seconds : float
         Estimated wall time of sampling (not counting compilation, ~5-20 s).
     method : str
+
+    Examples
+    --------
+    >>> from bayesgmm.cost import estimate_cost
+    >>> cost = estimate_cost(n_parameters=991, n_rows=569, n_features=30, n_components=2)
+    >>> cost.expensive, cost.gradient_evaluations
+    (True, 3964000)
     """
 
     n_parameters: int

@@ -11,7 +11,6 @@
 
 # %%
 import os
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,7 +23,6 @@ from bayesgmm.report import render_report
 
 FAST = os.environ.get("BAYESGMM_FAST") == "1"
 DRAWS = 150 if FAST else 1000
-warnings.filterwarnings("ignore", category=UserWarning)
 data = load_faithful()
 X = data.to_numpy()
 data.describe()

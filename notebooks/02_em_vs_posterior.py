@@ -7,7 +7,6 @@
 
 # %%
 import os
-import warnings
 
 import matplotlib.pyplot as plt
 
@@ -19,7 +18,6 @@ from bayesgmm.datasets import make_mixture
 FAST = os.environ.get("BAYESGMM_FAST") == "1"
 DRAWS = 200 if FAST else 1000
 N_LARGE = 400 if FAST else 3000
-warnings.filterwarnings("ignore", category=UserWarning)
 
 
 def both_fits(X, K, seed):

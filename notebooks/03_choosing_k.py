@@ -7,7 +7,6 @@
 
 # %%
 import os
-import warnings
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from bayesgmm.datasets import make_mixture
 FAST = os.environ.get("BAYESGMM_FAST") == "1"
 DRAWS = 100 if FAST else 1000
 KS = range(1, 4) if FAST else range(1, 7)
-warnings.filterwarnings("ignore", category=UserWarning)
 
 # %% [markdown]
 # ## A 1-D example with several modes

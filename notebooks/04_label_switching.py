@@ -7,7 +7,6 @@
 
 # %%
 import os
-import warnings
 
 import arviz as az
 import numpy as np
@@ -16,7 +15,6 @@ import bayesgmm as bg
 
 FAST = os.environ.get("BAYESGMM_FAST") == "1"
 DRAWS = 300 if FAST else 1000
-warnings.filterwarnings("ignore", category=UserWarning)
 
 X = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]])
 # Narrow component sds, so that each group of points is its own mode; 4 chains from the prior.

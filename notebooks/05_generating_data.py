@@ -7,7 +7,6 @@
 
 # %%
 import os
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,7 +17,6 @@ from bayesgmm.datasets import load_faithful
 
 FAST = os.environ.get("BAYESGMM_FAST") == "1"
 DRAWS = 150 if FAST else 1000
-warnings.filterwarnings("ignore", category=UserWarning)
 X = load_faithful().to_numpy()
 
 em = bg.GaussianMixtureEM(3, covariance_type="full", random_state=0).fit(X)

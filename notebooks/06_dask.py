@@ -12,7 +12,6 @@
 # %%
 import os
 import tempfile
-import warnings
 
 import dask.array as da
 import dask.dataframe as dd
@@ -28,7 +27,6 @@ FAST = os.environ.get("BAYESGMM_FAST") == "1"
 N_BLOCKS = 4 if FAST else 40
 BLOCK_ROWS = 10_000 if FAST else 25_000
 KS = range(2, 5) if FAST else range(1, 7)
-warnings.filterwarnings("ignore", category=UserWarning)
 
 # %% [markdown]
 # ## Data written to disk block by block
