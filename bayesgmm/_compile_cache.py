@@ -62,7 +62,8 @@ def cache_key(model_config: dict, n_features: int) -> str:
 
 
 def _refresh_data(function, model) -> None:
-    # The pickled function holds its own copies of the model's shared variables.
+    # The pickled function holds its own copies of the model's shared variables (reached
+    # through PyMC's _pytensor_function: ValueGradFunction has no public accessor in 5.28).
     for shared in function._pytensor_function.get_shared():
         if shared.name in model.named_vars:
             shared.set_value(model[shared.name].get_value(), borrow=True)

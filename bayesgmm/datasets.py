@@ -128,18 +128,22 @@ def _separated_means(rng, K: int, D: int, separation: float) -> np.ndarray:
     raise ValueError(f"Could not place {K} means {separation} apart; lower separation.")  # pragma: no cover
 
 
+def _random_spd(rng, D: int) -> np.ndarray:
+    """A random covariance matrix of average variance 1."""
+    A = rng.normal(size=(D, D))
+    cov = A @ A.T / D + 0.5 * np.eye(D)
+    return cov / np.trace(cov) * D
+
+
+#: Random covariances of average variance about 1, in scikit-learn's shapes, per covariance type.
+_RANDOM_COVARIANCES = {
+    "full": lambda rng, K, D: np.stack([_random_spd(rng, D) for _ in range(K)]),
+    "tied": lambda rng, K, D: _random_spd(rng, D),
+    "diag": lambda rng, K, D: rng.uniform(0.5, 1.5, size=(K, D)),
+    "spherical": lambda rng, K, D: rng.uniform(0.5, 1.5, size=K),
+}
+
+
 def _random_covariances(rng, covariance_type: str, K: int, D: int) -> np.ndarray:
     """Random covariances of average variance about 1, in scikit-learn's shapes for ``covariance_type``."""
-
-    def random_spd() -> np.ndarray:
-        A = rng.normal(size=(D, D))
-        cov = A @ A.T / D + 0.5 * np.eye(D)
-        return cov / np.trace(cov) * D  # average variance 1
-
-    if covariance_type == "full":
-        return np.stack([random_spd() for _ in range(K)])
-    if covariance_type == "tied":
-        return random_spd()
-    if covariance_type == "diag":
-        return rng.uniform(0.5, 1.5, size=(K, D))
-    return rng.uniform(0.5, 1.5, size=K)
+    return _RANDOM_COVARIANCES[covariance_type](rng, K, D)

@@ -300,11 +300,13 @@ def pymc_nuts_step(spec: ModelSpec, model, n_features: int, adaptation: str, ran
     from pymc.blocking import DictToArrayBijection
     from pymc.step_methods.hmc import quadpotential
 
-    from . import _compile_cache
+    from ._compile_cache import cache_key, logp_dlogp_function
 
     start = model.initial_point()  # transformed; cheap because every start value is set
-    func = _compile_cache.logp_dlogp_function(model, _compile_cache.cache_key(spec.config, n_features), start)
-    # NUTS always passes one float64 vector: skip PyTensor's per-call input checks.
+    func = logp_dlogp_function(model, cache_key(spec.config, n_features), start)
+    # NUTS always passes one float64 vector: skip PyTensor's per-call input checks. PyMC's
+    # ValueGradFunction exposes its compiled function only as _pytensor_function (PyMC 5.28
+    # has no public accessor), hence this one reach into a third-party private attribute.
     func._pytensor_function.trust_input = True
     mean = DictToArrayBijection.map(start).data
     n = mean.size
