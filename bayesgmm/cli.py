@@ -481,8 +481,14 @@ def _print_selection(result) -> None:
 def _select(data, ks, cov_types, seed, quiet):
     from .selection import select_model
 
+    from sklearn.exceptions import ConvergenceWarning
+
+    from .em import DegenerateFitWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # Degenerate and unconverged fits are marked in the table the command prints.
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         return select_model(data.to_numpy(dtype=float), ks, covariance_types=cov_types, random_state=seed,
                             progressbar=not quiet)
 
