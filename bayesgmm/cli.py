@@ -114,13 +114,19 @@ def _is_number(cell: str, decimal_comma: bool) -> bool:
     return bool(_NUMBER.match(cell) or (decimal_comma and _COMMA_NUMBER.match(cell)))
 
 
-def _read_sample(path: str) -> str:
-    """The first bytes of the file as text, with clear errors for missing, empty or binary files."""
+def _existing_file(path: str) -> Path:
+    """``path`` as a Path, or a one-line error when it is missing or a directory."""
     file = Path(path)
     if not file.exists():
         raise CLIError(f"cannot read {path}: no such file")
     if file.is_dir():
         raise CLIError(f"cannot read {path}: it is a directory")
+    return file
+
+
+def _read_sample(path: str) -> str:
+    """The first bytes of the file as text, with clear errors for missing, empty or binary files."""
+    file = _existing_file(path)
     try:
         with open(file, "rb") as handle:
             raw = handle.read(_SAMPLE_BYTES)
@@ -479,11 +485,10 @@ def _print_selection(result) -> None:
 
 
 def _select(data, ks, cov_types, seed, quiet):
-    from .selection import select_model
-
     from sklearn.exceptions import ConvergenceWarning
 
     from .em import DegenerateFitWarning
+    from .selection import select_model
 
     with warnings.catch_warnings():
         # Degenerate and unconverged fits are marked in the table the command prints.
@@ -506,11 +511,7 @@ def _load_fit(path: str):
     """A fit saved by ``bayesgmm fit`` (BayesianGMM.save), with one-line errors."""
     from .model import BayesianGMM
 
-    file = Path(path)
-    if not file.exists():
-        raise CLIError(f"cannot read {path}: no such file")
-    if file.is_dir():
-        raise CLIError(f"cannot read {path}: it is a directory")
+    file = _existing_file(path)
     try:
         return BayesianGMM.load(file)
     except OSError as err:
