@@ -1,8 +1,13 @@
 """Matplotlib plots of fitted mixtures.
 
-Each function draws what a summary object already holds (:func:`assignments`,
-:func:`predictive_density`, :func:`select_model`'s table...), takes an optional
-``ax`` (or ``fig``) and returns it. No statistics are computed here.
+Each ``plot_*`` function draws what a summary object already holds
+(:func:`assignments`, :func:`predictive_density`, :func:`select_model`'s
+table...), takes an optional ``ax`` (or ``fig``) and returns it; it computes no
+statistics. The two quantities that pick what to draw when there are many
+features are computed apart, by functions that return them as data:
+:func:`feature_ranking` (which features separate the clusters, a pandas
+DataFrame) and :func:`projection` (all features in two dimensions, an xarray
+Dataset), drawn by :func:`plot_pairs` (``features=``) and :func:`plot_projection`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from ._posterior import check_fitted_em, check_idata, posterior_arrays
 from ._validation import check_data, check_integer_param, check_option, check_probability, renamed_argument
 
 __all__ = [
+    "feature_ranking",
+    "projection",
+    "plot_projection",
     "plot_clusters",
     "plot_density_1d",
     "plot_pairs",
@@ -89,6 +97,33 @@ def _feature_pair(features, X, D: int) -> list[int]:
     return idx
 
 
+def _feature_names(X, D: int, *, idata=None, names=None) -> list[str]:
+    """The D feature names: given, X's columns, the posterior's ``feature`` coordinate, else ``feature j``."""
+    if names is not None:
+        return _names(names, [], D)
+    if isinstance(X, pd.DataFrame) and X.shape[1] == D:
+        return [str(c) for c in X.columns]
+    if idata is not None and "feature" in idata.posterior.coords and idata.posterior.sizes["feature"] == D:
+        values = [str(f) for f in idata.posterior["feature"].values]
+        if values != [str(j) for j in range(D)]:
+            return values
+    return [f"feature {j}" for j in range(D)]
+
+
+def _wrap(name: str, width: int = 22) -> str:
+    """A long feature name on several lines (broken at spaces, underscores or slashes), for an axis label."""
+    if len(name) <= width:
+        return name
+    marked = name.replace("_", "_\x00").replace("/", "/\x00").replace(" ", " \x00")
+    lines, line = [], ""
+    for piece in marked.split("\x00"):
+        if line and len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    return "\n".join(lines + [line.rstrip()])
+
+
 def _colors(n: int):
     cmap = plt.get_cmap("tab10")
     return [cmap(k % 10) for k in range(n)]
@@ -99,6 +134,169 @@ def _ellipse(ax, mean, cov, n_sigma, **kwargs):
     angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
     width, height = 2 * n_sigma * np.sqrt(vals[::-1])
     ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, **kwargs))
+
+
+def feature_ranking(fit, *, names=None) -> pd.DataFrame:
+    """Rank the features by how well they separate the components.
+
+    The separation of feature j is the (weight-averaged) variance of the
+    components' means over the components' average within-component variance,
+    both of feature j::
+
+        between_j = sum_k w_k (mu_kj - sum_l w_l mu_lj)^2
+        within_j  = sum_k w_k sigma_kj^2
+        separation_j = between_j / within_j
+
+    It is unitless (a feature's scale cancels), 0 when every component has the
+    same mean, and large when the components' means lie many within-component
+    standard deviations apart.
+
+    Parameters
+    ----------
+    fit : GaussianMixtureEM or xarray.Dataset
+        A fitted EM mixture, or a :func:`bayesgmm.summary` of a posterior (its
+        ``"mean"`` metric of ``weights``, ``means`` and ``stds`` is used).
+    names : sequence of str, optional
+        The feature names; default: the summary's ``feature`` coordinate, EM's
+        ``feature_names_in_``, or ``x0``, ``x1``...
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by feature name, most separating first, with columns
+        ``between``, ``within``, ``separation`` and ``rank`` (1 = most separating).
+    """
+    if isinstance(fit, xr.Dataset):
+        _check_dataset(fit, "fit", ("weights", "means", "stds"), "bayesgmm.summary")
+        if "metric" not in fit.dims or "mean" not in fit["metric"].values:
+            raise ValueError("fit lacks the 'mean' metric; expected the output of bayesgmm.summary.")
+        weights = np.asarray(fit["weights"].sel(metric="mean").transpose("component").values, dtype=float)
+        means = np.asarray(fit["means"].sel(metric="mean").transpose("component", "feature").values, dtype=float)
+        variances = np.asarray(fit["stds"].sel(metric="mean").transpose("component", "feature").values,
+                               dtype=float) ** 2
+        default = [str(f) for f in fit["feature"].values]
+    else:
+        check_fitted_em(fit, name="fit")
+        weights, means = np.asarray(fit.weights_, dtype=float), np.asarray(fit.means_, dtype=float)
+        variances = np.diagonal(fit.full_covariances_, axis1=1, axis2=2)
+        given = getattr(fit, "feature_names_in_", None)
+        default = [str(f) for f in given] if given is not None else [f"x{j}" for j in range(means.shape[1])]
+    names = _names(names, default, means.shape[1])
+    weights = weights / weights.sum()
+    centre = weights @ means
+    between = weights @ (means - centre) ** 2
+    within = weights @ variances
+    separation = between / np.maximum(within, np.finfo(float).tiny)
+    table = pd.DataFrame({"between": between, "within": within, "separation": separation},
+                         index=pd.Index(names, name="feature"))
+    table = table.sort_values("separation", ascending=False, kind="stable")
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table
+
+
+def _names(names, default: list[str], D: int) -> list[str]:
+    """D feature names: ``names`` checked, or ``default``."""
+    if names is None:
+        return list(default)
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
+        raise TypeError(f"names must be a sequence of {D} feature names, got {names!r:.80}.")
+    names = [str(n) for n in names]
+    if len(names) != D:
+        raise ValueError(f"names must name the {D} features, got {len(names)} name(s).")
+    return names
+
+
+def projection(X, *, names=None) -> xr.Dataset:
+    """All features in two dimensions: the first two principal components of the standardised data.
+
+    Each column is centred and divided by its standard deviation (constant
+    columns are left at 0), so no feature dominates by its unit.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        At least 2 features; a DataFrame's column names name them.
+    names : sequence of str, optional
+        The feature names (default: the DataFrame's columns, else ``x0``, ``x1``...).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``scores`` (obs, axis), the coordinates of each row; ``loadings``
+        (feature, axis), each feature's weight in each axis;
+        ``explained_variance_ratio`` (axis). ``axis`` is ``["PC1", "PC2"]``.
+    """
+    default = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+    X = check_data(X, name="X", dtype=(np.float64,), min_samples=2)
+    D = X.shape[1]
+    if D < 2:
+        raise ValueError("projection needs X with at least 2 features.")
+    names = _names(names, default or [f"x{j}" for j in range(D)], D)
+    sd = X.std(axis=0)
+    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    _, singular, vt = np.linalg.svd(Z, full_matrices=False)
+    vt = vt[:2]
+    vt = vt * np.sign(vt[np.arange(2), np.abs(vt).argmax(axis=1)])[:, None]  # largest loading positive
+    total = float((singular ** 2).sum())
+    ratio = singular[:2] ** 2 / total if total > 0 else np.zeros(2)
+    axis = ["PC1", "PC2"]
+    return xr.Dataset(
+        {"scores": (("obs", "axis"), Z @ vt.T), "loadings": (("feature", "axis"), vt.T),
+         "explained_variance_ratio": (("axis",), ratio)},
+        coords={"obs": np.arange(len(X)), "axis": axis, "feature": names},
+        attrs={"method": "principal components of the standardised data"},
+    )
+
+
+def _leading(loadings, n: int = 2) -> list[str]:
+    """The names of the ``n`` features with the largest absolute loadings on one axis."""
+    order = np.argsort(-np.abs(loadings.values), kind="stable")[:n]
+    return [str(loadings["feature"].values[i]) for i in order]
+
+
+def plot_projection(proj, assignment, *, ax=None):
+    """The rows in the two axes of :func:`projection`, coloured by component, opacity by certainty.
+
+    Parameters
+    ----------
+    proj : xarray.Dataset
+        From :func:`projection`.
+    assignment : xarray.Dataset
+        From :func:`bayesgmm.assignments` on the same rows.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    _check_dataset(proj, "proj", ("scores", "loadings", "explained_variance_ratio"), "bayesgmm.plotting.projection")
+    scores = np.asarray(proj["scores"].values, dtype=float)
+    _check_assignment(assignment, scores.shape[0])
+    ax = _ax(ax)
+    K = assignment.sizes["component"]
+    _scatter_by_component(ax, scores[:, 0], scores[:, 1], assignment, K)
+    for k, color in enumerate(_colors(K)):
+        ax.scatter([], [], color=color, s=18, label=f"component {k}")
+    ax.legend(frameon=False, fontsize="small", loc="best")
+    labels = []
+    for a, name in enumerate(proj["axis"].values):
+        ratio = float(proj["explained_variance_ratio"].values[a])
+        lead = ", ".join(_leading(proj["loadings"].isel(axis=a)))
+        labels.append(f"{name}, {ratio:.0%} of variance\nmostly {lead}")
+    ax.set_xlabel(labels[0], fontsize="small")
+    ax.set_ylabel(labels[1], fontsize="small")
+    ax.set_title(f"All {proj.sizes['feature']} features: principal components (opacity: certainty)",
+                 fontsize="medium")
+    return ax
+
+
+def _scatter_by_component(ax, x, y, assignment, K: int, s: float = 18):
+    """Scatter coloured by most probable component, opacity by its probability."""
+    labels = assignment["most_probable"].values
+    certainty = assignment["max_probability"].values
+    rgba = np.array(_colors(K))[labels].copy()
+    rgba[:, 3] = 0.15 + 0.85 * (certainty - certainty.min()) / max(np.ptp(certainty), 1e-12)
+    return ax.scatter(x, y, c=rgba, s=s, edgecolors="none")
 
 
 def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draws: int = 8, ax=None):
@@ -135,19 +333,15 @@ def plot_clusters(X, assignment, *, idata=None, em=None, features=(0, 1), n_draw
     K = assignment.sizes["component"]
     _check_overlays(idata, em, K, D)
     ax = _ax(ax)
-    labels = assignment["most_probable"].values
-    certainty = assignment["max_probability"].values
     colors = np.array(_colors(K))
-    rgba = colors[labels].copy()
-    rgba[:, 3] = 0.15 + 0.85 * (certainty - certainty.min()) / max(np.ptp(certainty), 1e-12)
-    ax.scatter(X[:, i], X[:, j], c=rgba, s=18, edgecolors="none")
+    _scatter_by_component(ax, X[:, i], X[:, j], assignment, K)
     if idata is not None:
         _posterior_ellipses(ax, idata, [i, j], colors, n_draws)
     if em is not None:
         _em_ellipses(ax, em, [i, j])
-    names = list(assignment.attrs.get("features", [])) or [f"feature {i}", f"feature {j}"]
-    ax.set_xlabel(names[0] if len(names) == 2 else f"feature {i}")
-    ax.set_ylabel(names[1] if len(names) == 2 else f"feature {j}")
+    names = _feature_names(frame, D, idata=idata)
+    ax.set_xlabel(names[i])
+    ax.set_ylabel(names[j])
     ax.set_title("Most probable component (opacity: certainty)")
     return ax
 
@@ -259,8 +453,8 @@ def _check_em_density(em_density, n: int) -> np.ndarray:
     return em_density
 
 
-def plot_pairs(X, assignment, marginals: dict, *, fig=None):
-    """Pair grid for D > 2: scatter by component off the diagonal, marginal densities on it.
+def plot_pairs(X, assignment, marginals: dict, *, features=None, names=None, fig=None):
+    """Pair grid: scatter by component off the diagonal, marginal densities on it.
 
     Parameters
     ----------
@@ -268,15 +462,25 @@ def plot_pairs(X, assignment, marginals: dict, *, fig=None):
     assignment : xarray.Dataset
         From :func:`bayesgmm.assignments`.
     marginals : dict
-        Feature index -> :func:`bayesgmm.marginal_density` result.
+        Feature index -> :func:`bayesgmm.marginal_density` result (features
+        without one get a histogram on the diagonal).
+    features : sequence of int or str, optional
+        The features to draw, in this order (indices, or names); default: all.
+        With many features pass a few, e.g. the first rows of
+        :func:`feature_ranking`: a D x D grid is illegible beyond about 5.
+    names : sequence of str, optional
+        The names of all the features, for the axis labels (default: X's
+        columns when X is a DataFrame, else ``feature j``).
     fig : matplotlib Figure, optional
 
     Returns
     -------
     matplotlib Figure
     """
+    frame = X
     X = check_data(X, name="X", dtype=(np.float64,))
     D = X.shape[1]
+    names = _feature_names(frame, D, names=names)
     _check_assignment(assignment, X.shape[0])
     if not isinstance(marginals, dict):
         raise TypeError(f"marginals must be a dict of feature index -> marginal_density result, got "
@@ -287,21 +491,51 @@ def plot_pairs(X, assignment, marginals: dict, *, fig=None):
                        "bayesgmm.marginal_density")
     if fig is not None and not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure or None, got {type(fig).__name__}.")
-    fig = fig or plt.figure(figsize=(2.6 * D, 2.6 * D))
-    axes = fig.subplots(D, D, squeeze=False)
-    colors = np.array(_colors(assignment.sizes["component"]))[assignment["most_probable"].values]
-    for r in range(D):
-        for c in range(D):
+    chosen = _feature_list(features, names, D)
+    n = len(chosen)
+    fig = fig or plt.figure(figsize=(2.4 * n + 0.4, 2.4 * n))
+    axes = fig.subplots(n, n, squeeze=False)
+    K = assignment.sizes["component"]
+    for r, fr in enumerate(chosen):
+        for c, fc in enumerate(chosen):
             ax = axes[r, c]
             if r == c:
-                if r in marginals:
-                    plot_density_1d(marginals[r], X=X[:, r], ax=ax)
+                if fr in marginals:
+                    plot_density_1d(marginals[fr], X=X[:, fr], ax=ax)
                     ax.get_legend().remove()
+                else:
+                    ax.hist(X[:, fr], bins=30, color="0.6")
+                ax.set_ylabel("")
+                ax.set_yticks([])
             else:
-                ax.scatter(X[:, c], X[:, r], c=colors, s=6)
-            if r == D - 1:
-                ax.set_xlabel(f"feature {c}")
+                _scatter_by_component(ax, X[:, fc], X[:, fr], assignment, K, s=6)
+            ax.tick_params(labelsize="x-small")
+            ax.set_xlabel(_wrap(names[fc]) if r == n - 1 else "", fontsize="small")
+            if c == 0 and r != c:
+                ax.set_ylabel(_wrap(names[fr]), fontsize="small")
+            elif c == 0:
+                ax.set_ylabel(f"{_wrap(names[fr])}\n(density)", fontsize="small")
+    fig.tight_layout()
     return fig
+
+
+def _feature_list(features, names: list[str], D: int) -> list[int]:
+    """Feature indices from indices or names (default: all), distinct and at least one."""
+    if features is None:
+        return list(range(D))
+    if isinstance(features, (str, bytes)) or not hasattr(features, "__iter__"):
+        raise TypeError(f"features must be a sequence of feature indices or names, got {features!r:.80}.")
+    idx = []
+    for f in features:
+        if isinstance(f, str):
+            if f not in names:
+                raise ValueError(f"features: {f!r} is not a feature (features: {names}).")
+            idx.append(names.index(f))
+        else:
+            idx.append(check_integer_param(f, "features", minimum=0, maximum=D - 1))
+    if not idx or len(set(idx)) != len(idx):
+        raise ValueError(f"features must be distinct features, at least one, got {features!r:.80}.")
+    return idx
 
 
 def plot_weights(idata, *, em=None, ax=None):
@@ -419,11 +653,15 @@ def plot_loo(table, *, ax=None):
     return ax
 
 
-def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool | None = None):
-    """ArviZ trace plot of the draws as they are in ``idata``.
+def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool | None = None, features=None,
+               max_features: int = 6):
+    """ArviZ trace plot of the draws as they are in ``idata``, one row per feature.
 
     Plotting computes nothing: pass a relabelled posterior (:func:`bayesgmm.relabel`)
-    to see the components' traces without label switching.
+    to see the components' traces without label switching. A variable with a
+    ``feature`` dimension (``means``, ``stds``) gets one row per feature, titled
+    ``means[name]``, its components overlaid: features of different units never
+    share an axis. At most ``max_features`` features are drawn.
 
     Parameters
     ----------
@@ -434,12 +672,18 @@ def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool | N
         Deprecated. ``True`` still relabels the draws first (with a
         ``DeprecationWarning``): call ``plot_trace(relabel(idata))`` instead.
         ``False`` is what the function does anyway.
+    features : sequence of int or str, optional
+        The features to draw (indices or names), e.g. the first rows of
+        :func:`feature_ranking`; default: the first ``max_features``.
+    max_features : int, default=6
+        The most features drawn (one row each per variable with a feature dimension).
 
     Returns
     -------
     numpy.ndarray of matplotlib Axes
     """
     check_idata(idata)
+    max_features = check_integer_param(max_features, "max_features", minimum=1)
     if relabel_draws is not None:
         relabel_draws = check_option(relabel_draws, "relabel_draws", (True, False))
     if isinstance(var_names, str):
@@ -458,4 +702,25 @@ def plot_trace(idata, *, var_names=("weights", "means"), relabel_draws: bool | N
     with warnings.catch_warnings():
         # ArviZ 0.x's own call into matplotlib >= 3.11, nothing a caller can change.
         warnings.filterwarnings("ignore", "Passing a dict or None as alias_mapping", MatplotlibDeprecationWarning)
-        return az.plot_trace(idata, var_names=list(var_names), compact=True)
+        axes = az.plot_trace(_per_feature(idata.posterior, list(var_names), features, max_features), compact=True)
+    axes.ravel()[0].figure.tight_layout()  # the rows' titles clear the tick labels above them
+    return axes
+
+
+def _per_feature(post, var_names: list[str], features, max_features: int) -> xr.Dataset:
+    """The variables to trace, those with a ``feature`` dimension split into one variable per feature."""
+    out = {}
+    names = [str(f) for f in post["feature"].values] if "feature" in post.dims else []
+    chosen = _feature_list(features, names, len(names)) if names else []
+    chosen = chosen[:max_features] if features is not None else list(range(min(len(names), max_features)))
+    for var in var_names:
+        da = post[var]
+        if "feature" not in da.dims:
+            out[var] = da
+            continue
+        extra = [d for d in da.dims if d not in ("chain", "draw", "component", "feature")]
+        if extra:  # a matrix per component (cov, corr): keep the diagonal of the chosen features
+            da = da.isel({extra[0]: xr.DataArray(np.arange(da.sizes["feature"]), dims="feature")})
+        for j in chosen:
+            out[f"{var}[{names[j]}]"] = da.isel(feature=j, drop=True)
+    return xr.Dataset(out)

@@ -105,3 +105,79 @@ def test_figure_matches_baseline_image(tmp_path):
     render_baseline_figure(tmp_path / "result.png")
     baseline = Path(__file__).with_name("baseline") / "density_1d.png"
     assert compare_images(str(baseline), str(tmp_path / "result.png"), tol=5) is None
+
+
+# ------------------------------------------------------------------ many features
+@pytest.fixture(scope="module")
+def wide():
+    """Six named features of very different scales: two separate the three blobs, four are noise."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 40)
+    frame = pd.DataFrame({
+        "noise_a": rng.normal(0, 1, 120), "split_small": labels * 0.01 + rng.normal(0, 0.002, 120),
+        "noise_b": rng.normal(0, 50, 120), "split_big": labels * 1000.0 + rng.normal(0, 150, 120),
+        "noise_c": rng.normal(5, 2, 120), "noise_d": rng.normal(0, 1e-3, 120),
+    })
+    em = GaussianMixtureEM(3, covariance_type="diag", random_state=0).fit(frame)
+    return frame, em, assignments(em_to_idata(em), frame.to_numpy())
+
+
+def test_feature_ranking_is_unitless_and_puts_separating_features_first(wide):
+    frame, em, _ = wide
+    ranking = bp.feature_ranking(em, names=list(frame.columns))
+    assert set(ranking.index[:2]) == {"split_small", "split_big"}
+    assert list(ranking["rank"]) == list(range(1, 7))
+    assert (np.diff(ranking["separation"]) <= 0).all()
+    scaled = GaussianMixtureEM(3, covariance_type="diag", random_state=0).fit(frame * [1, 1e3, 1, 1e-3, 1, 1])
+    np.testing.assert_allclose(bp.feature_ranking(scaled, names=list(frame.columns))["separation"].sort_index(),
+                               ranking["separation"].sort_index(), rtol=1e-3)
+    with pytest.raises(ValueError, match="name the 6 features"):
+        bp.feature_ranking(em, names=["a"])
+
+
+def test_projection_then_plot_projection(wide):
+    frame, _, assign = wide
+    proj = bp.projection(frame)
+    assert proj["scores"].shape == (120, 2) and list(proj["feature"].values) == list(frame.columns)
+    assert 0 < float(proj["explained_variance_ratio"].sum()) <= 1
+    ax = bp.plot_projection(proj, assign)
+    assert ax.get_xlabel().startswith("PC1") and "split_" in ax.get_xlabel()  # names the leading features
+    assert len(ax.collections[0].get_offsets()) == 120
+    fig, given = plt.subplots()
+    assert bp.plot_projection(proj, assign, ax=given) is given
+    with pytest.raises(ValueError, match="rows"):
+        bp.plot_projection(proj, assign.isel(obs_id=slice(0, 10)))
+
+
+def test_plot_pairs_draws_chosen_features_with_their_names(wide):
+    frame, em, assign = wide
+    fig = bp.plot_pairs(frame, assign, {}, features=["split_big", "split_small", "noise_a"])
+    assert len(fig.axes) == 9
+    labels = " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in fig.axes)
+    for name in ("split_big", "split_small", "noise_a"):
+        assert name in labels
+    assert "feature" not in labels and "noise_b" not in labels
+    with pytest.raises(ValueError, match="not a feature"):
+        bp.plot_pairs(frame, assign, {}, features=["nope"])
+    with pytest.raises(ValueError, match="distinct"):
+        bp.plot_pairs(frame, assign, {}, features=[0, 0])
+
+
+def test_plot_clusters_names_axes_from_a_frame(wide):
+    frame, em, assign = wide
+    ax = bp.plot_clusters(frame, assign, em=em, features=("split_big", "noise_c"))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("split_big", "noise_c")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ArviZ on a one-draw posterior
+def test_plot_trace_one_row_per_feature_bounded(wide):
+    frame, em, _ = wide
+    idata = em_to_idata(em)
+    idata.posterior = idata.posterior.assign_coords(feature=list(frame.columns))
+    axes = bp.plot_trace(idata, features=["split_big", "split_small"])
+    titles = [ax.get_title() for ax in axes[:, 0]]
+    assert titles == ["weights", "means[split_big]", "means[split_small]"]
+    axes = bp.plot_trace(idata, max_features=3)
+    assert axes.shape[0] == 1 + 3
