@@ -195,8 +195,7 @@ def compare_k(
     table = _loo_table(idatas, em, covariance_type)
     sparse = sparse_fit = None
     if sparse_alpha is not None:
-        sparse_fit = _fit_one_k(X, max(ks), covariance_type, em, settings, priors={"alpha": sparse_alpha})
-        sparse = effective_components(sparse_fit, weight_threshold=threshold)
+        sparse, sparse_fit = sparse_dirichlet_fit(X, max(ks), covariance_type, em, settings, sparse_alpha, threshold)
     return KComparison(table=table, idatas=_ByK(idatas, sparse_fit), em=em, sparse=sparse, sparse_idata=sparse_fit)
 
 
@@ -251,6 +250,20 @@ def _fit_one_k(X, k: int, covariance_type: str, em: ModelSelection, settings: di
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return BayesianGMM(k, covariance_type=covariance_type, priors=priors).fit(X, **{**settings, "init": start})
+
+
+def sparse_dirichlet_fit(X, k: int, covariance_type: str, em: ModelSelection, settings: dict, alpha: float,
+                         threshold: float = 0.05):
+    """The overfitted sparse-Dirichlet fit of :func:`compare_k` and :func:`bayesgmm.analysis.analyse`.
+
+    ``k`` components with ``Dirichlet(alpha)`` weights (a small ``alpha`` empties the
+    components the data do not need), started from ``em``'s fit of that K; ``settings``
+    are checked fit settings (:func:`bayesgmm.fit_settings.fit_settings`). Returns
+    ``(effective_components(fit, weight_threshold=threshold), fit)``: the posterior of the
+    number of components holding more than ``threshold`` of the weight, and the fit.
+    """
+    fit = _fit_one_k(X, k, covariance_type, em, settings, priors={"alpha": alpha})
+    return effective_components(fit, weight_threshold=threshold), fit
 
 
 def _loo_table(idatas: dict, em: ModelSelection, covariance_type: str) -> pd.DataFrame:

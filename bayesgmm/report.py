@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # the report never opens windows
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import plotting  # noqa: E402
@@ -55,9 +56,22 @@ th { background: #f0f0f0; } .warn { background: #fff4e5; border-left: 4px solid 
 .verdict-unreliable { background: #fdecea; border-color: #c62828; }
 .verdict-unreliable .verdict-title { color: #b71c1c; }
 .verdict-not-assessed { background: #f3f3f3; border-color: #888; }
-figure { display: inline-block; margin: 0.5rem; } img { max-width: 520px; }
+figure { display: inline-block; margin: 0.5rem; vertical-align: top; max-width: 100%; }
+img { max-width: min(520px, 100%); } figure.wide img { max-width: 100%; } figcaption { max-width: 100%; }
+figure.wide { display: block; } figure:not(.wide) figcaption { max-width: 520px; }
+.table-wrap { max-width: 100%; overflow-x: auto; } td, th { overflow-wrap: break-word; }
+td.cell { white-space: nowrap; } details { margin: 0.3rem 0 1rem; } summary { cursor: pointer; color: #245; }
 nav a { margin-right: 1rem; }
 """
+
+#: Figures: PNG at this resolution, reduced to a 256-colour palette (a third of the size, no visible change).
+_DPI = 80
+#: A table shows this many rows and collapses the rest into a <details> element.
+_ROWS_SHOWN = 12
+#: With more features than this, tables list the most separating features first and collapse the rest.
+_FEW_FEATURES = 10
+#: The pairs plot and the trace plot draw at most this many features (the most separating).
+_PAIRS_FEATURES = 4
 
 
 def _axes(figsize):
@@ -65,20 +79,72 @@ def _axes(figsize):
     return plt.subplots(figsize=figsize)[1]
 
 
-def _figure(fig) -> str:
+def _figure(fig, alt: str = "figure") -> str:
+    """The figure as an embedded PNG: rendered at :data:`_DPI`, quantised to 256 colours, compressed."""
+    from PIL import Image
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+    buf.seek(0)
+    with Image.open(buf) as image:
+        small = io.BytesIO()
+        image.convert("RGB").quantize(colors=256).save(small, format="png", optimize=True)
+    data = base64.b64encode(small.getvalue()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _fig_block(fig, caption: str) -> str:
-    return f"<figure>{_figure(fig)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+def _fig_block(fig, caption: str, wide: bool = False) -> str:
+    cls = ' class="wide"' if wide else ""
+    return (f"<figure{cls}>{_figure(fig, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def _table(df: pd.DataFrame, index: bool = False) -> str:
-    return df.to_html(index=index, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")
+    """A table, in a box that scrolls rather than widening the page if it is still too wide."""
+    table = df.to_html(index=index, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")
+    return f'<div class="table-wrap">{table}</div>'
+
+
+def _details(summary: str, body: str, open_: bool = False) -> str:
+    """A collapsed block (``<details>``) with a one-line summary."""
+    return f"<details{' open' if open_ else ''}><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
+def _long_table(df: pd.DataFrame, what: str, shown: int = _ROWS_SHOWN, limit: int | None = None,
+                index: bool = False) -> str:
+    """The first ``shown`` rows of a table, the rest (at most ``limit``) collapsed below it."""
+    if len(df) <= shown + 3:  # collapsing 1-3 rows saves nothing
+        return _table(df, index=index)
+    rest = df.iloc[shown:] if limit is None else df.iloc[shown:limit]
+    more = f"the other {len(rest)} {what}"
+    if limit is not None and len(df) > limit:
+        more += f" (of {len(df) - shown}; the remaining {len(df) - limit} are not shown)"
+    return _table(df.iloc[:shown], index=index) + _details(f"Show {more}", _table(rest, index=index))
+
+
+def _html_table(columns: list[str], rows: list[list[str]]) -> str:
+    """A table of cells that are already HTML (escaped by the caller)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _spaced(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """The table with underscores in the given column names read as spaces (the headers wrap, and read better)."""
+    return df.rename(columns={c: str(c).replace("_", " ") for c in columns})
+
+
+def _ranking(a: ClusteringAnalysis) -> pd.DataFrame:
+    """The features ranked by how well the posterior's components separate them (most separating first)."""
+    return plotting.feature_ranking(a.summary, names=a.names)
+
+
+def _ranking_phrase(ranking: pd.DataFrame, n: int) -> str:
+    return ", ".join(f"{name} ({value:.2g})" for name, value in ranking["separation"].head(n).items())
+
+
+_SEPARATION = ("separation: the variance of the components' posterior means over the average within-component "
+               "variance (unitless; larger separates better)")
 
 
 def _note(text: str, kind: str = "warn") -> str:
@@ -135,8 +201,10 @@ def render_overview(a: ClusteringAnalysis) -> list[str]:
     """The data: size, source, per-column statistics and dropped rows."""
     settings, data = a.settings, a.data
     parts = [f"<p>{len(data)} rows, {data.shape[1]} numeric column(s) from "
-             f"<code>{html.escape(settings.source)}</code>{' (standardized)' if settings.standardized else ''}.</p>",
-             _table(data.describe().T[["mean", "std", "min", "max"]], index=True)]
+             f"<code>{html.escape(settings.source)}</code>{' (standardized)' if settings.standardized else ''}.</p>"]
+    stats = _table(data.describe().T[["mean", "std", "min", "max"]], index=True)
+    parts.append(stats if data.shape[1] <= _FEW_FEATURES
+                 else _details(f"Per-column mean, sd, min and max ({data.shape[1]} columns)", stats))
     dropped = settings.dropped_rows
     if dropped:
         parts.append(_note(f"{len(dropped)} row(s) with missing values were dropped (--dropna): rows "
@@ -144,17 +212,48 @@ def render_overview(a: ClusteringAnalysis) -> list[str]:
     return parts
 
 
+def render_k_choice(a: ClusteringAnalysis) -> list[str]:
+    """The choice of K: the chosen K and the rule, BIC, ICL, LOO and the sparse fit side by side, and the notes."""
+    choice = a.k_choice
+    parts = [_note(choice.headline(), "ok" if not choice.notes else "warn")]
+    if choice.rule == "n_components":
+        return parts
+    winners = choice.winners
+    said = [f"BIC K = {winners['bic']}", f"ICL K = {winners['icl']}"]
+    said += [f"LOO K = {winners['loo']}"] if winners["loo"] is not None else []
+    said += [f"sparse fit K = {winners['sparse']}"] if winners["sparse"] is not None else []
+    parts.append(f"<p>Each criterion's choice ({html.escape(choice.covariance_type)} covariance): "
+                 f"{html.escape('; '.join(said))}. Rules: <code>bic</code> follows EM's BIC; <code>loo</code> "
+                 "takes LOO's winner when its elpd beats BIC's K by more than 2 standard errors of the difference "
+                 "(dse), else BIC's; <code>sparse</code> takes the most probable number of occupied components "
+                 "of an overfitted sparse-Dirichlet fit.</p>")
+    table = choice.table.reset_index().rename(columns={
+        "bic": "EM BIC", "icl": "EM ICL", "elpd_loo": "LOO elpd", "se": "LOO se", "elpd_diff": "elpd diff",
+        "dse": "dse", "sparse_probability": "P(K occupied, sparse fit)"}).dropna(axis=1, how="all")
+    table.insert(1, "chosen", ["yes" if k == choice.K else "" for k in table["K"]])
+    parts.append(_table(table))
+    parts.append("<p>BIC and ICL: lower is better. LOO elpd: higher is better; elpd diff and dse are the "
+                 "difference to LOO's best K and its standard error. Empty cells: not computed (K not fitted by "
+                 "Bayes, or a degenerate EM fit).</p>")
+    if choice.notes:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in choice.notes) + "</ul>")
+    return parts
+
+
 def render_selection(a: ClusteringAnalysis) -> list[str]:
-    """EM's choice by BIC, then LOO beside BIC and ICL around the chosen K."""
+    """The choice of K (every criterion, the rule), then EM's grid, then LOO over the Bayesian fits."""
     table = a.selection.table[["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl",
                                "degenerate", "rank"]].sort_values("bic")
-    parts = [f"<p>EM chose <b>K = {a.K}</b> with <b>{a.covariance_type}</b> covariance by BIC (lower is better; "
-             "degenerate fits, whose components collapsed, are not ranked).</p>", _table(table.head(15))]
+    best = a.selection.best_estimator_
+    parts = render_k_choice(a)
+    parts += [f"<h3>EM grid</h3><p>EM's BIC prefers <b>K = {best.n_components}</b> with "
+              f"<b>{best.covariance_type}</b> covariance (lower is better; degenerate fits, whose components "
+              "collapsed, are not ranked). Best 15 by BIC:</p>", _table(table.head(15))]
     if a.loo is None:
         parts.append("<p>A single K was fitted by Bayes, so LOO compares nothing here.</p>")
         return parts
     cov = a.covariance_type
-    parts.append(f"<p>LOO (Bayesian, {cov} covariance) beside EM's BIC and ICL for K = "
+    parts.append(f"<h3>LOO</h3><p>LOO (Bayesian, {cov} covariance) beside EM's BIC and ICL for K = "
                  f"{', '.join(map(str, a.loo_ks))}: LOO ranks K = {a.loo.best_loo} first; EM BIC with {cov} "
                  f"covariance ranks K = {a.loo.best_bic} first.</p>")
     parts.append(_table(a.loo.table[["n_components", "elpd_loo", "se", "elpd_diff", "dse", "em_bic", "em_icl"]]))
@@ -190,15 +289,34 @@ def render_diagnostics(a: ClusteringAnalysis) -> list[str]:
 
 
 def render_clusters(a: ClusteringAnalysis) -> list[str]:
-    """Every component's weight, means and sds with their intervals."""
-    summ, rows = a.summary, []
-    for k in range(a.K):
-        row = {"component": k, "weight": _interval(summ["weights"].sel(component=k), 3)}
-        for j, name in enumerate(a.names):
-            row[f"mean {name}"] = _interval(summ["means"].sel(component=k).isel(feature=j), 4)
-            row[f"sd {name}"] = _interval(summ["stds"].sel(component=k).isel(feature=j), 4)
-        rows.append(row)
-    return ["<p>Posterior means with 94% highest-density intervals.</p>", _table(pd.DataFrame(rows))]
+    """Every component's weight, then its means and sds with their intervals: one row per feature."""
+    summ, K = a.summary, a.K
+    counts = np.bincount(a.assignments["most_probable"].values, minlength=K)
+    weights = _html_table(["component", "weight [94% HDI]", "points (most probable)"],
+                          [[str(k), _interval(summ["weights"].sel(component=k), 3), str(counts[k])]
+                           for k in range(K)])
+    ranking = _ranking(a)
+    many = len(a.names) > _FEW_FEATURES
+    order = list(ranking.index) if many else a.names
+    cell = lambda var, k, f: _interval(summ[var].sel(component=k, feature=f), 4)  # noqa: E731
+    if K <= 4:  # one row per feature, a column per component (two lines: mean, sd)
+        columns = ["feature", "separation"] + [f"component {k}: mean / sd" for k in range(K)]
+        rows = [[html.escape(f), f"{ranking.loc[f, 'separation']:.3g}"]
+                + [f"mean {cell('means', k, f)}<br>sd {cell('stds', k, f)}" for k in range(K)] for f in order]
+    else:  # many components: one row per feature and component
+        columns = ["feature", "separation", "component", "mean [94% HDI]", "sd [94% HDI]"]
+        rows = [[html.escape(f), f"{ranking.loc[f, 'separation']:.3g}", str(k), cell("means", k, f),
+                 cell("stds", k, f)] for f in order for k in range(K)]
+    per_row = 1 if K <= 4 else K
+    parts = ["<p>Posterior means with 94% highest-density intervals, in the data's units.</p>", weights,
+             f"<p>Means and standard deviations per feature{' (most separating first)' if many else ''}; "
+             f"{html.escape(_SEPARATION)}.</p>"]
+    shown = _ROWS_SHOWN * per_row if many and len(order) > _ROWS_SHOWN + 3 else len(rows)
+    parts.append(_html_table(columns, rows[:shown]))
+    if len(rows) > shown:
+        parts.append(_details(f"Show the other {len(order) - shown // per_row} features",
+                              _html_table(columns, rows[shown:])))
+    return parts
 
 
 def render_uncertain(a: ClusteringAnalysis) -> list[str]:
@@ -207,17 +325,34 @@ def render_uncertain(a: ClusteringAnalysis) -> list[str]:
     parts = [f"<p>{len(unc)} of {len(a.data)} points either get a different label from EM or have a posterior "
              f"probability below {threshold:g} for their most probable component.</p>"]
     if len(unc):
-        rows = unc.join(a.data, on="obs_id").sort_values("posterior_probability")
-        parts.append(_table(rows.head(100)))
+        columns = a.names
+        if len(columns) > _PAIRS_FEATURES:
+            columns = list(_ranking(a).index[:3])
+            parts.append(f"<p>Data columns shown: the {len(columns)} most separating features "
+                         f"({html.escape(', '.join(columns))}) of {len(a.names)}.</p>")
+        rows = unc.join(a.data[columns], on="obs_id").sort_values("posterior_probability")
+        parts.append(_long_table(_spaced(rows, unc.columns), "points (least certain first)", limit=100))
     return parts
 
 
 def render_em_vs_posterior(a: ClusteringAnalysis) -> list[str]:
-    """EM's estimates beside the posterior's, and how well their clusterings agree."""
+    """EM's estimates beside the posterior's, and how well their clusterings agree; largest differences first."""
     versus = a.versus
+    table = versus.table.copy()
+    width = (table["hdi_upper"] - table["hdi_lower"]).to_numpy()
+    gap = np.abs(table["em"] - table["posterior_mean"]).to_numpy()
+    table.insert(table.columns.get_loc("em_in_hdi"), "difference_in_hdi_widths",
+                 np.divide(gap, width, out=np.where(gap > 0, np.inf, 0.0), where=width > 0))
+    table = table.sort_values(["em_in_hdi", "difference_in_hdi_widths"], ascending=[True, False], kind="stable")
     return [f"<p>Adjusted Rand index between EM's labels and the posterior's most probable labels: "
             f"<b>{versus.adjusted_rand_index:.3f}</b>. EM estimates inside their 94% interval: "
-            f"{int(versus.table['em_in_hdi'].sum())} of {len(versus.table)}.</p>", _table(versus.table)]
+            f"{int(versus.table['em_in_hdi'].sum())} of {len(versus.table)}.</p>",
+            "<p>Largest differences first: EM outside the interval, then by |EM - posterior mean| in widths of "
+            "the interval.</p>",
+            _long_table(_spaced(table.rename(columns={"hdi_lower": "HDI low", "hdi_upper": "HDI high",
+                                                      "em": "EM", "em_in_hdi": "EM in HDI",
+                                                      "difference_in_hdi_widths": "|EM - mean| / HDI width"}),
+                                table.columns), "parameters", limit=400)]
 
 
 def _selection_figures(a: ClusteringAnalysis) -> list[str]:
@@ -228,24 +363,35 @@ def _selection_figures(a: ClusteringAnalysis) -> list[str]:
 
 
 def _data_figures(a: ClusteringAnalysis) -> list[str]:
-    """The clusters over the data (D = 2), the pairs (D > 2) or the density (D = 1); then the marginals."""
+    """The clusters over the data: the density (D = 1), the scatter (D = 2), or the pairs of the most
+    separating features and a projection of all features (D > 2); then two marginal densities."""
     X, names, densities = a.X, a.names, a.densities
     if X.shape[1] == 1:
         ax = plotting.plot_density_1d(densities["predictive"], X=X[:, 0], em_density=densities["em"],
                                       ax=_axes((6, 4)))
         ax.set_xlabel(names[0])
         return [_fig_block(ax.figure, "Posterior predictive density with 94% band; EM dashed")]
+    ranking = _ranking(a)
     if X.shape[1] == 2:
-        ax = plotting.plot_clusters(X, a.assignments, idata=a.posterior, em=a.em, ax=_axes((6, 5)))
-        ax.set_xlabel(names[0])
-        ax.set_ylabel(names[1])
+        ax = plotting.plot_clusters(a.data, a.assignments, idata=a.posterior, em=a.em, ax=_axes((6, 5)))
         figures = [_fig_block(ax.figure, "Clusters: posterior ellipses (solid, thin: draws), EM (dashed)")]
+        marginal = [0, 1]
     else:
-        fig = plotting.plot_pairs(X, a.assignments, densities["marginal"])
-        for ax, name in zip(fig.axes[-X.shape[1]:], names):
-            ax.set_xlabel(name)
-        figures = [_fig_block(fig, "Pairs and marginal densities")]
-    for j in range(2):
+        top = list(ranking.index[:_PAIRS_FEATURES])
+        fig = plotting.plot_pairs(a.data, a.assignments, densities["marginal"], features=top)
+        chosen = (f"all {len(names)} features" if len(top) == len(names)
+                  else f"the {len(top)} most separating of the {len(names)} features")
+        figures = [_fig_block(fig, f"Pairs of {chosen}, coloured by most probable "
+                                   f"component (opacity: certainty), marginal densities on the diagonal. "
+                                   f"Ranked by {_SEPARATION}: {_ranking_phrase(ranking, len(top))}.", wide=True)]
+        proj = plotting.projection(a.data)
+        ax = plotting.plot_projection(proj, a.assignments, ax=_axes((7, 5.5)))
+        figures.append(_fig_block(ax.figure, f"All {len(names)} features in two dimensions: the first two "
+                                             "principal components of the standardised data (each column centred "
+                                             "and divided by its sd), coloured by most probable component, opacity "
+                                             "by its probability."))
+        marginal = [names.index(f) for f in top[:2]]
+    for j in marginal:
         ax = plotting.plot_density_1d(densities["marginal"][j], X=X[:, j], ax=_axes((6, 3.5)))
         ax.set_xlabel(names[j])
         figures.append(_fig_block(ax.figure, f"Marginal predictive density of {names[j]}"))
@@ -259,8 +405,13 @@ def _posterior_figures(a: ClusteringAnalysis) -> list[str]:
                    "Assignment certainty"),
     ]
     if a.settings.method == "nuts":
-        axes = plotting.plot_trace(a.posterior, relabel_draws=False)
-        figures.append(_fig_block(axes.ravel()[0].figure, "Trace of relabelled weights and means"))
+        ranking = _ranking(a)
+        top = list(ranking.index[:_PAIRS_FEATURES])
+        axes = plotting.plot_trace(a.posterior, relabel_draws=False, features=top, max_features=_PAIRS_FEATURES)
+        which = ("every feature" if len(top) == len(a.names)
+                 else f"the {len(top)} most separating of {len(a.names)} features ({', '.join(top)})")
+        figures.append(_fig_block(axes.ravel()[0].figure, f"Trace of the relabelled weights and of the means of "
+                                  f"{which}: one row per feature, in its own units.", wide=True))
     return figures
 
 
@@ -273,7 +424,8 @@ def render_appendix(a: ClusteringAnalysis) -> list[str]:
     """Priors, settings and package versions: what it takes to reproduce the report."""
     settings = pd.DataFrame([(k, str(v)) for k, v in vars(a.settings).items()
                              if k not in ("dropped_rows", "progressbar")], columns=["setting", "value"])
-    return ["<h3>Priors</h3>", _table(pd.DataFrame([a.model.priors.to_dict()])),
+    priors = pd.DataFrame([(k, str(v)) for k, v in a.model.priors.to_dict().items()], columns=["prior", "value"])
+    return ["<h3>Priors</h3>", _table(priors),
             "<h3>Settings</h3>" + _table(settings),
             "<h3>Package versions</h3>" + _table(_versions()),
             f"<p>Generated {datetime.now(UTC).isoformat(timespec='seconds')}.</p>"]

@@ -112,13 +112,19 @@ def test_rendering_computes_nothing(counted_analysis):
     assert _sections(text)[0] == [key for key, _ in SECTIONS]
 
 
-def test_analysis_keeps_names_and_follows_the_em_winner(counted_analysis):
+def test_analysis_keeps_names_and_follows_the_chosen_k(counted_analysis):
     analysis, text, *_ = counted_analysis
     assert isinstance(analysis, ClusteringAnalysis)
     assert analysis.names == ["eruptions", "waiting"]
     assert list(analysis.posterior.posterior.feature.values) == analysis.names  # no patching needed
     best = analysis.selection.best_estimator_
-    assert (analysis.K, analysis.covariance_type) == (best.n_components, best.covariance_type)
+    choice = analysis.k_choice
+    # K is the rule's choice (default "loo": BIC's K unless LOO beats it by more than 2 dse); the covariance
+    # type is EM's winner's, and the EM fit shown is the grid's fit of that K and type.
+    assert choice.rule == "loo" and analysis.K == choice.K and choice.winners["bic"] == best.n_components
+    assert analysis.covariance_type == best.covariance_type
+    assert analysis.em is analysis.selection.estimators[(analysis.K, best.covariance_type)]
+    assert analysis.posterior.posterior.sizes["component"] == analysis.K
     assert all(model.covariance_type == best.covariance_type for model in analysis.models.values())
     assert sorted(analysis.loo.idatas) == analysis.loo_ks
     assert analysis.loo.idatas[analysis.K] is analysis.fits[analysis.K]
