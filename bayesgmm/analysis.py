@@ -39,6 +39,7 @@ Examples
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -302,7 +303,8 @@ class ClusteringAnalysis:
         return sorted(self.fits)
 
 
-def analyse(X, settings: AnalysisSettings | None = None) -> ClusteringAnalysis:
+def analyse(X, settings: AnalysisSettings | None = None, *,
+            models: Mapping[int, BayesianGMM] | None = None) -> ClusteringAnalysis:
     """Run the clustering pipeline once: EM grid, Bayesian fits, alignment, summaries, comparisons.
 
     K is chosen by ``settings.k_rule`` from EM's BIC, LOO over the Bayesian fits and a
@@ -316,6 +318,11 @@ def analyse(X, settings: AnalysisSettings | None = None) -> ClusteringAnalysis:
         array's are ``x0``, ``x1``...).
     settings : AnalysisSettings, optional
         Defaults: ``AnalysisSettings()``.
+    models : dict of int to BayesianGMM, optional
+        Bayesian fits already made (e.g. loaded with :meth:`BayesianGMM.load`),
+        used for their K instead of fitting again: fitted on these data, with the
+        covariance type EM's grid chooses (and a pointwise log-likelihood when
+        LOO compares several K). ``bayesgmm report --posterior`` uses it.
 
     Returns
     -------
@@ -336,13 +343,14 @@ def analyse(X, settings: AnalysisSettings | None = None) -> ClusteringAnalysis:
     check_integer_param(settings.loo_neighbours, "loo_neighbours", minimum=0)
     check_integer_param(settings.loo_extra_fits, "loo_extra_fits", minimum=0)
     _check_k_settings(settings)
+    prefit = _check_prefit(models, data)
     with warnings.catch_warnings():
         # Degenerate and unconverged grid fits are marked in the table the report shows.
         warnings.simplefilter("ignore", DegenerateFitWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         selection = select_model(data.to_numpy(), ks, covariance_types=settings.covariance_types,
                                  random_state=settings.seed, progressbar=settings.progressbar)
-    models, fits, loo, k_choice = _choose_k(data, selection, ks, settings, fit_kwargs)
+    models, fits, loo, k_choice = _choose_k(data, selection, ks, settings, fit_kwargs, prefit)
     em = selection.estimators[(k_choice.K, selection.best_estimator_.covariance_type)]
     aligned = relabel(fits[k_choice.K], reference=em)
     verdicts = {k: assess(aligned if k == k_choice.K else idata) for k, idata in fits.items()}
@@ -372,7 +380,7 @@ def _check_k_settings(settings: AnalysisSettings) -> None:
 
 
 def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], settings: AnalysisSettings,
-              fit_kwargs: dict):
+              fit_kwargs: dict, prefit: Mapping[int, BayesianGMM]):
     """The Bayesian fits, LOO over them and the choice of K: ``(models, fits, loo, KChoice)``.
 
     BIC's K and its neighbours are fitted first; LOO's range grows while its winner
@@ -386,7 +394,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
         fit_kwargs = {**fit_kwargs, "log_likelihood": True}  # LOO needs it
     models, fits = {}, {}
     for k in _loo_ks(ks, selection, settings.loo_neighbours):
-        models[k], fits[k] = _bayesian_fit(data, selection, k, fit_kwargs)
+        models[k], fits[k] = _bayesian_fit(data, selection, k, fit_kwargs, prefit)
     if not choosing:
         K = selection.best_estimator_.n_components
         table = _k_table(selection, ks, cov, None, None)
@@ -399,7 +407,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
         nxt = _next_loo_k(loo, fits, available) if len(extra) < settings.loo_extra_fits else None
         if nxt is None:
             break
-        models[nxt], fits[nxt] = _bayesian_fit(data, selection, nxt, fit_kwargs)
+        models[nxt], fits[nxt] = _bayesian_fit(data, selection, nxt, fit_kwargs, prefit)
         extra.append(nxt)
     sparse = sparse_idata = None
     kmax = max(available)
@@ -412,7 +420,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
     winners = _winners(selection, cov, available, loo, sparse)
     K, reason = _apply_rule(settings.k_rule, winners, loo, sparse)
     if K not in fits:  # the sparse rule's mode, away from the K LOO compared
-        models[K], fits[K] = _bayesian_fit(data, selection, K, fit_kwargs)
+        models[K], fits[K] = _bayesian_fit(data, selection, K, fit_kwargs, prefit)
         loo = _loo(fits, selection, cov)
         winners["loo"] = None if loo is None else loo.best_loo
     notes = _notes(winners, ks, available, cov, fits, loo, extra, settings, sparse)
@@ -581,9 +589,32 @@ def _loo_ks(ks: list[int], selection: ModelSelection, neighbours: int) -> list[i
     return [k for k in ks if abs(k - K) <= neighbours and (k, cov) in selection.estimators]
 
 
-def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwargs: dict):
+def _check_prefit(models, data: pd.DataFrame) -> dict:
+    """Fits passed to :func:`analyse`, checked before anything is fitted."""
+    if models is None:
+        return {}
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a dict of K to fitted BayesianGMM, got {type(models).__name__}.")
+    for k, model in models.items():
+        if not isinstance(model, BayesianGMM) or model.idata_ is None:
+            raise TypeError(f"models[{k!r}] must be a fitted BayesianGMM (fit or load it first), got {model!r}.")
+        if model.n_components != k:
+            raise ValueError(f"models[{k!r}] has n_components={model.n_components}, not {k}.")
+        names = [str(f) for f in model.idata_.posterior["feature"].values]
+        if names != list(data.columns):
+            raise ValueError(f"models[{k!r}] was fitted on features {names}, but X has {list(data.columns)}.")
+    return dict(models)
+
+
+def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwargs: dict, prefit: Mapping):
     """The Bayesian fit of K, of the EM winner's covariance type, started from the grid's EM fit of that K."""
     cov = selection.best_estimator_.covariance_type
+    if k in prefit:
+        model = prefit[k]
+        if model.covariance_type != cov:
+            raise ValueError(f"models[{k}] has covariance_type={model.covariance_type!r}, but EM's grid chose "
+                             f"{cov!r}; give covariance_types=({model.covariance_type!r},) in the settings.")
+        return model, model.idata_
     model = BayesianGMM(k, covariance_type=cov)
     # Each fit is assessed once, by analyse (on the aligned posterior for the chosen K), not inside fit.
     with warnings.catch_warnings():

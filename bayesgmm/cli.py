@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import inspect
 import logging
 import os
 import re
@@ -661,7 +660,7 @@ def _cmd_report(args) -> int:
         settings = AnalysisSettings(
             n_components=args.components, select=[args.components] if args.components else args.select or
             AnalysisSettings().select, **_sampler_values(args), seed=args.seed, progressbar=not args.quiet,
-            source=str(args.data), dropped_rows=table.dropped)
+            source=str(args.data), dropped_rows=table.dropped, k_rule=args.k_rule)
     data = table.data
     _check_rows(data, settings.ks)
     settings.fit_kwargs()  # the fit settings are checked before anything is fitted
@@ -680,7 +679,7 @@ def _cmd_report(args) -> int:
 
 def _report_from_posterior(args):
     """``report --posterior``: the saved fit's K and covariance type, its features matched to the data."""
-    from .analysis import AnalysisSettings, analyse
+    from .analysis import AnalysisSettings
     from .fit_settings import FIT_DEFAULTS
 
     given = [f"--{name}" for name in _SAMPLER_FLAGS if getattr(args, name) is not None]
@@ -703,11 +702,7 @@ def _report_from_posterior(args):
         draws=int(post.sizes.get("draw", FIT_DEFAULTS["draws"])), chains=int(post.sizes.get("chain", 1)),
         tune=int(post.attrs.get("tuning_steps", FIT_DEFAULTS["tune"])), progressbar=not args.quiet,
         source=str(args.data), dropped_rows=table.dropped, loo_neighbours=0)
-    if "fits" not in inspect.signature(analyse).parameters:
-        raise CLIError("report --posterior is not supported yet (the analysis cannot take a saved fit); run "
-                       f"'bayesgmm report {args.data} --components {K}' to fit again, or 'bayesgmm assign "
-                       f"{args.posterior} {args.data} --out FILE' for the per-row assignments of the saved fit")
-    return table, settings, {"fits": {K: idata}}
+    return table, settings, {"models": {K: model}}
 
 
 def _stored_seed(idata, default: int) -> int:
@@ -774,7 +769,8 @@ def _cmd_demo(args) -> int:
           "best 12 by BIC:")
     _print_selection(analysis.selection)
     fit = settings.fit_kwargs()
-    print(f"\nBayesian mixture, K={analysis.K} with {analysis.covariance_type} covariance (chosen by EM BIC), "
+    print(f"\nChoice of K: {analysis.k_choice.headline()}")
+    print(f"\nBayesian mixture, K={analysis.K} with {analysis.covariance_type} covariance, "
           f"NUTS {fit['chains']} chains x {fit['draws']} draws, labels aligned to EM:")
     # The verdict before any number: reliable, or why not and what to do.
     print(analysis.verdict.details())
@@ -846,7 +842,7 @@ def _assignments_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .analysis import AnalysisSettings
+    from .analysis import K_RULES, AnalysisSettings
     from .fit_settings import FIT_DEFAULTS
 
     parser = _ArgumentParser(prog="bayesgmm", description="Gaussian mixtures by EM and by Bayes.")
@@ -885,6 +881,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--components", type=_positive_int)
     group.add_argument("--select", type=_parse_range, default=None,
                        help=f"the K of the EM grid (default: {_format_ks(AnalysisSettings().select)})")
+    report.add_argument("--k-rule", choices=K_RULES, default=AnalysisSettings().k_rule,
+                        help="how K is chosen: EM's BIC, LOO's winner when it beats BIC's K by more than 2 dse "
+                             "(default), or the sparse mixture's posterior mode of occupied clusters")
     report.add_argument("--posterior", metavar="FIT", default=None,
                         help="build the report from a fit saved by 'bayesgmm fit' instead of sampling")
     _output_options(report)

@@ -186,7 +186,9 @@ def _versions() -> pd.DataFrame:
 
 def _fit_description(a: ClusteringAnalysis) -> str:
     method = a.settings.method
-    return (f"the Bayesian fit with K = {a.K} ({a.covariance_type} covariance, "
+    rule = a.k_choice.rule
+    chosen = "the only K tried" if rule == "n_components" else f"chosen by the {rule!r} rule"
+    return (f"the Bayesian fit with K = {a.K} ({chosen}; {a.covariance_type} covariance, "
             f"{'NUTS' if method == 'nuts' else method.upper()})")
 
 

@@ -224,3 +224,23 @@ def test_compare_k_sparse_fit_starts_from_the_grid_and_keeps_the_old_key():
         assert result.idatas["sparse"] is result.sparse_idata
     with pytest.raises(ValueError, match="X is needed"):
         compare_k(None, [1, 2, 3], fits=dict(result.idatas), em=result.em)
+
+
+def test_precomputed_models_are_checked_before_anything_is_fitted(monkeypatch):
+    from bayesgmm import BayesianGMM
+    from bayesgmm import analysis as analysis_module
+
+    monkeypatch.setattr(analysis_module, "select_model", lambda *a, **k: pytest.fail("fitted before checking"))
+    data = load_faithful()
+    with pytest.raises(TypeError, match="models must be a dict"):
+        analyse(data, AnalysisSettings(**TINY), models=[1])
+    with pytest.raises(TypeError, match=r"models\[2\] must be a fitted BayesianGMM"):
+        analyse(data, AnalysisSettings(**TINY), models={2: BayesianGMM(2)})
+
+
+def test_cli_report_refuses_an_unknown_k_rule(tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    load_faithful().to_csv(tmp_path / "d.csv", index=False)
+    assert main(["report", str(tmp_path / "d.csv"), "--k-rule", "aic", "--out", str(tmp_path / "r.html")]) == 2
+    assert "--k-rule" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """``bayesgmm assign``, ``fit/report --assignments``, ``report --posterior``, ``--standardize`` and
 ``fit --covariance`` (issue #14, points 3 and 6): per-row assignments as CSV, columns matched by name."""
 
-import inspect
 import subprocess
 import sys
 
@@ -329,17 +328,11 @@ def test_report_posterior_checks_its_inputs(fitted, tmp_path, capsys):
 
 
 def test_report_posterior_uses_the_saved_fit(fitted, tmp_path, capsys, monkeypatch):
-    """Supported once analyse takes ``fits={K: idata}``; until then one clear error, nothing written."""
-    import bayesgmm.analysis
+    """The report of a saved fit: nothing is sampled again."""
+    import bayesgmm.model
 
     out = tmp_path / "r.html"
     args = ["report", "--posterior", fitted / "fit.nc", fitted / "train.csv", "--out", out, "--quiet"]
-    if "fits" not in inspect.signature(bayesgmm.analysis.analyse).parameters:
-        assert "not supported yet" in _error(args, capsys)
-        assert not out.exists()
-        return
-    import bayesgmm.model
-
     monkeypatch.setattr(bayesgmm.model.BayesianGMM, "fit",
                         lambda *a, **k: pytest.fail("report --posterior sampled again"))
     code, _, err = _run([*args, "--assignments", tmp_path / "a.csv"], capsys)
@@ -356,8 +349,8 @@ def test_report_posterior_passes_the_fit_to_analyse(fitted, tmp_path, capsys, mo
 
     calls = []
 
-    def fake_analyse(X, settings=None, *, fits=None):
-        calls.append((X, settings, fits))
+    def fake_analyse(X, settings=None, *, models=None):
+        calls.append((X, settings, models))
         return "analysis"
 
     monkeypatch.setattr(bayesgmm.analysis, "analyse", fake_analyse)
@@ -369,10 +362,10 @@ def test_report_posterior_passes_the_fit_to_analyse(fitted, tmp_path, capsys, mo
                          "--quiet"], capsys)
     assert code == 0, err
     assert out.read_text() == "<html>saved fit</html>"
-    (X, settings, fits), = calls
+    (X, settings, models), = calls
     assert list(X.columns) == ["eruptions", "waiting"]  # the fit's order
     assert settings.n_components == 2 and settings.ks == [2] and settings.covariance_types == ("full",)
     assert settings.method == "advi" and settings.draws == 50
     saved = BayesianGMM.load(fitted / "fit.nc").idata_
-    assert list(fits) == [2]
-    np.testing.assert_array_equal(fits[2].posterior["means"].values, saved.posterior["means"].values)
+    assert list(models) == [2]
+    np.testing.assert_array_equal(models[2].idata_.posterior["means"].values, saved.posterior["means"].values)
