@@ -129,3 +129,27 @@ def test_plot_trace_does_not_relabel_and_relabel_draws_is_deprecated():
     with pytest.warns(DeprecationWarning, match="relabel"):
         bp.plot_trace(idata, var_names="means", relabel_draws=True)
     plt.close("all")
+
+
+def test_only_pytensors_known_fusion_failure_is_hidden():
+    """pytensor#2145's logged traceback is dropped; any other rewrite failure is still logged."""
+    import logging
+
+    from bayesgmm._pytensor_setup import _KnownFusionFailure
+
+    record = logging.LogRecord("pytensor.graph.rewriting.basic", logging.ERROR, __file__, 1, "Traceback:", None, None)
+
+    def elemwise_to_scalar():
+        return {}["mu"]
+
+    def other_rewrite():
+        return {}["mu"]
+
+    keep = []
+    for fn in (elemwise_to_scalar, other_rewrite):
+        try:
+            fn()
+        except KeyError:
+            keep.append(_KnownFusionFailure().filter(record))
+    assert keep == [False, True]
+    assert _KnownFusionFailure().filter(record)  # no exception being handled: logged
