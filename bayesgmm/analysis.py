@@ -26,7 +26,6 @@ command line and the notebooks read the same object. Each step is done once:
 
 Examples
 --------
->>> import warnings; warnings.simplefilter("ignore")
 >>> from bayesgmm.analysis import AnalysisSettings, analyse
 >>> from bayesgmm.datasets import load_faithful
 >>> settings = AnalysisSettings(n_components=2, covariance_types=("full",), method="advi", draws=100,
