@@ -101,15 +101,15 @@ def _declare_means(priors, K: int, names: list, order_feature: int | None):
 def _mixture_logp(K: int, D: int, full: bool, likelihood: str):
     """The observed rows' log-density ``logp(value, w, mu, params)`` for ``pm.CustomDist``.
 
-    ``params`` is (K, P): packed lower Cholesky factors (``full``) or sds.
+    ``params`` is (K, P): packed lower Cholesky factors (``full``) or sds. Both
+    versions live in :mod:`bayesgmm._likelihood`: the compiled kernel Op and the
+    plain-graph one that the JAX and numba backends compile themselves.
     """
     import pytensor.tensor as pt
 
-    from ._likelihood import MixtureLogLike
+    from ._likelihood import MixtureLogLike, graph_mixture_logp
 
     centre_z, scale_z = pt.as_tensor(np.zeros(D)), pt.as_tensor(np.ones(D))
-    log_norm_const = -0.5 * D * np.log(2 * np.pi)
-    packed_index = {(i, j): p for p, (i, j) in enumerate(zip(*np.tril_indices(D)))}
 
     def logp(value, w, mu, params):
         # PyMC passes parameters with leading broadcast dims of size 1; they are
@@ -118,23 +118,6 @@ def _mixture_logp(K: int, D: int, full: bool, likelihood: str):
         params = params.reshape((K, -1))
         if likelihood == "kernel":
             return MixtureLogLike(full)(value, centre_z, scale_z, w, mu, params)[0]
-        # Whiten by forward substitution, y = L^{-1} (z - mu), feature by feature on
-        # (N, K) arrays: only elementwise ops, which PyTensor fuses (no per-component
-        # triangular solves, no matrix assembly) -- the reason this is fast.
-        maha, log_det, ys = 0.0, 0.0, []
-        for i in range(D):
-            resid = value[:, i][:, None] - mu[:, i][None, :]
-            if full:
-                for j in range(i):
-                    resid = resid - params[:, packed_index[i, j]][None, :] * ys[j]
-                diag = params[:, packed_index[i, i]]
-            else:
-                diag = params[:, i]
-            y = resid / diag[None, :]
-            ys.append(y)
-            maha = maha + y**2
-            log_det = log_det + pt.log(diag)
-        log_prob = -0.5 * maha - log_det[None, :] + pt.log(w)[None, :] + log_norm_const
-        return pt.logsumexp(log_prob, axis=1)
+        return graph_mixture_logp(value, w, mu, params, full, D)
 
     return logp
