@@ -1,7 +1,6 @@
 import base64
 import io
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import find_chromium as _chromium
 
 from bayesgmm.cli import main
 from bayesgmm.datasets import load_faithful
@@ -56,14 +56,6 @@ def test_report_has_every_section_and_decodable_images(report_path):
     assert "http://" not in text.replace("http://www.w3.org", "") and "<script" not in text  # nothing fetched
     for needle in ("LOO", "BIC", "R-hat", "Adjusted Rand index", "Priors", "Package versions", "seed"):
         assert needle in text
-
-
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def test_report_renders_in_headless_chromium(report_path, tmp_path):

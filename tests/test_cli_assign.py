@@ -7,29 +7,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import cli_error as _error
+from helpers import run_cli as _run
 
 from bayesgmm.cli import main
 from bayesgmm.datasets import load_faithful
 
 FIT = ["--components", "2", "--method", "advi", "--draws", "50", "--seed", "0", "--quiet"]
 BASE_COLUMNS = ["row", "most_probable", "max_probability", "uncertainty", "p_0", "p_1", "log_density"]
-
-
-def _run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error(args, capsys):
-    """Exit code 2 and one error line (after notes at most), no traceback."""
-    code, _, err = _run(args, capsys)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert lines and lines[-1].startswith("bayesgmm: error:"), err
-    assert all(line.startswith("bayesgmm: note:") for line in lines[:-1]), err
-    assert "Traceback" not in err
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")

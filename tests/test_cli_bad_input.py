@@ -7,9 +7,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import cli_error as _error
+from helpers import run_cli as _run
 
 import bayesgmm.cli as cli
-from bayesgmm.cli import load_data, main
+from bayesgmm.cli import load_data
 
 EM = ["--select", "1..2", "--covariance", "diag", "--quiet"]
 
@@ -20,22 +22,6 @@ def _frame(n=40, seed=0):
     x = np.r_[rng.normal(0.0, 1.0, half), rng.normal(6.0, 1.0, n - half)]
     y = np.r_[rng.normal(0.0, 1.0, half), rng.normal(-4.0, 1.0, n - half)]
     return pd.DataFrame({"x": x.round(3), "y": y.round(3)})
-
-
-def _run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error(args, capsys):
-    code, _, err = _run(args, capsys)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    # one error line, at most preceded by notes on how the file was read; no traceback
-    assert lines and lines[-1].startswith("bayesgmm: error:"), err
-    assert all(line.startswith("bayesgmm: note:") for line in lines[:-1]), err
-    return lines[-1]
 
 
 @pytest.fixture()

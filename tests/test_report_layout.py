@@ -5,7 +5,6 @@ Faithful (2 features), scikit-learn's wine (13) and breast_cancer (30).
 """
 
 import re
-import shutil
 import subprocess
 import time
 import warnings
@@ -13,6 +12,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers import find_chromium as _chromium
 
 from bayesgmm import report
 from bayesgmm.analysis import AnalysisSettings, analyse
@@ -160,14 +160,6 @@ def test_pairs_show_the_most_separating_features_with_names(reports):
 
 
 # ------------------------------------------------------------------ browser
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
