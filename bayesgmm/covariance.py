@@ -104,6 +104,15 @@ class CovarianceType(ABC):
     def whiten(self, X: np.ndarray, prepared: tuple, out: np.ndarray) -> np.ndarray:
         """Write whitened residuals ``y[n, k] = (x_n - m_k) P_k`` into ``out`` (n, K, D)."""
 
+    def fused_pass(self, X: np.ndarray, weights: np.ndarray, prepared: tuple, log_norm: np.ndarray):
+        """A chunk's whole E-step and whitened statistics in one compiled kernel, or None.
+
+        Returns ``(nk, sum_y, second, log_likelihood)`` as the generic pass computes
+        them, or None where this type has no such kernel (the generic pass, built on
+        :meth:`whiten` and :meth:`second_moment`, is then used).
+        """
+        return None
+
     # -- M-step ------------------------------------------------------------
     @abstractmethod
     def second_moment(self, weighted_y: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -344,6 +353,14 @@ class DiagCovariance(CovarianceType):
         out *= scale[None, :, :]
         return out
 
+    def fused_pass(self, X, weights, prepared, log_norm):
+        # Diagonal precisions: a few flops per (row, component, feature), so one fused
+        # trip over the rows beats NumPy's several passes (bayesgmm._em_kernels).
+        from ._em_kernels import diag_pass
+
+        means, scale = prepared
+        return diag_pass(X, weights, means, scale, log_norm)
+
     def second_moment(self, weighted_y, y):
         return np.einsum("nkd,nkd->kd", weighted_y, y)
 
@@ -398,6 +415,7 @@ class SphericalCovariance(CovarianceType):
         return DiagCovariance.prepare_whitening(self, means, scale, dtype)
 
     whiten = DiagCovariance.whiten
+    fused_pass = DiagCovariance.fused_pass
 
     def second_moment(self, weighted_y, y):
         # Per-feature squares, like diag: the average over features happens at the end.

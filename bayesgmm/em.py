@@ -417,6 +417,10 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         def work(a: int, b: int) -> SufficientStats:
             Xc, wc = X[a:b], sample_weight[a:b]
+            if resp_rows is None:
+                fused = self._cov.fused_pass(Xc, wc, info.prepared, info.log_norm)
+                if fused is not None:
+                    return SufficientStats(*fused, float(wc.sum(dtype=np.float64)))
             ws = _scratch(info.rows, info.shape, X.dtype)
             if resp_rows is None:
                 resp, y = self._log_prob_chunk(Xc, info)
