@@ -5,7 +5,10 @@ iterations (tol=0). Seconds per iteration are the difference between a run of
 1 + ITERS iterations and a run of 1, divided by ITERS, so start-up costs cancel.
 Peak memory is the peak of NumPy allocations during a fit (tracemalloc), X excluded.
 
-Prints every covariance type, float64 and float32, scikit-learn beside us, the ratios,\nand for full covariances the distance to the arithmetic limit measured on this machine.\n\nUsage: python benchmarks/bench_em.py [--n 1000000] [--d 10] [--k 8] [--iters 5] [--types full diag]
+Prints every covariance type, float64 and float32, scikit-learn beside us, the ratios,
+and for full covariances the distance to the arithmetic limit measured on this machine.
+
+Usage: python benchmarks/bench_em.py [--n 1000000] [--d 10] [--k 8] [--iters 10] [--types full diag]
 """
 
 from __future__ import annotations
