@@ -25,7 +25,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-from scipy import linalg
 
 _CHOLESKY_ERROR = (
     "Fitting the mixture model failed because some components have an ill-defined "
@@ -153,17 +152,29 @@ class CovarianceType(ABC):
 
 
 def _cholesky_lower(mat: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of one matrix or a stack (..., D, D), as one batched call."""
+    if not np.all(np.isfinite(mat)):  # LAPACK would not say so: a NaN factor would follow
+        raise ValueError(_CHOLESKY_ERROR)
     try:
-        return linalg.cholesky(mat, lower=True)
-    except linalg.LinAlgError:
+        return np.linalg.cholesky(mat)
+    except np.linalg.LinAlgError:
         raise ValueError(_CHOLESKY_ERROR) from None
+
+
+def _triangular_inverse(factors: np.ndarray, lower: bool) -> np.ndarray:
+    """Inverses of triangular matrices (..., D, D), batched.
+
+    One LAPACK call for the whole stack: on the small matrices of many short EM runs,
+    a loop of per-component ``solve_triangular`` calls cost more in Python and
+    argument checks than in arithmetic. The structural zeros are restored exactly.
+    """
+    inverse = np.linalg.inv(factors)
+    return np.tril(inverse) if lower else np.triu(inverse)
 
 
 def _prec_chol_from_cov(cov: np.ndarray) -> np.ndarray:
     # P = L^{-T} with cov = L L', so that P P' = cov^{-1} (scikit-learn's convention).
-    chol = _cholesky_lower(cov)
-    eye = np.eye(cov.shape[0], dtype=cov.dtype)
-    return linalg.solve_triangular(chol, eye, lower=True).T
+    return np.swapaxes(_triangular_inverse(_cholesky_lower(cov), lower=True), -1, -2)
 
 
 def _prec_chol_from_prec(prec: np.ndarray) -> np.ndarray:
@@ -176,9 +187,8 @@ class _MatrixCovariance(CovarianceType):
     """Shared linear algebra of ``full`` and ``tied``."""
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
-        # Q = P^{-1}, upper triangular: x - m = y Q.
-        eye = np.eye(prec_chol.shape[-1], dtype=prec_chol.dtype)
-        return linalg.solve_triangular(prec_chol, eye, lower=False)
+        # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).
+        return _triangular_inverse(prec_chol, lower=False)
 
     def second_moment(self, weighted_y, y):
         # (K, D, D): sum_n r_nk y_nk y_nk'
@@ -211,7 +221,7 @@ class FullCovariance(_MatrixCovariance):
         return np.tile(np.eye(n_features, dtype=dtype), (n_components, 1, 1))
 
     def precision_cholesky(self, covariances):
-        return np.stack([_prec_chol_from_cov(c) for c in covariances])
+        return _prec_chol_from_cov(covariances)
 
     def precision_cholesky_from_precisions(self, precisions):
         return np.stack([_prec_chol_from_prec(p) for p in precisions])
@@ -240,17 +250,13 @@ class FullCovariance(_MatrixCovariance):
         return out
 
     def unwhiten_shift(self, mean_y, precisions_cholesky):
-        return np.stack([
-            mean_y[k] @ self._inverse_factor(precisions_cholesky[k]) for k in range(len(mean_y))
-        ])
+        return np.matmul(mean_y[:, None, :], self._inverse_factor(precisions_cholesky))[:, 0, :]
 
     def covariances_from_moments(self, nk, mean_y, second, precisions_cholesky, reg_covar):
         centred = self._centred_moments(nk, mean_y, second)
         n_features = mean_y.shape[1]
-        covs = np.empty_like(centred)
-        for k in range(len(nk)):
-            q = self._inverse_factor(precisions_cholesky[k])
-            covs[k] = q.T @ centred[k] @ q
+        q = self._inverse_factor(precisions_cholesky)
+        covs = np.matmul(np.matmul(q.transpose(0, 2, 1), centred), q)
         covs = 0.5 * (covs + covs.transpose(0, 2, 1))
         covs[:, np.arange(n_features), np.arange(n_features)] += reg_covar
         return covs
