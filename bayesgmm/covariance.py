@@ -103,9 +103,11 @@ class CovarianceType(ABC):
     def whiten(self, X: np.ndarray, prepared: tuple, out: np.ndarray) -> np.ndarray:
         """Write whitened residuals ``y[n, k] = (x_n - m_k) P_k`` into ``out`` (n, K, D)."""
 
-    def fused_pass(self, X: np.ndarray, weights: np.ndarray, prepared: tuple, log_norm: np.ndarray):
-        """A chunk's whole E-step and whitened statistics in one compiled kernel, or None.
+    def fused_pass(self, X: np.ndarray, weights: np.ndarray, prepared: tuple, log_norm: np.ndarray,
+                   scratch: np.ndarray):
+        """A chunk's whole E-step and whitened statistics with few trips over memory, or None.
 
+        ``scratch`` is a (rows, K, D) array of X's dtype that the pass may overwrite.
         Returns ``(nk, sum_y, second, log_likelihood)`` as the generic pass computes
         them, or None where this type has no such kernel (the generic pass, built on
         :meth:`whiten` and :meth:`second_moment`, is then used).
@@ -113,6 +115,10 @@ class CovarianceType(ABC):
         return None
 
     # -- M-step ------------------------------------------------------------
+    def per_component_second(self, second: np.ndarray, nk: np.ndarray) -> np.ndarray:
+        """The summed second moments as :meth:`covariances_from_moments` takes them (divided by ``nk``)."""
+        return second / nk.reshape((-1,) + (1,) * (second.ndim - 1))
+
     @abstractmethod
     def second_moment(self, weighted_y: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Sum over rows of the weighted second moment of whitened residuals."""
@@ -126,7 +132,7 @@ class CovarianceType(ABC):
         precisions_cholesky: np.ndarray,
         reg_covar: float,
     ) -> np.ndarray:
-        """New covariances from whitened moments (``second`` already divided by ``nk``)."""
+        """New covariances from whitened moments (``second`` from :meth:`per_component_second`)."""
 
     @abstractmethod
     def unwhiten_shift(self, mean_y: np.ndarray, precisions_cholesky: np.ndarray) -> np.ndarray:
@@ -249,6 +255,18 @@ class FullCovariance(_MatrixCovariance):
         flat -= offset
         return out
 
+    def fused_pass(self, X, weights, prepared, log_norm, scratch):
+        # Whitening and the second moment are matrix products (BLAS); everything in
+        # between (distances, log-sum-exp, responsibilities, first moments) is one
+        # compiled trip over the residuals, which it leaves scaled by sqrt(r) so that
+        # the second moment is one batched product of them with themselves.
+        from ._em_kernels import whitened_pass
+
+        y = self.whiten(X, prepared, out=scratch)
+        nk, sum_y, log_likelihood = whitened_pass(y, weights, log_norm)
+        second = np.matmul(y.transpose(1, 2, 0), y.transpose(1, 0, 2)).astype(np.float64)
+        return nk, sum_y, second, log_likelihood
+
     def unwhiten_shift(self, mean_y, precisions_cholesky):
         return np.matmul(mean_y[:, None, :], self._inverse_factor(precisions_cholesky))[:, 0, :]
 
@@ -298,12 +316,47 @@ class TiedCovariance(_MatrixCovariance):
         prec_chol, shifted_means = prepared
         return np.subtract((X @ prec_chol)[:, None, :], shifted_means[None, :, :], out=out)
 
+    def fused_pass(self, X, weights, prepared, log_norm, scratch):
+        # One shared precision: the whitened rows u = x P are one product, and every
+        # component's residual is u - m_k P, so squared distances and moments are
+        # products of (rows, D) and (rows, K) arrays, never a (rows, K, D) one. The
+        # expansions |u - o|^2 = |u|^2 - 2 u.o + |o|^2 cancel digits: float64 after u.
+        prec_chol, shifted = prepared
+        u = np.matmul(X, prec_chol).astype(np.float64, copy=False)
+        offsets = shifted.astype(np.float64)
+        w = np.asarray(weights, dtype=np.float64)
+        log_prob = u @ offsets.T
+        log_prob *= 2.0
+        log_prob -= np.einsum("nd,nd->n", u, u)[:, None]
+        log_prob -= np.einsum("kd,kd->k", offsets, offsets)[None, :]
+        log_prob *= 0.5
+        log_prob += np.asarray(log_norm, dtype=np.float64)[None, :]
+        top = log_prob.max(axis=1)
+        log_prob -= top[:, None]
+        resp = np.exp(log_prob, out=log_prob)
+        total = resp.sum(axis=1)
+        log_likelihood = float(w @ (top + np.log(total)))
+        resp *= (w / total)[:, None]
+        nk = resp.sum(axis=0)
+        first = resp.T @ u  # sum_n r_nk u_n
+        cross = offsets.T @ first
+        second = (u * w[:, None]).T @ u - cross - cross.T + (offsets * nk[:, None]).T @ offsets
+        return nk, first - nk[:, None] * offsets, second, log_likelihood
+
+    def second_moment(self, weighted_y, y):
+        # Only the sum over components enters the shared covariance: (D, D).
+        n_features = y.shape[-1]
+        return weighted_y.reshape(-1, n_features).T @ y.reshape(-1, n_features)
+
+    def per_component_second(self, second, nk):
+        return second  # pooled over components already; see covariances_from_moments
+
     def unwhiten_shift(self, mean_y, precisions_cholesky):
         return mean_y @ self._inverse_factor(precisions_cholesky)
 
     def covariances_from_moments(self, nk, mean_y, second, precisions_cholesky, reg_covar):
-        centred = self._centred_moments(nk, mean_y, second)
-        pooled = np.tensordot(nk, centred, axes=1) / nk.sum()
+        # second: sum_k sum_n r_nk y y' (pooled); centre each component on its mean.
+        pooled = (second - np.einsum("k,kd,ke->de", nk, mean_y, mean_y)) / nk.sum()
         q = self._inverse_factor(precisions_cholesky)
         cov = q.T @ pooled @ q
         cov = 0.5 * (cov + cov.T)
@@ -359,7 +412,7 @@ class DiagCovariance(CovarianceType):
         out *= scale[None, :, :]
         return out
 
-    def fused_pass(self, X, weights, prepared, log_norm):
+    def fused_pass(self, X, weights, prepared, log_norm, scratch):
         # Diagonal precisions: a few flops per (row, component, feature), so one fused
         # trip over the rows beats NumPy's several passes (bayesgmm._em_kernels).
         from ._em_kernels import diag_pass

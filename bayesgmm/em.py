@@ -54,7 +54,7 @@ class SufficientStats:
 
     nk: np.ndarray  # (K,)
     sum_y: np.ndarray  # (K, D)
-    second: np.ndarray  # (K, D, D) or (K, D)
+    second: np.ndarray  # (K, D, D), (K, D), or (D, D) for tied (summed over components)
     log_likelihood: float  # sum_n w_n log p(x_n)
     total_weight: float
 
@@ -433,11 +433,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         def work(a: int, b: int) -> SufficientStats:
             Xc, wc = X[a:b], sample_weight[a:b]
+            ws = _scratch(info.rows, info.shape, X.dtype)
             if resp_rows is None:
-                fused = self._cov.fused_pass(Xc, wc, info.prepared, info.log_norm)
+                fused = self._cov.fused_pass(Xc, wc, info.prepared, info.log_norm, ws.y[: b - a])
                 if fused is not None:
                     return SufficientStats(*fused, float(wc.sum(dtype=np.float64)))
-            ws = _scratch(info.rows, info.shape, X.dtype)
             if resp_rows is None:
                 resp, y = self._log_prob_chunk(Xc, info)
                 log_px = self._normalize_in_place(resp)
@@ -475,7 +475,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         # Same guard as scikit-learn against empty components.
         nk = stats.nk + 10 * np.finfo(dtype).eps
         mean_y = stats.sum_y / nk[:, None]
-        second = stats.second / nk.reshape((-1,) + (1,) * (stats.second.ndim - 1))
+        second = self._cov.per_component_second(stats.second, nk)
         covariances = np.asarray(
             self._cov.covariances_from_moments(nk, mean_y, second, old.precisions_cholesky, self.reg_covar),
             dtype=dtype,

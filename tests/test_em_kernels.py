@@ -1,4 +1,4 @@
-"""The fused diagonal E+M kernel against the generic NumPy pass it replaces."""
+"""The fused E+M passes (diagonal kernel, tied products) against the generic NumPy pass they replace."""
 
 import numpy as np
 import pytest
@@ -10,13 +10,13 @@ from bayesgmm.covariance import get_covariance_type
 
 def _generic_pass(monkeypatch, model, Z, weights):
     """The same pass through the generic (whiten + NumPy) code path."""
-    for name in ("diag", "spherical"):
+    for name in ("full", "diag", "spherical", "tied"):
         monkeypatch.setattr(type(get_covariance_type(name)), "fused_pass", lambda self, *args: None)
     return model.accumulate(Z, weights, model._params)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 passes, on purpose
-@pytest.mark.parametrize("cov_type", ["diag", "spherical"])
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-5)])
 def test_fused_pass_equals_generic_pass(monkeypatch, cov_type, dtype, rtol):
     rng = np.random.default_rng(0)
@@ -27,7 +27,8 @@ def test_fused_pass_equals_generic_pass(monkeypatch, cov_type, dtype, rtol):
     Z = model.scaling_.transform(X, dtype=X.dtype)
     cov = get_covariance_type(cov_type)
     info = model._begin_pass(Z, model._params)
-    assert cov.fused_pass(Z, weights, info.prepared, info.log_norm) is not None  # the kernel is what runs
+    scratch = np.empty((len(Z), 3, Z.shape[1]), dtype=Z.dtype)
+    assert cov.fused_pass(Z, weights, info.prepared, info.log_norm, scratch) is not None  # the kernel is what runs
     fused = model.accumulate(Z, weights, model._params)
     generic = _generic_pass(monkeypatch, model, Z, weights)
     for name in ("nk", "sum_y", "second"):
@@ -51,7 +52,7 @@ def test_empty_component_gets_zero_responsibility():
     assert loglik == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("cov_type", ["diag", "spherical"])
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
 def test_float32_fit_matches_float64(cov_type):
     rng = np.random.default_rng(2)
     X = np.vstack([rng.normal(0, 1, (400, 4)), rng.normal(3, 0.3, (400, 4))])
