@@ -416,6 +416,14 @@ def _check_pair(em, idata) -> list[str]:
     return em_names
 
 
+def _within(value: float, low: float, high: float) -> bool:
+    """low <= value <= high, up to rounding: the posterior's sds and correlations come from
+    Cholesky factors, EM's from covariances, so a posterior concentrated at EM's estimate
+    (an HDI of width 0) can differ from it in the last digits."""
+    slack = 1e-9 * max(abs(low), abs(high), np.finfo(float).tiny)
+    return bool(low - slack <= value <= high + slack)
+
+
 def _parameter_table(em, post, hdi_prob: float) -> pd.DataFrame:
     """One row per component and parameter: EM's estimate beside the posterior mean and HDI."""
     K, D = em.means_.shape
@@ -433,7 +441,7 @@ def _parameter_table(em, post, hdi_prob: float) -> pd.DataFrame:
         low, high = (float(b) for b in hdi[var][(k, *index)].values)
         rows.append({"component": k, "parameter": parameter, "feature": feature, "em": float(em_value),
                      "posterior_mean": float(mean[var][(k, *index)]), "hdi_lower": low, "hdi_upper": high,
-                     "em_in_hdi": bool(low <= em_value <= high)})
+                     "em_in_hdi": _within(em_value, low, high)})
 
     for k in range(K):
         add(k, "weight", "", em.weights_[k], "weights")
