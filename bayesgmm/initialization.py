@@ -25,13 +25,48 @@ def _one_hot(labels: np.ndarray, n_components: int, dtype) -> np.ndarray:
     return resp
 
 
+# k-means partitions and k-means++ seeds by (data, K, method, random state before the
+# call): select_model fits every K for each covariance type from the same seed, and the
+# partitions do not depend on the covariance type, so the 3 other types reuse them
+# (with the random state moved on exactly as the call would have).
+_PARTITION_CACHE: OrderedDict[bytes, tuple] = OrderedDict()
+_PARTITION_CACHE_SIZE = 256
+_PARTITION_LOCK = threading.Lock()
+
+
+def _cached_partition(compute, X, n_components, sample_weight, rng, tag: str):
+    """``compute(rng)`` (an int array), or its cached result when the same call was made before."""
+    if not isinstance(rng, np.random.RandomState):  # only a RandomState's state can be replayed
+        return compute(rng)
+    _, keys, pos, has_gauss, gauss = rng.get_state()
+    key = hashlib.blake2b(
+        b"".join([np.ascontiguousarray(X).tobytes(), np.ascontiguousarray(sample_weight).tobytes(),
+                  str((X.shape, X.dtype.str, n_components, tag, pos, has_gauss, gauss)).encode(), keys.tobytes()]),
+        digest_size=16).digest()
+    with _PARTITION_LOCK:
+        hit = _PARTITION_CACHE.get(key)
+        if hit is not None:
+            _PARTITION_CACHE.move_to_end(key)
+    if hit is not None:
+        result, state_after = hit
+        rng.set_state(state_after)
+        return result
+    result = compute(rng)
+    result.setflags(write=False)
+    with _PARTITION_LOCK:
+        _PARTITION_CACHE[key] = (result, rng.get_state())
+        while len(_PARTITION_CACHE) > _PARTITION_CACHE_SIZE:
+            _PARTITION_CACHE.popitem(last=False)
+    return result
+
+
 def init_kmeans(X, n_components, sample_weight, rng, n_init: int = 1):
-    labels = (
-        KMeans(n_clusters=n_components, n_init=n_init, random_state=rng)
-        .fit(X, sample_weight=sample_weight)
-        .labels_
-    )
-    return np.arange(X.shape[0]), _one_hot(labels, n_components, X.dtype)
+    def labels(state):
+        return KMeans(n_clusters=n_components, n_init=n_init, random_state=state).fit(
+            X, sample_weight=sample_weight).labels_
+
+    found = _cached_partition(labels, X, n_components, sample_weight, rng, f"kmeans{n_init}")
+    return np.arange(X.shape[0]), _one_hot(found, n_components, X.dtype)
 
 
 def init_kmeans_best_of_10(X, n_components, sample_weight, rng):
@@ -40,7 +75,10 @@ def init_kmeans_best_of_10(X, n_components, sample_weight, rng):
 
 def init_kmeans_plusplus(X, n_components, sample_weight, rng):
     # As scikit-learn: the K seeds alone start the components.
-    _, indices = kmeans_plusplus(X, n_components, sample_weight=sample_weight, random_state=rng)
+    def seeds(state):
+        return kmeans_plusplus(X, n_components, sample_weight=sample_weight, random_state=state)[1]
+
+    indices = _cached_partition(seeds, X, n_components, sample_weight, rng, "k-means++")
     return indices, np.eye(n_components, dtype=X.dtype)
 
 

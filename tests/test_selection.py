@@ -1,6 +1,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bayesgmm import DegenerateFitWarning, GaussianMixtureEM, select_model
@@ -97,3 +98,16 @@ def test_select_model_bad_input(faithful, kwargs, match):
     with pytest.raises(ValueError, match=match), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         select_model(faithful, **kwargs)
+
+
+def test_partition_cache_changes_no_result(monkeypatch):
+    """select_model reuses k-means partitions across covariance types: the same table as without."""
+    import bayesgmm.initialization as init
+
+    X = np.vstack([np.random.default_rng(3).normal(c, 1.0, (60, 2)) for c in (0.0, 4.0, 8.0)])
+    with_cache = select_model(X, n_components=[2, 3], random_state=0).table
+    assert len(init._PARTITION_CACHE) > 0
+    init._PARTITION_CACHE.clear()
+    monkeypatch.setattr(init, "_PARTITION_CACHE_SIZE", 0)
+    without = select_model(X, n_components=[2, 3], random_state=0).table
+    pd.testing.assert_frame_equal(with_cache, without)
