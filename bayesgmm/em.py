@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._validation import check_n_components, check_numeric_columns, check_sample_weight, is_dask_collection
 from .covariance import CovarianceType, get_covariance_type
@@ -119,7 +119,7 @@ def _map_chunks(func, bounds, n_threads: int):
     """
     if n_threads <= 1 or len(bounds) <= 1:
         return [func(a, b) for a, b in bounds]
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _threadpool_controller().limit(limits=1, user_api="blas"):
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
             return list(pool.map(lambda ab: func(*ab), bounds))
 
