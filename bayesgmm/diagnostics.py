@@ -292,7 +292,7 @@ def _assess_mcmc(idata, n_chains: int, n_draws: int, relabel_draws) -> Verdict:
     found = _Findings({"kind": "mcmc", "n_chains": n_chains, "n_draws": total, "rhat_threshold": RHAT_MAX,
                        "ess_threshold": ESS_MIN, "ebfmi_threshold": EBFMI_MIN})
     stats = idata.get("sample_stats")
-    _check_divergences(found, stats, total)
+    _check_divergences(found, stats, total, idata.attrs)
     _check_rhat_ess(found, idata, n_chains, relabel_draws)
     _check_ebfmi(found, idata, stats)
     _note_treedepth(found, stats)
@@ -303,18 +303,30 @@ def _assess_mcmc(idata, n_chains: int, n_draws: int, relabel_draws) -> Verdict:
                    found.notes)
 
 
-def _check_divergences(found: _Findings, stats, total: int) -> None:
+def _check_divergences(found: _Findings, stats, total: int, attrs) -> None:
     diverging = _sample_stat(stats, "diverging", "divergent")
     if diverging is None:
         return
     n_div = int(np.asarray(diverging.values, dtype=bool).sum())
     found.metrics["divergences"] = n_div
     found.metrics["divergence_pct"] = 100.0 * n_div / max(total, 1)
+    retried = "first_run_divergences" in attrs
+    if retried:  # fit(retry_on_divergence=True) sampled a second time
+        found.metrics["first_run_divergences"] = int(attrs["first_run_divergences"])
+        found.notes.append(
+            f"sampled twice: {int(attrs['first_run_divergences'])} divergent transitions at target_accept "
+            f"{attrs.get('first_run_target_accept')}, {attrs.get('second_run_divergences')} at "
+            f"{attrs.get('second_run_target_accept')}; these draws are the {attrs.get('kept_run')} run's")
     if n_div:
         found.reasons.append(f"{n_div} divergent transition{'s' if n_div != 1 else ''} "
                              f"({found.metrics['divergence_pct']:.1f}% of draws)")
-        found.advice.append("raise target_accept and tune (e.g. fit(..., target_accept=0.95, tune=2000))")
-        found.advice.append("if divergences persist, try fit(..., warmup_start='identity') or fewer components")
+        if retried:
+            found.advice.append("divergences persist at target_accept 0.95: the posterior has a region NUTS "
+                                "cannot step through (often a component with few points); try fewer components, "
+                                "or fit(..., target_accept=0.99, tune=2000)")
+        else:
+            found.advice.append("raise target_accept and tune (e.g. fit(..., target_accept=0.95, tune=2000))")
+            found.advice.append("if divergences persist, try fit(..., warmup_start='identity') or fewer components")
 
 
 def _invariant_quantities(idata, relabel_draws) -> tuple[dict[str, xr.DataArray], bool]:

@@ -51,6 +51,7 @@ FIT_DEFAULTS: dict = {
     "learning_rate": 0.01,
     "log_likelihood": "auto",
     "check_diagnostics": True,
+    "retry_on_divergence": True,
 }
 
 
@@ -147,6 +148,7 @@ FIT_ARGUMENTS = {
     "learning_rate": _positive,
     "log_likelihood": _option(True, False, "auto"),
     "check_diagnostics": _flag,
+    "retry_on_divergence": _flag,
 }
 
 #: Options of PyMC's NUTS step (also accepted inside ``nuts={...}``).

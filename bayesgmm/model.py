@@ -312,6 +312,7 @@ class BayesianGMM(PosteriorPredictionMixin):
         learning_rate: float = FIT_DEFAULTS["learning_rate"],
         log_likelihood: bool | str = FIT_DEFAULTS["log_likelihood"],
         check_diagnostics: bool = FIT_DEFAULTS["check_diagnostics"],
+        retry_on_divergence: bool = FIT_DEFAULTS["retry_on_divergence"],
         **sampler_kwargs,
     ):
         """Fit by NUTS or variational inference; always returns ``arviz.InferenceData``.
@@ -382,6 +383,15 @@ class BayesianGMM(PosteriorPredictionMixin):
             warn when it is unreliable. False leaves that to the caller, e.g. one
             who relabels the draws anyway and assesses the relabelled posterior
             (:func:`bayesgmm.analysis.analyse` does).
+        retry_on_divergence : bool, default=True
+            NUTS with ``sampler="pymc"`` and ``target_accept`` not given: when the
+            run's divergent transitions exceed 0.1% of its draws, sample again from
+            the same start at ``target_accept=0.95`` (the first remedy the
+            diagnostics advise) and return the run with fewer divergent
+            transitions; ``idata.attrs`` keeps both counts
+            (``first_run_divergences``, ``second_run_divergences``, ``kept_run``)
+            and the verdict notes the retry. It costs a second, slower run only
+            where the first diverged (see ``docs/sampling.md`` for the figures).
         **sampler_kwargs
             NUTS only, passed to the NUTS implementation. With ``sampler="pymc"``:
             the step's ``target_accept`` (in (0, 1)), ``max_treedepth``,
@@ -417,7 +427,8 @@ class BayesianGMM(PosteriorPredictionMixin):
             "progressbar": progressbar, "init": init, "sampler": sampler, "mass_matrix": mass_matrix,
             "warmup_start": warmup_start, "batch_size": batch_size, "n_iterations": n_iterations,
             "learning_rate": learning_rate, "log_likelihood": log_likelihood,
-            "check_diagnostics": check_diagnostics, **sampler_kwargs})
+            "check_diagnostics": check_diagnostics, "retry_on_divergence": retry_on_divergence,
+            **sampler_kwargs})
         options = {k: v for k, v in settings.items() if k not in FIT_DEFAULTS}
         data = self.prepare(X)
         self._check_fit(settings, data)
@@ -427,7 +438,8 @@ class BayesianGMM(PosteriorPredictionMixin):
         if method == "nuts":
             idata, em = inference.fit_nuts(spec, data, tune=settings["tune"], chains=settings["chains"],
                                            sampler=settings["sampler"], mass_matrix=settings["mass_matrix"],
-                                           warmup_start=settings["warmup_start"], **common, **options)
+                                           warmup_start=settings["warmup_start"],
+                                           retry_on_divergence=settings["retry_on_divergence"], **common, **options)
         else:
             idata, em = inference.fit_vi(spec, data, method=method, batch_size=settings["batch_size"],
                                          n_iterations=settings["n_iterations"],

@@ -462,6 +462,10 @@ def _nuts_diagnostics(idata, q: dict, n_chain: int, n_draw: int, record: dict) -
 
     stats = idata.sample_stats
     record["divergences"] = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    if "first_run_divergences" in idata.attrs:  # fit(retry_on_divergence=True) sampled twice
+        record.update(first_run_divergences=int(idata.attrs["first_run_divergences"]),
+                      second_run_divergences=int(idata.attrs["second_run_divergences"]),
+                      kept_run=str(idata.attrs["kept_run"]))
     if n_chain < 2 or n_draw < 4:
         return
     with warnings.catch_warnings():

@@ -4,7 +4,9 @@ The table of issue #11: for every (K, seed) one ``BayesianGMM(K).fit(X)`` on the
 bundled Old Faithful data with the package's defaults (or the settings given with
 ``--set``), and the figures :func:`bayesgmm.diagnostics.assess` reads from it:
 
-* divergent transitions (count and % of draws);
+* divergent transitions (count and % of draws); "1st" is the first run's count
+  when ``fit`` sampled twice (``retry_on_divergence``, on by default; "*" marks that
+  the first run was kept, having fewer), "-" when one run sufficed;
 * the worst rank-normalised split R-hat and the smallest bulk ESS over the
   label-invariant quantities (the total log-likelihood per draw and the relabelled
   weights and means), and the same two on the log-likelihood alone;
@@ -65,7 +67,10 @@ def one_fit(K: int, seed: int, settings: dict, covariance: str, priors: dict | N
             "divergence_pct": m.get("divergence_pct"), "max_rhat": m.get("max_rhat"),
             "max_rhat_on": m.get("max_rhat_on"), "min_ess_bulk": m.get("min_ess_bulk"),
             "loglik_rhat": ll_rhat, "loglik_ess": ll_ess, "chains": int(idata.posterior.sizes["chain"]),
-            "draws": int(idata.posterior.sizes["draw"]), "modes": modes, "headline": verdict.headline()}
+            "draws": int(idata.posterior.sizes["draw"]), "modes": modes, "headline": verdict.headline(),
+            # fit(retry_on_divergence=True): the first run's count when it sampled twice, and which run it kept
+            "first_run_divergences": idata.attrs.get("first_run_divergences"),
+            "kept_run": idata.attrs.get("kept_run")}
 
 
 def _value(text: str):
@@ -82,10 +87,12 @@ def meets(row: dict) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'K':>2} {'seed':>4} {'div':>5} {'div%':>6} {'R-hat':>7} {'on':<20} {'ESS':>6} "
+    print(f"{'K':>2} {'seed':>4} {'1st':>5} {'div':>5} {'div%':>6} {'R-hat':>7} {'on':<20} {'ESS':>6} "
           f"{'ll R-hat':>8} {'ll ESS':>7} {'sec':>6}  verdict")
     for r in sorted(rows, key=lambda r: (r["K"], r["seed"])):
-        print(f"{r['K']:>2} {r['seed']:>4} {r['divergences']:>5} {r['divergence_pct']:>6.2f} {r['max_rhat']:>7.3f} "
+        first = r.get("first_run_divergences")
+        first = "-" if first is None else f"{first}{'*' if r.get('kept_run') == 'first' else ''}"
+        print(f"{r['K']:>2} {r['seed']:>4} {first:>5} {r['divergences']:>5} {r['divergence_pct']:>6.2f} {r['max_rhat']:>7.3f} "
               f"{str(r['max_rhat_on']):<20} {r['min_ess_bulk']:>6.0f} {r['loglik_rhat']:>8.3f} "
               f"{r['loglik_ess']:>7.0f} {r['seconds']:>6.1f}  {r['headline'][:90]}")
     for K in sorted({r["K"] for r in rows}):

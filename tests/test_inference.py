@@ -149,3 +149,54 @@ def test_key_follows_every_module_of_the_package(tmp_path, monkeypatch):
     with open(package / "_lkj.py", "a") as fh:  # a module model.py only imports
         fh.write("\n# changed\n")
     assert _compile_cache.cache_key(BayesianGMM(2).config, 2) != before
+
+
+def _fit_counting_runs(monkeypatch, diverging_first: int, **settings):
+    """Fit with the first NUTS run forced to show ``diverging_first`` divergent draws; the runs' target_accepts."""
+    from bayesgmm import inference
+
+    real, calls = inference._sample_pymc, []
+
+    def sample(*args, **kwargs):
+        calls.append(kwargs.get("target_accept"))
+        idata = real(*args, **kwargs)
+        if len(calls) == 1:
+            diverging = idata.sample_stats["diverging"].values
+            diverging.flat[:diverging_first] = True
+        return idata
+
+    monkeypatch.setattr(inference, "_sample_pymc", sample)
+    X, _ = make_mixture(60, 2, 2, random_state=0, separation=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = BayesianGMM(2).fit(X, draws=20, tune=20, chains=1, random_seed=0, progressbar=False, **settings)
+    return idata, calls
+
+
+def test_divergent_run_is_sampled_again_at_a_higher_target_accept(monkeypatch):
+    from bayesgmm.diagnostics import assess
+    from bayesgmm.inference import RETRY_TARGET_ACCEPT
+
+    idata, calls = _fit_counting_runs(monkeypatch, diverging_first=5)
+    assert calls == [None, RETRY_TARGET_ACCEPT]
+    assert idata.attrs["first_run_divergences"] == 5
+    n_second = idata.attrs["second_run_divergences"]
+    # The run with fewer divergent transitions is the one returned.
+    assert idata.attrs["kept_run"] == ("second" if n_second <= 5 else "first")
+    assert int(idata.sample_stats["diverging"].sum()) == min(n_second, 5)
+    assert any("sampled twice: 5 divergent transitions" in note for note in assess(idata).notes)
+
+
+def test_no_retry_when_the_run_is_clean_or_the_user_chose(monkeypatch):
+    _, calls = _fit_counting_runs(monkeypatch, diverging_first=0)
+    assert calls == [None]
+    _, calls = _fit_counting_runs(monkeypatch, diverging_first=5, target_accept=0.9)
+    assert calls == [0.9]
+    idata, calls = _fit_counting_runs(monkeypatch, diverging_first=5, retry_on_divergence=False)
+    assert calls == [None] and "first_run_divergences" not in idata.attrs
+
+
+def test_retry_setting_is_checked():
+    X, _ = make_mixture(30, 2, 2, random_state=0)
+    with pytest.raises(TypeError, match="retry_on_divergence must be True or False"):
+        BayesianGMM(2).fit(X, retry_on_divergence="yes")
