@@ -3,7 +3,7 @@
 from ._posterior import em_to_idata
 from .compare import FitComparison, KComparison, compare_fits, compare_k
 from .cost import CostEstimate, ExpensiveFitWarning
-from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess
+from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess, chain_modes
 from .em import DegenerateFitWarning, GaussianMixtureEM
 from .fit_settings import fit_settings
 from .labels import relabel
@@ -51,6 +51,7 @@ __all__ = [
     "PosteriorDiagnosticsWarning",
     "Verdict",
     "assess",
+    "chain_modes",
     "GaussianMixtureEM",
     "ModelSelection",
     "Priors",

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-__all__ = ["Verdict", "assess", "PosteriorDiagnosticsWarning", "RHAT_MAX", "ESS_MIN", "EBFMI_MIN"]
+__all__ = ["Verdict", "assess", "chain_modes", "PosteriorDiagnosticsWarning", "RHAT_MAX", "ESS_MIN", "EBFMI_MIN"]
 
 #: Largest acceptable rank-normalised split R-hat.
 RHAT_MAX = 1.01
@@ -178,12 +178,18 @@ def _rhat_ess(da: xr.DataArray) -> tuple[float | None, float | None, float | Non
 
 def _total_log_likelihood(idata) -> xr.DataArray | None:
     """The log-likelihood of all data per draw: from the ``log_likelihood`` group, else computed."""
+    pointwise = _pointwise_log_likelihood(idata)
+    if pointwise is None:
+        return None
+    other = [d for d in pointwise.dims if d not in ("chain", "draw")]
+    return pointwise.sum(other) if other else pointwise
+
+
+def _pointwise_log_likelihood(idata) -> xr.DataArray | None:
+    """The log-likelihood per (chain, draw, point): the ``log_likelihood`` group, else computed from the draws."""
     if "log_likelihood" in idata.groups() and len(idata.log_likelihood.data_vars):
         ll = idata.log_likelihood
-        name = "obs" if "obs" in ll else next(iter(ll.data_vars))
-        da = ll[name]
-        other = [d for d in da.dims if d not in ("chain", "draw")]
-        return da.sum(other) if other else da
+        return ll["obs" if "obs" in ll else next(iter(ll.data_vars))]
     if "observed_data" not in idata.groups() or "obs" not in idata.observed_data:
         return None
     from ._posterior import posterior_arrays
@@ -201,8 +207,111 @@ def _total_log_likelihood(idata) -> xr.DataArray | None:
         pointwise = pointwise_log_likelihood(X, arrays["weights"], arrays["means"], arrays["chol"])
     except (ValueError, TypeError, KeyError):
         return None
-    return xr.DataArray(pointwise.sum(axis=1).reshape(post.sizes["chain"], post.sizes["draw"]),
-                        dims=("chain", "draw"))
+    return xr.DataArray(pointwise.reshape(post.sizes["chain"], post.sizes["draw"], -1),
+                        dims=("chain", "draw", "obs_id"))
+
+
+#: Two chains whose total log-likelihoods have a rank-normalised R-hat above this are
+#: in different modes (the threshold of the verdict's "different modes" reason).
+MODE_RHAT = 1.1
+
+
+def chain_modes(idata) -> xr.Dataset:
+    """Group the chains into posterior modes and weight each mode by stacking.
+
+    When chains settle in different modes and do not mix, averaging them (what every
+    summary does) describes no posterior. Yao, Vehtari & Gelman (2022, "Stacking for
+    non-mixing Bayesian computations: the curse and blessing of multimodal
+    posteriors") combine such chains instead with the weights that maximise the
+    leave-one-out predictive density of the mixture of chains. This computes them
+    with ArviZ (PSIS-LOO per chain, ``az.compare(method="stacking")``) and groups
+    chains whose total log-likelihoods mix (pairwise rank-normalised R-hat at most
+    1.1) into one mode. A mode's weight is the sum of its chains' weights: how much
+    of the predictive mixture it carries, not its exact posterior mass (which no
+    non-mixing sampler measures).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a posterior of 2 or more chains and a ``log_likelihood`` group (or the
+        ``observed_data`` to compute it from).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimension ``chain``: ``mode`` (0 is the mode with the largest weight),
+        ``stacking_weight`` (the chain's, summing to 1) and ``mean_log_likelihood``
+        (of all data, over the chain's draws). ``attrs["n_modes"]`` gives the count.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 2 chains or no log-likelihood to work from.
+
+    Examples
+    --------
+    >>> import numpy as np, arviz as az
+    >>> from bayesgmm.diagnostics import chain_modes
+    >>> rng = np.random.default_rng(0)
+    >>> ll = np.stack([rng.normal(-1.0, 0.01, (200, 30)), rng.normal(-1.5, 0.01, (200, 30))])
+    >>> idata = az.from_dict(posterior={"weights": rng.dirichlet([1, 1], (2, 200))}, log_likelihood={"obs": ll})
+    >>> modes = chain_modes(idata)
+    >>> int(modes.attrs["n_modes"]), modes["stacking_weight"].values.round(2).tolist()
+    (2, [1.0, 0.0])
+    """
+    import arviz as az
+
+    n_chains = int(idata.posterior.sizes.get("chain", 1)) if "posterior" in idata.groups() else 0
+    if n_chains < 2:
+        raise ValueError(f"chain_modes needs a posterior with 2 or more chains, got {n_chains}.")
+    pointwise = _pointwise_log_likelihood(idata)
+    if pointwise is None:
+        raise ValueError("chain_modes needs the pointwise log-likelihood: fit with log_likelihood=True "
+                         "(or keep the observed_data group).")
+    values = pointwise.transpose("chain", "draw", ...).values.reshape(n_chains, pointwise.sizes["draw"], -1)
+    total = values.sum(axis=2)
+    with warnings.catch_warnings():
+        # PSIS on one chain may warn about Pareto k; the weights are still the stacking weights.
+        warnings.simplefilter("ignore")
+        elpd = {c: az.loo(az.from_dict(posterior={"_": np.zeros((1, values.shape[1]))},
+                                       log_likelihood={"obs": values[c][None]}), pointwise=True)
+                for c in range(n_chains)}
+        weights = az.compare(elpd, method="stacking")["weight"].reindex(range(n_chains)).to_numpy(float)
+        parent = list(range(n_chains))
+        for i in range(n_chains):
+            for j in range(i + 1, n_chains):
+                pair = total[[i, j]]
+                same = np.ptp(pair) == 0 or float(az.rhat(pair)) <= MODE_RHAT
+                if same:
+                    parent[_root(parent, j)] = _root(parent, i)
+    roots = np.array([_root(parent, c) for c in range(n_chains)])
+    groups = np.unique(roots)
+    order = sorted(groups, key=lambda r: -weights[roots == r].sum())
+    mode = np.array([order.index(r) for r in roots])
+    return xr.Dataset(
+        {"mode": ("chain", mode), "stacking_weight": ("chain", weights / weights.sum()),
+         "mean_log_likelihood": ("chain", total.mean(axis=1))},
+        coords={"chain": idata.posterior.chain.values},
+        attrs={"n_modes": len(groups), "method": "stacking of chains (Yao, Vehtari & Gelman 2022)"},
+    )
+
+
+def _root(parent: list, i: int) -> int:
+    while parent[i] != i:
+        i = parent[i]
+    return i
+
+
+def describe_modes(modes: xr.Dataset) -> str:
+    """One line per mode: its chains, stacking weight and mean log-likelihood."""
+    parts = []
+    for m in range(int(modes.attrs["n_modes"])):
+        sel = modes["mode"].values == m
+        chains = ", ".join(str(c) for c in modes.chain.values[sel])
+        parts.append(f"mode {m + 1} (chain{'s' if sel.sum() > 1 else ''} {chains}: stacking weight "
+                     f"{modes['stacking_weight'].values[sel].sum():.2f}, mean log-likelihood "
+                     f"{modes['mean_log_likelihood'].values[sel].mean():.1f})")
+    return "; ".join(parts)
 
 
 def _relabelled(idata, relabel_draws) -> tuple[object, str]:
@@ -360,7 +469,7 @@ def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> No
     if n_chains == 1:
         found.notes.append("one chain: R-hat is computed on its two halves and cannot see chains settling in "
                            "different modes; run 2 or more chains")
-    _judge_rhat(found, rhats, quantities.get("log-likelihood"), n_chains, labels_ok)
+    _judge_rhat(found, rhats, quantities.get("log-likelihood"), n_chains, labels_ok, idata)
     low_bulk = {k: v for k, v in bulks.items() if v < ESS_MIN}
     low_tail = {k: v for k, v in tails.items() if v < ESS_MIN}
     if low_bulk:
@@ -374,7 +483,7 @@ def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> No
                             "chain with 4 chains, is needed for stable intervals)")
 
 
-def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok: bool) -> None:
+def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok: bool, idata) -> None:
     bad_rhat = {k: v for k, v in rhats.items() if v > RHAT_MAX}
     if not bad_rhat:
         return
@@ -383,12 +492,27 @@ def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok:
     if worst != "log-likelihood" and "log-likelihood" in bad_rhat:
         text += f" ({bad_rhat['log-likelihood']:.3f} on the log-likelihood)"
     found.reasons.append(text)
-    if loglik is not None and n_chains > 1 and rhats.get("log-likelihood", 1.0) > 1.1:
+    if loglik is not None and n_chains > 1 and rhats.get("log-likelihood", 1.0) > MODE_RHAT:
         chain_means = loglik.mean("draw").values
         found.reasons.append("chains settled at different log-likelihoods (per-chain means "
                              f"{', '.join(f'{v:.1f}' for v in chain_means)}): they are probably in different modes")
-        found.advice.append("the posterior may have several modes: try fewer components, or compare the chains "
-                            "(az.plot_trace) before using any summary")
+        try:
+            modes = chain_modes(idata)
+        except ValueError:  # no pointwise log-likelihood to stack the chains with
+            modes = None
+        if modes is not None and modes.attrs["n_modes"] > 1:
+            found.metrics["modes"] = [
+                {"mode": m, "chains": modes.chain.values[modes["mode"].values == m].tolist(),
+                 "stacking_weight": float(modes["stacking_weight"].values[modes["mode"].values == m].sum())}
+                for m in range(int(modes.attrs["n_modes"]))]
+            found.reasons.append(f"{modes.attrs['n_modes']} modes that the chains do not mix between: "
+                                 + describe_modes(modes))
+            found.advice.append("summaries average the modes and describe neither: summarise each mode's chains "
+                                "separately (idata.sel(chain=...)), weighted as above (bayesgmm.diagnostics."
+                                "chain_modes), or fit fewer components")
+        else:
+            found.advice.append("the posterior may have several modes: try fewer components, or compare the chains "
+                                "(az.plot_trace) before using any summary")
     found.advice.append("run longer chains (more draws and tune)")
     if not labels_ok and "log-likelihood" not in bad_rhat:
         found.advice.append("if chains settled on different labellings, summarise with bayesgmm.relabel first")

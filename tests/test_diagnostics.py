@@ -234,3 +234,29 @@ def test_fullrank_advi_finds_both_blobs():
     weights = np.sort(idata.posterior["weights"].mean(("chain", "draw")).values)
     np.testing.assert_allclose(weights, [0.5, 0.5], atol=0.05)
     assert idata.fit_history.attrs["converged"] == 1 and assess(idata).reliable
+
+
+def test_chains_in_different_modes_are_grouped_and_weighted_by_stacking():
+    from bayesgmm.diagnostics import chain_modes
+
+    idata = _posterior(n_chains=4, stuck=True)  # chain 1 sits 0.5 lower at every point
+    modes = chain_modes(idata)
+    assert modes.attrs["n_modes"] == 2
+    assert modes["mode"].values.tolist() == [0, 1, 0, 0]
+    np.testing.assert_allclose(modes["stacking_weight"].sum(), 1.0)
+    assert modes["stacking_weight"].values[1] < 0.01  # worse at every point: no weight
+    verdict = assess(idata)
+    assert [m["chains"] for m in verdict.metrics["modes"]] == [[0, 2, 3], [1]]
+    reason = next(r for r in verdict.reasons if "modes that the chains do not mix" in r)
+    assert reason.startswith("2 modes") and "mode 2 (chain 1: stacking weight 0.00" in reason
+    assert chain_modes(_posterior(n_chains=4)).attrs["n_modes"] == 1
+
+
+def test_chain_modes_refuses_what_it_cannot_weigh():
+    from bayesgmm.diagnostics import chain_modes
+
+    with pytest.raises(ValueError, match="2 or more chains"):
+        chain_modes(_posterior(n_chains=1))
+    no_loglik = az.from_dict(posterior={"weights": np.full((2, 50, 2), 0.5)})
+    with pytest.raises(ValueError, match="pointwise log-likelihood"):
+        chain_modes(no_loglik)
