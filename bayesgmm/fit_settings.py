@@ -30,7 +30,7 @@ METHODS = ("nuts", "advi", "fullrank_advi")
 #: The NUTS implementations ``BayesianGMM.fit(sampler=...)`` accepts.
 SAMPLERS = ("pymc", "nutpie", "numpyro")
 #: Starting points by name (a fitted ``GaussianMixtureEM`` is the other choice).
-INITS = ("em", "prior")
+INITS = ("em", "em_dispersed", "prior")
 #: Seeds are stored in the saved file's attributes and passed to every backend.
 MAX_SEED = 2**32 - 1
 

@@ -31,8 +31,8 @@ from .em import DegenerateFitWarning, GaussianMixtureEM
 from .fit_settings import NUTS_STEP_OPTIONS, SAMPLERS
 from .pipeline import ModelSpec, PreparedData
 
-__all__ = ["SAMPLERS", "check_sampler", "em_start", "fitted_em_start", "start_values", "jitter_initvals",
-           "nuts_adaptation", "fit_nuts", "pymc_nuts_step", "laplace_covariance", "fit_vi", "finalize",
+__all__ = ["SAMPLERS", "check_sampler", "em_start", "fitted_em_start", "start_values", "dispersed_starts",
+           "jitter_initvals", "nuts_adaptation", "fit_nuts", "pymc_nuts_step", "laplace_covariance", "fit_vi", "finalize",
            "warn_on_diagnostics", "LossPlateau"]
 
 _SAMPLER_MODULES = {"pymc": (), "nutpie": ("nutpie",), "numpyro": ("numpyro", "jax")}
@@ -124,6 +124,33 @@ def _initvals_at(spec: ModelSpec, names: list, weights: np.ndarray, means_z: np.
     return initvals
 
 
+def dispersed_starts(spec: ModelSpec, data: PreparedData, best: dict, chains: int, random_seed) -> list[dict]:
+    """One start per chain at different EM optima: the best one first, then EM from k-means++ seeds.
+
+    Chains started from one optimum (plus jitter) cannot show R-hat a mode they
+    never reach; chains started at other local optima either find their way to the
+    same posterior mode during warm-up or stay in theirs, where R-hat and
+    :func:`bayesgmm.diagnostics.chain_modes` see them (Yao, Vehtari & Gelman 2022
+    recommend such dispersed starts). A seed whose EM fails gives the best start again.
+    """
+    starts = [best]
+    seeds = np.random.SeedSequence(None if random_seed is None else int(random_seed)).spawn(chains)
+    for seed in seeds[1:]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", DegenerateFitWarning)
+            try:
+                em = GaussianMixtureEM(spec.n_components, covariance_type=spec.covariance.name,
+                                       init_params="k-means++", tol=1e-6, max_iter=500,
+                                       random_state=int(seed.generate_state(1)[0])).fit(data.Z)
+                starts.append(_initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float),
+                                           np.asarray(em.means_, dtype=float),
+                                           np.asarray(em.full_covariances_, dtype=float)))
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+                starts.append(best)
+    return starts
+
+
 def start_values(spec: ModelSpec, model, data: PreparedData, init, random_seed) -> tuple[dict | None, object]:
     """The EM start set on ``model`` (``init="em"`` or a fitted EM) and the EM fit it came from.
 
@@ -133,7 +160,7 @@ def start_values(spec: ModelSpec, model, data: PreparedData, init, random_seed) 
     """
     if isinstance(init, GaussianMixtureEM):
         initvals, em = fitted_em_start(spec, init, data), init
-    elif init != "em":
+    elif init not in ("em", "em_dispersed"):
         return None, None
     else:
         try:
@@ -149,17 +176,19 @@ def start_values(spec: ModelSpec, model, data: PreparedData, init, random_seed) 
     return initvals, em
 
 
-def jitter_initvals(initvals: dict, chains: int, random_seed, covariance) -> list[dict]:
+def jitter_initvals(initvals: dict | list[dict], chains: int, random_seed, covariance) -> list[dict]:
     """One slightly perturbed copy of the EM start per chain (labels preserved).
 
-    ``covariance`` is the model's :class:`~bayesgmm.bayes_covariance.BayesCovariance`,
-    which jitters its own latent.
+    ``initvals`` is one start for every chain, or a list with one start per chain
+    (``init="em_dispersed"``). ``covariance`` is the model's
+    :class:`~bayesgmm.bayes_covariance.BayesCovariance`, which jitters its own latent.
     """
     rng = np.random.default_rng(random_seed)
+    starts = initvals if isinstance(initvals, list) else [initvals] * chains
     out = []
-    for _ in range(chains):
+    for start in starts:
         point = {}
-        for name, value in initvals.items():
+        for name, value in start.items():
             value = np.asarray(value, dtype=float)
             if name == "weights":
                 w = value * np.exp(rng.normal(0, 0.05, value.shape))
@@ -202,6 +231,8 @@ def fit_nuts(spec: ModelSpec, data: PreparedData, *, draws, tune, chains, random
     # PyTensor operations, not our compiled-kernel Op.
     model = declare_model(spec, data, likelihood="kernel" if sampler == "pymc" else "graph")
     initvals, em = start_values(spec, model, data, init, random_seed)
+    if init == "em_dispersed" and initvals is not None:
+        initvals = dispersed_starts(spec, data, initvals, chains, random_seed)
     kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
     common = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed, progressbar=progressbar)
     if sampler == "nutpie":

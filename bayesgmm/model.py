@@ -335,10 +335,14 @@ class BayesianGMM(PosteriorPredictionMixin):
             so does the same seed on the same data in other units (see the class
             notes on scale).
         progressbar : bool, default=True
-        init : {"em", "prior"} or GaussianMixtureEM, default="em"
+        init : {"em", "em_dispersed", "prior"} or GaussianMixtureEM, default="em"
             ``"em"`` starts at an EM solution fitted on the standardised data (the
             cheap way to avoid poor modes; the weights and covariances are jittered
-            per chain, the means are not, so chains share one labelling); ``"prior"``
+            per chain, the means are not, so chains share one labelling);
+            ``"em_dispersed"`` (NUTS, not nutpie) starts the first chain there and
+            every other chain at the optimum EM reaches from its own k-means++ seed,
+            so that chains can land in different modes and R-hat and
+            :func:`~bayesgmm.diagnostics.chain_modes` can see them; ``"prior"``
             at PyMC's default point. If EM cannot fit the data, the sampler starts
             from PyMC's default point with a warning. A fitted
             :class:`~bayesgmm.GaussianMixtureEM` (on X, in the data's units, with the
@@ -518,6 +522,13 @@ class BayesianGMM(PosteriorPredictionMixin):
             if batch_size > n_rows:
                 raise ValueError(f"batch_size must be at most the number of rows of X ({n_rows}), got "
                                  f"{batch_size}.")
+        if isinstance(settings["init"], str) and settings["init"] == "em_dispersed":
+            if method != "nuts":
+                raise ValueError(f"init='em_dispersed' starts each NUTS chain at a different EM optimum; "
+                                 f"method={method!r} has no chains: use init='em'.")
+            if sampler == "nutpie":
+                raise ValueError("init='em_dispersed' needs sampler='pymc' or 'numpyro' (nutpie takes one start "
+                                 "for every chain).")
         if method == "nuts":
             inference.check_sampler(sampler)
 

@@ -200,3 +200,32 @@ def test_retry_setting_is_checked():
     X, _ = make_mixture(30, 2, 2, random_state=0)
     with pytest.raises(TypeError, match="retry_on_divergence must be True or False"):
         BayesianGMM(2).fit(X, retry_on_divergence="yes")
+
+
+def test_dispersed_starts_put_chains_at_different_em_optima():
+    from bayesgmm.inference import dispersed_starts, em_start
+
+    X, _ = make_mixture(90, 2, 3, random_state=1, separation=1.5)  # overlapping: several EM optima
+    gmm = BayesianGMM(3)
+    data = gmm.prepare(X)
+    best, _ = em_start(gmm.spec, data, 0)
+    starts = dispersed_starts(gmm.spec, data, best, 4, random_seed=0)
+    assert len(starts) == 4 and starts[0] is best
+    assert all(set(s) == set(best) for s in starts)
+    assert dispersed_starts(gmm.spec, data, best, 4, random_seed=0)[1]["means_z"].tolist() == \
+        starts[1]["means_z"].tolist()  # reproducible
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = gmm.fit(X, init="em_dispersed", draws=10, tune=10, chains=2, cores=1, random_seed=0,
+                        progressbar=False)
+    assert idata.posterior.sizes["chain"] == 2
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"method": "advi"}, "method='advi' has no chains"),
+    ({"sampler": "nutpie"}, "needs sampler='pymc' or 'numpyro'"),
+])
+def test_dispersed_starts_are_refused_where_there_are_no_chains_to_disperse(settings, match):
+    X, _ = make_mixture(30, 2, 2, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        BayesianGMM(2).fit(X, init="em_dispersed", **settings)

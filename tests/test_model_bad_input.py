@@ -107,7 +107,7 @@ def test_good_constructor_values_are_normalised():
         ({"random_seed": 1.5}, TypeError, "random_seed"),
         ({"random_seed": "1"}, TypeError, "random_seed"),
         ({"progressbar": "yes"}, TypeError, "progressbar.*True or False"),
-        ({"init": "kmeans"}, ValueError, "init.*'em', 'prior'"),
+        ({"init": "kmeans"}, ValueError, "init.*'em', 'em_dispersed', 'prior'"),
         ({"sampler": "stan"}, ValueError, "sampler.*'pymc', 'nutpie', 'numpyro'"),
         ({"mass_matrix": "dense"}, ValueError, "mass_matrix"),
         ({"warmup_start": "map"}, ValueError, "warmup_start"),
