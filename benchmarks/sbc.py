@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (default 200)")
     parser.add_argument("--tune", type=int, default=None, help="NUTS warm-up per chain (default 200)")
     parser.add_argument("--thin", type=int, default=None, help="rank every thin-th NUTS draw (default 4)")
-    parser.add_argument("--advi-draws", type=int, default=None, help="ADVI draws ranked (default 100)")
+    parser.add_argument("--advi-draws", type=int, default=None, help="ADVI draws ranked (default 200)")
     parser.add_argument("--resume", action="store_true", help="keep the replications already in --out")
     parser.add_argument("--quick", action="store_true", help="tiny run: every setting, 3 replications")
     parser.add_argument("--plot", default=None, help="also save rank histograms to this image file")

@@ -304,7 +304,7 @@ def test_default_start_reaches_the_best_of_the_classic_starts_on_faithful(cov_ty
             ours = GaussianMixtureEM(k, covariance_type=cov_type, random_state=0, tol=tol).fit(X)
             others = [
                 GaussianMixtureEM(k, covariance_type=cov_type, init_params="hierarchical", tol=tol).fit(X),
-                GaussianMixtureEM(k, covariance_type=cov_type, acceleration=None, tol=tol,
+                GaussianMixtureEM(k, covariance_type=cov_type, acceleration=None, tol=tol, random_state=0,
                                   means_init=KMeans(k, n_init=10, random_state=0).fit(X).cluster_centers_).fit(X),
                 GaussianMixture(k, covariance_type=cov_type, tol=tol, max_iter=5000, random_state=0).fit(X),
             ]
