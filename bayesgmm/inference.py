@@ -32,8 +32,8 @@ from .fit_settings import NUTS_STEP_OPTIONS, SAMPLERS
 from .pipeline import ModelSpec, PreparedData
 
 __all__ = ["SAMPLERS", "check_sampler", "em_start", "fitted_em_start", "start_values", "dispersed_starts",
-           "jitter_initvals", "nuts_adaptation", "fit_nuts", "pymc_nuts_step", "laplace_covariance", "fit_vi", "finalize",
-           "warn_on_diagnostics", "LossPlateau"]
+           "jitter_initvals", "nuts_adaptation", "fit_nuts", "pymc_nuts_step", "laplace_covariance", "fit_vi",
+           "finalize", "warn_on_diagnostics", "LossPlateau"]
 
 _SAMPLER_MODULES = {"pymc": (), "nutpie": ("nutpie",), "numpyro": ("numpyro", "jax")}
 assert tuple(_SAMPLER_MODULES) == SAMPLERS

@@ -92,7 +92,8 @@ def print_table(rows: list[dict]) -> None:
     for r in sorted(rows, key=lambda r: (r["K"], r["seed"])):
         first = r.get("first_run_divergences")
         first = "-" if first is None else f"{first}{'*' if r.get('kept_run') == 'first' else ''}"
-        print(f"{r['K']:>2} {r['seed']:>4} {first:>5} {r['divergences']:>5} {r['divergence_pct']:>6.2f} {r['max_rhat']:>7.3f} "
+        print(f"{r['K']:>2} {r['seed']:>4} {first:>5} {r['divergences']:>5} {r['divergence_pct']:>6.2f} "
+              f"{r['max_rhat']:>7.3f} "
               f"{str(r['max_rhat_on']):<20} {r['min_ess_bulk']:>6.0f} {r['loglik_rhat']:>8.3f} "
               f"{r['loglik_ess']:>7.0f} {r['seconds']:>6.1f}  {r['headline'][:90]}")
     for K in sorted({r["K"] for r in rows}):
