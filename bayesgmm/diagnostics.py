@@ -302,16 +302,24 @@ def _root(parent: list, i: int) -> int:
     return i
 
 
-def describe_modes(modes: xr.Dataset) -> str:
-    """One line per mode: its chains, stacking weight and mean log-likelihood."""
-    parts = []
+def _mode_rows(modes: xr.Dataset) -> list[dict]:
+    """Per mode of :func:`chain_modes`: its chains, summed stacking weight and mean log-likelihood."""
+    rows = []
     for m in range(int(modes.attrs["n_modes"])):
         sel = modes["mode"].values == m
-        chains = ", ".join(str(c) for c in modes.chain.values[sel])
-        parts.append(f"mode {m + 1} (chain{'s' if sel.sum() > 1 else ''} {chains}: stacking weight "
-                     f"{modes['stacking_weight'].values[sel].sum():.2f}, mean log-likelihood "
-                     f"{modes['mean_log_likelihood'].values[sel].mean():.1f})")
-    return "; ".join(parts)
+        rows.append({"mode": m, "chains": modes.chain.values[sel].tolist(),
+                     "stacking_weight": float(modes["stacking_weight"].values[sel].sum()),
+                     "mean_log_likelihood": float(modes["mean_log_likelihood"].values[sel].mean())})
+    return rows
+
+
+def describe_modes(modes: xr.Dataset) -> str:
+    """One line per mode: its chains, stacking weight and mean log-likelihood."""
+    return "; ".join(
+        f"mode {row['mode'] + 1} (chain{'s' if len(row['chains']) > 1 else ''} "
+        f"{', '.join(str(c) for c in row['chains'])}: stacking weight {row['stacking_weight']:.2f}, "
+        f"mean log-likelihood {row['mean_log_likelihood']:.1f})"
+        for row in _mode_rows(modes))
 
 
 def _relabelled(idata, relabel_draws) -> tuple[object, str]:
@@ -501,10 +509,7 @@ def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok:
         except ValueError:  # no pointwise log-likelihood to stack the chains with
             modes = None
         if modes is not None and modes.attrs["n_modes"] > 1:
-            found.metrics["modes"] = [
-                {"mode": m, "chains": modes.chain.values[modes["mode"].values == m].tolist(),
-                 "stacking_weight": float(modes["stacking_weight"].values[modes["mode"].values == m].sum())}
-                for m in range(int(modes.attrs["n_modes"]))]
+            found.metrics["modes"] = _mode_rows(modes)
             found.reasons.append(f"{modes.attrs['n_modes']} modes that the chains do not mix between: "
                                  + describe_modes(modes))
             found.advice.append("summaries average the modes and describe neither: summarise each mode's chains "
