@@ -1,15 +1,23 @@
-"""Fused EM passes over a chunk of rows: whole passes (diag, spherical), and the middle of full ones.
+"""Fused EM passes over a chunk of rows: log-densities, responsibilities and statistics in one trip.
 
 The generic pass in :mod:`bayesgmm.em` materialises the whitened residuals
-``y[n, k, d]`` of a chunk and reduces them with NumPy: for a diagonal covariance
-that is several trips through a (rows, K, D) array for very little arithmetic, and
-it ran at 0.17 s per iteration at N=1e6, D=10, K=8 (scikit-learn: 0.40 s). This
-kernel does the whole pass (log-densities, log-sum-exp, responsibilities and the
-whitened sufficient statistics) in one trip over a block of rows held in cache,
-with the rows innermost so that the loops vectorise. For full covariances the
-whitening and the second moment stay matrix products (BLAS wins there) and
-:func:`whitened_pass` does everything in between in one trip; tied covariances
-need no kernel (see ``TiedCovariance.fused_pass``).
+``y[n, k, d]`` of a chunk and reduces them with NumPy: several trips through a
+(rows, K, D) array for little arithmetic per trip. For diagonal covariances that
+ran at 0.17 s per iteration at N=1e6, D=10, K=8 (scikit-learn: 0.40 s); for full
+ones the BLAS whitening, a compiled middle and a batched second-moment product
+took 0.21 s, 6.6x the arithmetic limit. These kernels do the whole pass
+(whitening, log-sum-exp, responsibilities and the whitened sufficient statistics)
+in one trip over a block of rows held in cache, with the rows innermost so that
+the loops vectorise; full covariances whiten with the triangular factor (half the
+products of a dense one) and sum only the upper triangle of the second moment.
+Tied covariances need no kernel (see ``TiedCovariance.fused_pass``).
+
+``exp`` is the one transcendental function per (row, component); the libm call
+that numba emits is scalar and was the largest single cost of the diagonal pass.
+:func:`_exp_nonpositive` is a vectorisable exp (Cody-Waite reduction, a
+polynomial, the power of two built in the exponent bits) accurate to 1e-14
+(float64) and 1e-7 (float32) relative: written here because numba's vectorised
+math needs Intel's SVML, which the pip wheels of llvmlite do not have.
 
 Statistics are summed per block of ``_BLOCK`` rows in the data's precision and
 added to float64 totals per block, so float32 data lose no accuracy to long sums.
@@ -26,12 +34,116 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 # Rows per block: the block's transposed rows, log-probabilities and residual
 # scratch stay in L1/L2 (D x 128 and K x 128 values).
 _BLOCK = 128
 # Not "nnan"/"ninf": an empty component's log-weight is -inf, and exp(-inf) must stay 0.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+
+def _exp_nonpositive(values, bits):  # pragma: no cover - the compiled kernels call the overload below
+    """``values[:] = exp(values)`` for values <= 0 (or -inf), ``bits`` a scratch array like ``values``."""
+    values[:] = np.exp(values)
+
+
+# Cody-Waite reduction x = n ln2 + z, |z| <= ln2 / 2, then exp(z) by a polynomial and
+# 2^n written into the exponent bits: every step is a plain arithmetic or integer op
+# on arrays, so LLVM vectorises it. No "reassoc" here: it would fold the rounding
+# trick (t = x/ln2 + shifter; n = t - shifter) back into x/ln2.
+
+
+@njit(fastmath={"contract"}, nogil=True, inline="never", cache=True)
+def _exp64(values, bits):  # pragma: no cover - compiled
+    as_int = bits.view(np.int64)
+    for r in range(values.shape[0]):
+        v = values[r]
+        x = max(v, -708.0)
+        t = x * 1.4426950408889634 + 6755399441055744.0
+        bits[r] = t
+        n = t - 6755399441055744.0
+        z = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10
+        q = 2.505210838544172e-08  # Taylor coefficients 1/12! ... 1/0!: error < 1e-14 on |z| <= ln2/2
+        q = q * z + 2.755731922398589e-07
+        q = q * z + 2.755731922398589e-06
+        q = q * z + 2.48015873015873e-05
+        q = q * z + 1.984126984126984e-04
+        q = q * z + 1.388888888888889e-03
+        q = q * z + 8.333333333333333e-03
+        q = q * z + 4.1666666666666664e-02
+        q = q * z + 0.16666666666666666
+        q = q * z + 0.5
+        q = q * z + 1.0
+        q = q * z + 1.0
+        values[r] = q if v >= -708.0 else 0.0  # below: under 1e-307 of the row's largest term
+    for r in range(values.shape[0]):
+        as_int[r] = (as_int[r] + 1023) << 52  # the shifter's bits + n, moved into the exponent: 2^n
+    for r in range(values.shape[0]):
+        values[r] *= bits[r]
+
+
+@njit(fastmath={"contract"}, nogil=True, inline="never", cache=True)
+def _exp32(values, bits):  # pragma: no cover - compiled
+    as_int = bits.view(np.int32)
+    floor = np.float32(-87.0)
+    for r in range(values.shape[0]):
+        v = values[r]
+        x = max(v, floor)
+        t = x * np.float32(1.44269504) + np.float32(12582912.0)
+        bits[r] = t
+        n = t - np.float32(12582912.0)
+        z = (x - n * np.float32(0.693359375)) - n * np.float32(-2.12194440e-4)
+        q = np.float32(1.9875691500e-4)  # Cephes' expf polynomial
+        q = q * z + np.float32(1.3981999507e-3)
+        q = q * z + np.float32(8.3334519073e-3)
+        q = q * z + np.float32(4.1665795894e-2)
+        q = q * z + np.float32(1.6666665459e-1)
+        q = q * z + np.float32(5.0000001201e-1)
+        q = q * z * z + z + np.float32(1.0)
+        values[r] = q if v >= floor else np.float32(0.0)
+    for r in range(values.shape[0]):
+        as_int[r] = (as_int[r] + 127) << 23
+    for r in range(values.shape[0]):
+        values[r] *= bits[r]
+
+
+@overload(_exp_nonpositive, jit_options={"cache": True})
+def _exp_nonpositive_impl(values, bits):  # pragma: no cover - compiled
+    return (lambda values, bits: _exp32(values, bits)) if values.dtype.bitwidth == 32 else (
+        lambda values, bits: _exp64(values, bits))
+
+
+@njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
+def _responsibilities(log_prob, m, w, top, total, bits, nk):  # pragma: no cover - compiled
+    """Turn a block's ``log w_k + log N(x_r | k)`` (K, first ``m`` rows) into ``r_rk * w_r`` in place.
+
+    Adds the responsibilities' sums to ``nk``; returns the block's ``sum_r w_r log p(x_r)``.
+    """
+    n_components = log_prob.shape[0]
+    top[:m] = log_prob[0, :m]
+    for k in range(1, n_components):
+        for r in range(m):
+            top[r] = max(top[r], log_prob[k, r])
+    total[:m] = 0
+    for k in range(n_components):
+        for r in range(m):
+            log_prob[k, r] -= top[r]
+        _exp_nonpositive(log_prob[k, :m], bits[:m])
+        for r in range(m):
+            total[r] += log_prob[k, r]
+    block_ll = 0.0
+    for r in range(m):
+        block_ll += w[r] * (top[r] + np.log(total[r]))
+        total[r] = w[r] / total[r]  # responsibilities times the row's weight
+    for k in range(n_components):
+        q = log_prob[k]
+        count = q[0] * 0
+        for r in range(m):
+            q[r] *= total[r]
+            count += q[r]
+        nk[k] += count
+    return block_ll
 
 
 @njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
@@ -44,6 +156,7 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
     top = np.empty(_BLOCK, dtype=dt)
     total = np.empty(_BLOCK, dtype=dt)
     w = np.empty(_BLOCK, dtype=dt)
+    bits = np.empty(_BLOCK, dtype=dt)
     log_norm_dt = log_norm.astype(dt)
     log_likelihood = 0.0
     for start in range(0, n_rows, _BLOCK):
@@ -64,33 +177,14 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
                     acc[r] += v * v
             for r in range(m):
                 acc[r] = log_norm_dt[k] - 0.5 * acc[r]
-        top[:m] = resp[0, :m]
-        for k in range(1, n_components):
-            for r in range(m):
-                top[r] = max(top[r], resp[k, r])
-        total[:m] = 0
-        for k in range(n_components):
-            for r in range(m):
-                e = np.exp(resp[k, r] - top[r])
-                resp[k, r] = e
-                total[r] += e
-        block_ll = 0.0
-        for r in range(m):
-            block_ll += w[r] * (top[r] + np.log(total[r]))
-            total[r] = w[r] / total[r]  # responsibilities times the row's weight
-        log_likelihood += block_ll
+        log_likelihood += _responsibilities(resp, m, w, top, total, bits, nk)
         for k in range(n_components):
             q = resp[k]
-            count = q[0] * 0
-            for r in range(m):
-                q[r] *= total[r]
-                count += q[r]
-            nk[k] += count
             for d in range(n_features):
                 mu = means[k, d]
                 sc = scale[k, d]
-                first = count * 0
-                sq = count * 0
+                first = q[0] * 0  # the block's sums in the data's precision
+                sq = q[0] * 0
                 for r in range(m):
                     v = (x_t[d, r] - mu) * sc
                     rv = q[r] * v
@@ -99,7 +193,6 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
                 sum_y[k, d] += first
                 second[k, d] += sq
     return log_likelihood
-
 
 
 def diag_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, scale: np.ndarray, log_norm: np.ndarray):
@@ -123,46 +216,94 @@ def diag_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, scale: np.n
 
 
 @njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
-def _whitened_pass_kernel(y, weights, log_norm, sum_y):  # pragma: no cover - compiled
-    n_rows, n_components, n_features = y.shape
-    log_prob = np.empty(n_components, dtype=np.float64)
-    nk = np.zeros(n_components)
+def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  # pragma: no cover - compiled
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    dt = X.dtype
+    # Whole blocks only (a ragged last block is padded with weight-0 rows), so that
+    # every inner loop has the same fixed length.
+    x_t = np.zeros((n_features, _BLOCK), dtype=dt)
+    centred = np.empty((n_features, _BLOCK), dtype=dt)
+    y = np.empty((n_components, n_features, _BLOCK), dtype=dt)
+    log_prob = np.empty((n_components, _BLOCK), dtype=dt)
+    bits = np.empty(_BLOCK, dtype=dt)
+    weighted_y = np.empty((n_features, _BLOCK), dtype=dt)
+    top = np.empty(_BLOCK, dtype=dt)
+    total = np.empty(_BLOCK, dtype=dt)
+    w = np.zeros(_BLOCK, dtype=dt)
+    log_norm_dt = log_norm.astype(dt)
     log_likelihood = 0.0
-    for n in range(n_rows):
-        top = -np.inf
-        for k in range(n_components):
-            acc = y[n, k, 0] * 0
+    for start in range(0, n_rows, _BLOCK):
+        m = min(_BLOCK, n_rows - start)
+        for r in range(m):
+            w[r] = weights[start + r]
             for d in range(n_features):
-                acc += y[n, k, d] * y[n, k, d]
-            log_prob[k] = log_norm[k] - 0.5 * acc
-            top = max(top, log_prob[k])
-        total = 0.0
+                x_t[d, r] = X[start + r, d]
+        for r in range(m, _BLOCK):
+            w[r] = 0
+        # y_k = (x - m_k) P_k with P_k upper triangular: y_ke = sum_{d <= e} (x - m_k)_d P_k[d, e]
         for k in range(n_components):
-            log_prob[k] = np.exp(log_prob[k] - top)
-            total += log_prob[k]
-        w = weights[n]
-        log_likelihood += w * (top + np.log(total))
-        scale = w / total
-        for k in range(n_components):
-            r = log_prob[k] * scale
-            nk[k] += r
-            root = np.sqrt(r)
             for d in range(n_features):
-                v = y[n, k, d]
-                sum_y[k, d] += r * v
-                y[n, k, d] = root * v
-    return nk, log_likelihood
+                mu = means[k, d]
+                for r in range(_BLOCK):
+                    centred[d, r] = x_t[d, r] - mu
+            acc = log_prob[k]
+            acc[:] = 0
+            for e in range(n_features):
+                ye = y[k, e]
+                p = factor[k, 0, e]
+                for r in range(_BLOCK):
+                    ye[r] = centred[0, r] * p
+                for d in range(1, e + 1):
+                    p = factor[k, d, e]
+                    for r in range(_BLOCK):
+                        ye[r] += centred[d, r] * p
+                for r in range(_BLOCK):
+                    acc[r] += ye[r] * ye[r]
+            for r in range(_BLOCK):
+                acc[r] = log_norm_dt[k] - 0.5 * acc[r]
+        log_likelihood += _responsibilities(log_prob, _BLOCK, w, top, total, bits, nk)
+        for k in range(n_components):
+            q = log_prob[k]
+            zero = q[0] * 0  # the block's sums in the data's precision
+            for e in range(n_features):
+                ye = y[k, e]
+                first = zero
+                for r in range(_BLOCK):
+                    v = q[r] * ye[r]
+                    weighted_y[e, r] = v
+                    first += v
+                sum_y[k, e] += first
+            for e in range(n_features):  # the upper triangle; mirrored once at the end
+                for f in range(e, n_features):
+                    yf = y[k, f]
+                    sq = zero
+                    for r in range(_BLOCK):
+                        sq += weighted_y[e, r] * yf[r]
+                    second[k, e, f] += sq
+    for k in range(n_components):
+        for e in range(n_features):
+            for f in range(e):
+                second[k, e, f] = second[k, f, e]
+    return log_likelihood
 
 
-def whitened_pass(y: np.ndarray, weights: np.ndarray, log_norm: np.ndarray):
-    """Finish a chunk's pass from its whitened residuals ``y`` (rows, K, D), in place.
+def full_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, factor: np.ndarray, log_norm: np.ndarray):
+    """One chunk's ``(nk, sum_y, second, log_likelihood)`` for full precision factors ``factor`` (K, D, D).
 
-    Returns ``(nk, sum_y, log_likelihood)`` (float64) and leaves ``sqrt(r_nk) * y_nk``
-    in ``y``, so that the weighted second moment ``sum_n r_nk y_nk y_nk'`` is one
-    batched matrix product of ``y`` with itself (BLAS), for full covariances.
+    ``factor[k]`` is the upper-triangular ``P_k`` with ``P_k P_k' = `` precision;
+    ``X``, ``weights``, ``means`` (K, D) and ``factor`` in the fit's dtype;
+    ``log_norm`` (K,) as for :func:`diag_pass`. The statistics are float64 and in
+    whitened coordinates ``y = (x - m_k) P_k``: ``sum_y = sum_n r_nk y`` (K, D),
+    ``second = sum_n r_nk y y'`` (K, D, D).
     """
-    K, D = y.shape[1:]
+    K, D = means.shape
+    nk = np.zeros(K)
     sum_y = np.zeros((K, D))
-    nk, log_likelihood = _whitened_pass_kernel(y, np.ascontiguousarray(weights, dtype=np.float64),
-                                               np.ascontiguousarray(log_norm, dtype=np.float64), sum_y)
-    return nk, sum_y, float(log_likelihood)
+    second = np.zeros((K, D, D))
+    dtype = X.dtype
+    log_likelihood = _full_pass_kernel(
+        np.ascontiguousarray(X), np.ascontiguousarray(weights, dtype=dtype), np.ascontiguousarray(means, dtype=dtype),
+        np.ascontiguousarray(factor, dtype=dtype), np.ascontiguousarray(log_norm, dtype=np.float64), nk, sum_y,
+        second)
+    return nk, sum_y, second, float(log_likelihood)

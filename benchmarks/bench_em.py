@@ -88,6 +88,9 @@ def main() -> None:
     args = parser.parse_args()
 
     X, _ = make_mixture(args.n, n_components=args.k, n_features=args.d, random_state=0, separation=3)
+    # Standardised features: our spherical model is spherical on that scale (scikit-learn's
+    # in data units), so on raw features the two would fit different models.
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
     n, d, k = args.n, args.d, args.k
     # Full covariances: whitening is N x D x (K D) multiply-adds and the weighted second
     # moment about as many again: 2 N K D^2 multiply-adds, 4 N K D^2 flops.

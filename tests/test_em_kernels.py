@@ -62,3 +62,43 @@ def test_float32_fit_matches_float64(cov_type):
     assert m32.means_.dtype == np.float32
     assert m32.lower_bound_ == pytest.approx(m64.lower_bound_, rel=1e-5)
     np.testing.assert_allclose(m32.means_, m64.means_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 2e-14), (np.float32, 2e-7)])
+def test_vectorised_exp_matches_numpy(dtype, rtol):
+    """The kernels' own exp: accurate over the whole non-positive range, 0 at -inf and below underflow."""
+    from numba import njit
+
+    from bayesgmm._em_kernels import _exp_nonpositive
+
+    @njit
+    def run(values):
+        _exp_nonpositive(values, np.empty_like(values))
+
+    rng = np.random.default_rng(3)
+    floor = -708.0 if dtype == np.float64 else -87.0
+    x = np.concatenate([[0.0, -0.0, -1e-300, floor + 1e-3, floor - 1e-3, -1e4, -np.inf],
+                        -rng.exponential(5.0, 2000), rng.uniform(floor, 0.0, 2000)]).astype(dtype)
+    values = x.copy()
+    run(values)
+    expected = np.exp(x.astype(np.float64))
+    kept = x >= floor  # below the floor, under 1e-307 (float32: 1e-38) of the row's largest term: 0
+    np.testing.assert_allclose(values[kept], expected[kept], rtol=rtol, atol=0)
+    assert np.all(values[~kept] == 0.0) and np.all(expected[~kept] < 4 * np.finfo(dtype).tiny)
+
+
+def test_full_kernel_empty_component_and_ragged_block():
+    """Full kernel: a weight-0 component gets nothing; 300 rows end in a ragged block (padding adds nothing)."""
+    from bayesgmm._em_kernels import full_pass
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 2))
+    means = np.array([[0.0, 0.0], [5.0, 5.0]])
+    factor = np.stack([np.eye(2), np.eye(2)])
+    log_norm = np.array([-np.log(2 * np.pi), -np.inf])
+    nk, sum_y, second, loglik = full_pass(X, np.ones(len(X)), means, factor, log_norm)
+    assert nk[1] == 0.0 and np.all(sum_y[1] == 0.0) and np.all(second[1] == 0.0)
+    assert nk[0] == pytest.approx(300.0)
+    np.testing.assert_allclose(sum_y[0], X.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(second[0], X.T @ X, rtol=1e-12)
+    assert loglik == pytest.approx(np.sum(-0.5 * np.sum(X**2, axis=1) - np.log(2 * np.pi)), rel=1e-12)
