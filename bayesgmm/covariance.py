@@ -317,38 +317,25 @@ class TiedCovariance(_MatrixCovariance):
         return np.broadcast_to(covariances, (k, n_features, n_features))
 
     def prepare_whitening(self, means, precisions_cholesky, dtype):
-        return precisions_cholesky.astype(dtype), (means @ precisions_cholesky).astype(dtype)
+        # The fused pass takes the shared factor once per component, as full covariances do.
+        factor = np.broadcast_to(precisions_cholesky, (means.shape[0],) + precisions_cholesky.shape)
+        return (precisions_cholesky.astype(dtype), (means @ precisions_cholesky).astype(dtype), means.astype(dtype),
+                factor.astype(dtype))
 
     def whiten(self, X, prepared, out):
-        prec_chol, shifted_means = prepared
+        prec_chol, shifted_means = prepared[:2]
         return np.subtract((X @ prec_chol)[:, None, :], shifted_means[None, :, :], out=out)
 
     def fused_pass(self, X, weights, prepared, log_norm, scratch):
-        # One shared precision: the whitened rows u = x P are one product, and every
-        # component's residual is u - m_k P, so squared distances and moments are
-        # products of (rows, D) and (rows, K) arrays, never a (rows, K, D) one. The
-        # expansions |u - o|^2 = |u|^2 - 2 u.o + |o|^2 cancel digits: float64 after u.
-        prec_chol, shifted = prepared
-        u = np.matmul(X, prec_chol).astype(np.float64, copy=False)
-        offsets = shifted.astype(np.float64)
-        w = np.asarray(weights, dtype=np.float64)
-        log_prob = u @ offsets.T
-        log_prob *= 2.0
-        log_prob -= np.einsum("nd,nd->n", u, u)[:, None]
-        log_prob -= np.einsum("kd,kd->k", offsets, offsets)[None, :]
-        log_prob *= 0.5
-        log_prob += np.asarray(log_norm, dtype=np.float64)[None, :]
-        top = log_prob.max(axis=1)
-        log_prob -= top[:, None]
-        resp = np.exp(log_prob, out=log_prob)
-        total = resp.sum(axis=1)
-        log_likelihood = float(w @ (top + np.log(total)))
-        resp *= (w / total)[:, None]
-        nk = resp.sum(axis=0)
-        first = resp.T @ u  # sum_n r_nk u_n
-        cross = offsets.T @ first
-        second = (u * w[:, None]).T @ u - cross - cross.T + (offsets * nk[:, None]).T @ offsets
-        return nk, first - nk[:, None] * offsets, second, log_likelihood
+        # The full kernel with every component's factor the shared one; only the sum
+        # of the second moments over components enters the shared covariance. It is
+        # 2x the BLAS expansion |u - o|^2 = |u|^2 - 2 u.o + |o|^2 it replaced, which
+        # cancelled digits and so had to run in float64 even for float32 data.
+        from ._em_kernels import full_pass
+
+        means, factor = prepared[2:]
+        nk, sum_y, second, log_likelihood = full_pass(X, weights, means, factor, log_norm)
+        return nk, sum_y, second.sum(axis=0), log_likelihood
 
     def second_moment(self, weighted_y, y):
         # Only the sum over components enters the shared covariance: (D, D).
