@@ -36,9 +36,11 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-# Rows per block: the block's transposed rows, log-probabilities and residual
-# scratch stay in L1/L2 (D x 128 and K x 128 values).
-_BLOCK = 128
+# Rows per block: the block's transposed rows, log-probabilities and residuals stay
+# in L2 (K x D x 256 values for full covariances). 256 rather than 128: float32 fills
+# 16 lanes of a vector, and 8 trips per inner loop left it only 1.2x faster than
+# float64 (1.4x at 256; float64 the same within noise).
+_BLOCK = 256
 # Not "nnan"/"ninf": an empty component's log-weight is -inf, and exp(-inf) must stay 0.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 

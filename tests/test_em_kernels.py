@@ -20,7 +20,7 @@ def _generic_pass(monkeypatch, model, Z, weights):
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-5)])
 def test_fused_pass_equals_generic_pass(monkeypatch, cov_type, dtype, rtol):
     rng = np.random.default_rng(0)
-    # 1000 rows: several 128-row blocks and a ragged last one.
+    # 1000 rows: several 256-row blocks and a ragged last one.
     X = np.vstack([rng.normal(0, 1, (500, 3)), rng.normal(4, 0.5, (500, 3))]).astype(dtype)
     weights = rng.uniform(0.5, 2.0, len(X))
     model = GaussianMixtureEM(3, covariance_type=cov_type, max_iter=3, random_state=0).fit(X)
