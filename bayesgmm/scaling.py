@@ -21,6 +21,29 @@ _SCALE_LIMITS = (1e-152, 1e152)
 _MIN_RELATIVE_SPREAD = 1e-12
 
 
+# Rows per block of the float64 temporaries: about 1 MB each.
+_BLOCK_VALUES = 2**17
+
+
+def _as_float(X) -> np.ndarray:
+    """X as a floating array, not copied when it is one already (float32 stays float32)."""
+    X = np.asarray(X)
+    return X if X.dtype.kind == "f" else X.astype(np.float64)
+
+
+def _row_blocks(X: np.ndarray) -> list[slice]:
+    rows = max(1, _BLOCK_VALUES // max(1, X.shape[1]))
+    return [slice(a, a + rows) for a in range(0, X.shape[0], rows)] or [slice(0, 0)]
+
+
+def _column_abs_max(X: np.ndarray) -> np.ndarray:
+    """``max |X|`` per column in float64 (0 for no rows), block by block."""
+    out = np.zeros(X.shape[1])
+    for b in _row_blocks(X):
+        np.maximum(out, np.abs(X[b]).max(axis=0, initial=0.0), out=out)
+    return out
+
+
 @dataclass(frozen=True)
 class FeatureScaling:
     """Centre and spread of every feature.
@@ -49,16 +72,16 @@ class FeatureScaling:
             (outside about 1e-152..1e152) or is below 1e-12 of its magnitude, so that
             centring would lose the data's resolution.
         """
-        X = np.asarray(X, dtype=np.float64)
+        X = _as_float(X)
         w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         w = w / w.max()
-        # Work on X / max|X| so that neither the sum nor the squares leave float64.
-        magnitude = np.abs(X).max(axis=0)
+        # Work on X / max|X| so that neither the sum nor the squares leave float64; block
+        # by block, so that the float64 temporaries stay a few MB whatever the size of X.
+        magnitude = _column_abs_max(X)
         magnitude[magnitude == 0] = 1.0
-        unit = X / magnitude
-        centre_unit = (w @ unit) / w.sum()
-        dev = unit - centre_unit
-        spread_unit = np.sqrt((w @ dev**2) / w.sum())
+        blocks = _row_blocks(X)
+        centre_unit = sum(w[b] @ (X[b] / magnitude) for b in blocks) / w.sum()
+        spread_unit = np.sqrt(sum(w[b] @ (X[b] / magnitude - centre_unit) ** 2 for b in blocks) / w.sum())
         return cls.from_unit_moments(centre_unit, spread_unit, magnitude, feature_names=feature_names)
 
     @classmethod
@@ -95,12 +118,16 @@ class FeatureScaling:
 
     def transform(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Standardised values ``(X - centre) / scale`` of shape (n_samples, n_features)."""
-        X = np.asarray(X, dtype=np.float64)
-        magnitude = np.maximum(np.abs(X).max(axis=0, initial=0.0), np.abs(self.centre))
+        X = _as_float(X)
+        magnitude = np.maximum(_column_abs_max(X), np.abs(self.centre))
         magnitude[magnitude == 0] = 1.0
         # (x/m - c/m) / (s/m): no intermediate leaves float64 even near its limits.
-        Z = (X / magnitude - self.centre / magnitude) / (self.scale / magnitude)
-        return Z.astype(dtype, copy=False)
+        # Written block by block into Z, so that a float32 X costs no float64 copy.
+        shift, spread = self.centre / magnitude, self.scale / magnitude
+        Z = np.empty(X.shape, dtype=dtype)
+        for b in _row_blocks(X):
+            Z[b] = (X[b] / magnitude - shift) / spread
+        return Z
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
         """Values in data units, ``Z * scale + centre``."""
