@@ -104,11 +104,9 @@ class CovarianceType(ABC):
     def whiten(self, X: np.ndarray, prepared: tuple, out: np.ndarray) -> np.ndarray:
         """Write whitened residuals ``y[n, k] = (x_n - m_k) P_k`` into ``out`` (n, K, D)."""
 
-    def fused_pass(self, X: np.ndarray, weights: np.ndarray, prepared: tuple, log_norm: np.ndarray,
-                   scratch: np.ndarray):
+    def fused_pass(self, X: np.ndarray, weights: np.ndarray, prepared: tuple, log_norm: np.ndarray):
         """A chunk's whole E-step and whitened statistics with few trips over memory, or None.
 
-        ``scratch`` is a (rows, K, D) array of X's dtype that the pass may overwrite.
         Returns ``(nk, sum_y, second, log_likelihood)`` as the generic pass computes
         them, or None where this type has no such kernel (the generic pass, built on
         :meth:`whiten` and :meth:`second_moment`, is then used).
@@ -265,7 +263,7 @@ class FullCovariance(_MatrixCovariance):
         flat -= offset
         return out
 
-    def fused_pass(self, X, weights, prepared, log_norm, scratch):
+    def fused_pass(self, X, weights, prepared, log_norm):
         # One compiled trip per block of rows: triangular whitening, log-sum-exp,
         # responsibilities and moments (bayesgmm._em_kernels); 2.5x the BLAS
         # whitening + batched second-moment product it replaced.
@@ -326,15 +324,12 @@ class TiedCovariance(_MatrixCovariance):
         prec_chol, shifted_means = prepared[:2]
         return np.subtract((X @ prec_chol)[:, None, :], shifted_means[None, :, :], out=out)
 
-    def fused_pass(self, X, weights, prepared, log_norm, scratch):
+    def fused_pass(self, X, weights, prepared, log_norm):
         # The full kernel with every component's factor the shared one; only the sum
         # of the second moments over components enters the shared covariance. It is
         # 2x the BLAS expansion |u - o|^2 = |u|^2 - 2 u.o + |o|^2 it replaced, which
         # cancelled digits and so had to run in float64 even for float32 data.
-        from ._em_kernels import full_pass
-
-        means, factor = prepared[2:]
-        nk, sum_y, second, log_likelihood = full_pass(X, weights, means, factor, log_norm)
+        nk, sum_y, second, log_likelihood = FullCovariance.fused_pass(self, X, weights, prepared, log_norm)
         return nk, sum_y, second.sum(axis=0), log_likelihood
 
     def second_moment(self, weighted_y, y):
@@ -406,7 +401,7 @@ class DiagCovariance(CovarianceType):
         out *= scale[None, :, :]
         return out
 
-    def fused_pass(self, X, weights, prepared, log_norm, scratch):
+    def fused_pass(self, X, weights, prepared, log_norm):
         # Diagonal precisions: a few flops per (row, component, feature), so one fused
         # trip over the rows beats NumPy's several passes (bayesgmm._em_kernels).
         from ._em_kernels import diag_pass

@@ -445,11 +445,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         def work(a: int, b: int) -> SufficientStats:
             Xc, wc = X[a:b], sample_weight[a:b]
-            ws = _scratch(info.rows, info.shape, X.dtype)
             if resp_rows is None:
-                fused = self._cov.fused_pass(Xc, wc, info.prepared, info.log_norm, ws.y[: b - a])
+                fused = self._cov.fused_pass(Xc, wc, info.prepared, info.log_norm)
                 if fused is not None:
                     return SufficientStats(*fused, float(wc.sum(dtype=np.float64)))
+            ws = _scratch(info.rows, info.shape, X.dtype)  # the generic pass's (rows, K, D) arrays
             if resp_rows is None:
                 resp, y = self._log_prob_chunk(Xc, info)
                 log_px = self._normalize_in_place(resp)
