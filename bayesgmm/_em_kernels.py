@@ -10,7 +10,7 @@ took 0.21 s, 6.6x the arithmetic limit. These kernels do the whole pass
 in one trip over a block of rows held in cache, with the rows innermost so that
 the loops vectorise; full covariances whiten with the triangular factor (half the
 products of a dense one) and sum only the upper triangle of the second moment.
-Tied covariances need no kernel (see ``TiedCovariance.fused_pass``).
+Tied covariances run the full kernel with the shared factor in every component.
 
 ``exp`` is the one transcendental function per (row, component); the libm call
 that numba emits is scalar and was the largest single cost of the diagonal pass.

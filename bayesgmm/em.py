@@ -49,6 +49,17 @@ INIT_PARAMS = ("auto", *INITIALIZERS)
 _CHUNK_BYTES = 2 * 1024 * 1024
 
 
+def _first_best(runs: list, tol: float):
+    """The first of ``(key, params)`` runs whose ``key = (proper, log-likelihood)`` is the best to within ``tol``.
+
+    Several starts often reach the same optimum, with its components in different
+    orders; their log-likelihoods then differ only by rounding, which changes with the
+    units of the data and so must not decide which labelling a fit reports.
+    """
+    proper, best = max(run[0] for run in runs)
+    return next(run for run in runs if run[0][0] == proper and run[0][1] >= best - tol)
+
+
 class DegenerateFitWarning(UserWarning):
     """A component collapsed onto a lower-dimensional set (a spurious maximiser)."""
 
@@ -568,13 +579,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 "or use fewer components."
             )
         # A short run's leader does not always converge to the best optimum: the
-        # anchors and the leading random starts all run to convergence.
-        random_runs.sort(key=lambda run: run[0], reverse=True)
+        # anchors and the leading random starts (in start order) all run to convergence.
+        leaders = sorted(range(len(random_runs)), key=lambda i: random_runs[i][0], reverse=True)[:_SHORT_RUN_KEEP]
         finals = []
-        for _, params in anchor_runs + random_runs[:_SHORT_RUN_KEEP]:
+        for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]:
             self._params = params
             finals.append(self._scored_run(Zs, ws, attempt, self.max_iter))
-        return max(finals, key=lambda run: run[0])[1]
+        return _first_best(finals, self.tol)[1]
 
     def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int,
                     tol: float | None = None) -> tuple[tuple[bool, float], _Params]:
