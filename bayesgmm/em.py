@@ -302,8 +302,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     >>> X = load_faithful().to_numpy()
     >>> gm = GaussianMixtureEM(n_components=2, random_state=0).fit(X)
     >>> gm.means_.round(1)
-    array([[ 2. , 54.5],
-           [ 4.3, 80. ]])
+    array([[ 4.3, 80. ],
+           [ 2. , 54.5]])
     """
 
     def __init__(
