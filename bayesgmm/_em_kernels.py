@@ -309,3 +309,150 @@ def full_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, factor: np.
         np.ascontiguousarray(factor, dtype=dtype), np.ascontiguousarray(log_norm, dtype=np.float64), nk, sum_y,
         second)
     return nk, sum_y, second, float(log_likelihood)
+
+
+@njit(nogil=True, cache=True)
+def _lower_inverse_kernel(stack, out):  # pragma: no cover - compiled
+    # Forward substitution, one column of the inverse at a time; no fastmath, so the
+    # rounding is that of a plain triangular solve. Returns 1 when a diagonal is zero.
+    n_matrices, size = stack.shape[0], stack.shape[1]
+    for m in range(n_matrices):
+        for j in range(size):
+            if stack[m, j, j] == 0.0:
+                return 1
+        for j in range(size):
+            out[m, j, j] = 1.0 / stack[m, j, j]
+            for i in range(j + 1, size):
+                total = 0.0
+                for k in range(j, i):
+                    total += stack[m, i, k] * out[m, k, j]
+                out[m, i, j] = -total / stack[m, i, i]
+    return 0
+
+
+def triangular_inverse(factors: np.ndarray, lower: bool) -> np.ndarray:
+    """Inverses of a stack of triangular matrices ``(..., D, D)``, their other triangle exactly zero.
+
+    One compiled call for the whole stack: EM's M-step inverts K small factors
+    several times per pass, and a LAPACK call per matrix cost 10-40 us of Python
+    each on the short runs of the multi-start (most of a pass's time on small data).
+    Raises ``numpy.linalg.LinAlgError`` for a zero diagonal, as LAPACK would.
+    """
+    factors = np.asarray(factors)
+    shape = factors.shape
+    stack = factors.reshape(-1, shape[-2], shape[-1])
+    if not lower:  # inv(U) = inv(U')'
+        stack = stack.transpose(0, 2, 1)
+    stack = np.ascontiguousarray(stack)
+    out = np.zeros_like(stack)
+    if _lower_inverse_kernel(stack, out):
+        raise np.linalg.LinAlgError("Singular matrix")
+    if not lower:
+        out = out.transpose(0, 2, 1)
+    return np.ascontiguousarray(out).reshape(shape)
+
+
+@njit(nogil=True, cache=True)
+def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, covs, new_factor):  # pragma: no cover
+    # Per factor m (K of them for full covariances, one for tied): Q = P^{-1} by back
+    # substitution, the whitened moments centred and mapped back (Q' C Q), the
+    # ridge, then the new factor inv(chol(cov))'. Plain loops without fastmath: the
+    # rounding is that of the LAPACK routines it replaces. Returns 1 for a singular
+    # old factor, 2 for a new covariance that is not finite and positive definite.
+    n_components, n_features = mean_y.shape
+    q = np.zeros((n_features, n_features))
+    centred = np.empty((n_features, n_features))
+    product = np.empty((n_features, n_features))
+    chol = np.zeros((n_features, n_features))
+    if pooled:
+        total = 0.0
+        for k in range(n_components):
+            total += nk[k]
+        for e in range(n_features):
+            for f in range(n_features):
+                value = second[0, e, f]
+                for k in range(n_components):
+                    value -= nk[k] * mean_y[k, e] * mean_y[k, f]
+                centred[e, f] = value / total
+    for m in range(factor.shape[0]):
+        for j in range(n_features):
+            if factor[m, j, j] == 0.0:
+                return 1
+        for j in range(n_features):
+            q[j, j] = 1.0 / factor[m, j, j]
+            for i in range(j - 1, -1, -1):
+                value = 0.0
+                for k in range(i + 1, j + 1):
+                    value += factor[m, i, k] * q[k, j]
+                q[i, j] = -value / factor[m, i, i]
+        for k in range(n_components) if pooled else range(m, m + 1):
+            for f in range(n_features):
+                value = 0.0
+                for e in range(f + 1):
+                    value += mean_y[k, e] * q[e, f]
+                shift[k, f] = value
+        if not pooled:
+            for e in range(n_features):
+                for f in range(n_features):
+                    centred[e, f] = second[m, e, f] / nk[m] - mean_y[m, e] * mean_y[m, f]
+        for e in range(n_features):  # product = C Q (rows innermost-contiguous)
+            for f in range(n_features):
+                product[e, f] = 0.0
+            for g in range(n_features):
+                for f in range(g, n_features):
+                    product[e, f] += centred[e, g] * q[g, f]
+        for e in range(n_features):  # cov = Q' (C Q), symmetrised
+            for f in range(n_features):
+                covs[m, e, f] = 0.0
+            for g in range(e + 1):
+                for f in range(n_features):
+                    covs[m, e, f] += q[g, e] * product[g, f]
+        for e in range(n_features):
+            for f in range(e):
+                value = 0.5 * (covs[m, e, f] + covs[m, f, e])
+                covs[m, e, f] = value
+                covs[m, f, e] = value
+            covs[m, e, e] += reg_covar
+        for e in range(n_features):
+            for f in range(n_features):
+                if not np.isfinite(covs[m, e, f]):
+                    return 2
+        for j in range(n_features):  # Cholesky cov = L L'
+            value = covs[m, j, j]
+            for k in range(j):
+                value -= chol[j, k] * chol[j, k]
+            if not value > 0.0:
+                return 2
+            chol[j, j] = np.sqrt(value)
+            for i in range(j + 1, n_features):
+                value = covs[m, i, j]
+                for k in range(j):
+                    value -= chol[i, k] * chol[j, k]
+                chol[i, j] = value / chol[j, j]
+        for j in range(n_features):  # new factor P = L^{-T}: column j of L^{-1} is row j of P
+            new_factor[m, j, j] = 1.0 / chol[j, j]
+            for i in range(j + 1, n_features):
+                value = 0.0
+                for k in range(j, i):
+                    value += chol[i, k] * new_factor[m, j, k]
+                new_factor[m, j, i] = -value / chol[i, i]
+    return 0
+
+
+def matrix_m_step(nk: np.ndarray, mean_y: np.ndarray, second: np.ndarray, factor: np.ndarray, reg_covar: float,
+                  pooled: bool):
+    """Float64 M-step of full (``pooled=False``) or tied covariances in one compiled call.
+
+    ``second`` is the summed whitened second moment, (K, D, D), or (1, D, D) pooled
+    over components; ``factor`` the current precision factors P (K or 1, D, D).
+    Returns the mean shifts ``ybar_k P^{-1}`` (K, D), the new covariances and their
+    precision factors, each (K or 1, D, D); the caller drops the leading 1 for tied.
+    Raises ``numpy.linalg.LinAlgError`` for a singular factor and ``ValueError``
+    (code 2) where a covariance is not positive definite.
+    """
+    n_components, n_features = mean_y.shape
+    shift = np.empty((n_components, n_features))
+    covs = np.empty(factor.shape)
+    new_factor = np.zeros(factor.shape)
+    code = _matrix_m_step_kernel(nk, mean_y, second, factor, float(reg_covar), pooled, shift, covs, new_factor)
+    return code, shift, covs, new_factor

@@ -480,7 +480,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 float(wc.sum(dtype=np.float64)),
             )
 
-        parts = _map_chunks(work, info.bounds, self._threads())
+        # cpu_count is a system call: worth it only when there are chunks to share.
+        parts = _map_chunks(work, info.bounds, self._threads() if len(info.bounds) > 1 else 1)
         total = parts[0]
         for part in parts[1:]:
             total = total + part
@@ -497,17 +498,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         dtype = old.means.dtype
         # Same guard as scikit-learn against empty components.
         nk = stats.nk + 10 * np.finfo(dtype).eps
-        mean_y = stats.sum_y / nk[:, None]
-        second = self._cov.per_component_second(stats.second, nk)
-        covariances = np.asarray(
-            self._cov.covariances_from_moments(nk, mean_y, second, old.precisions_cholesky, self.reg_covar),
-            dtype=dtype,
-        )
+        shift, covariances, precisions_cholesky = self._cov.m_step(
+            nk, stats.sum_y, stats.second, old.precisions_cholesky, self.reg_covar, dtype)
         self._params = _Params(
             weights=(nk / stats.total_weight).astype(dtype),
-            means=(old.means + self._cov.unwhiten_shift(mean_y, old.precisions_cholesky)).astype(dtype),
+            means=(old.means + shift).astype(dtype),
             covariances=covariances,
-            precisions_cholesky=self._cov.precision_cholesky(covariances),
+            precisions_cholesky=precisions_cholesky,
         )
 
     def _compute_lower_bound(self, stats: SufficientStats) -> float:
