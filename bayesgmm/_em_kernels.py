@@ -222,8 +222,8 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     n_rows, n_features = X.shape
     n_components = means.shape[0]
     dt = X.dtype
-    # Whole blocks only (a ragged last block is padded with weight-0 rows), so that
-    # every inner loop has the same fixed length.
+    # A ragged last block is padded with weight-0 rows to a whole number of vectors,
+    # so that no inner loop has a scalar remainder.
     x_t = np.zeros((n_features, _BLOCK), dtype=dt)
     centred = np.empty((n_features, _BLOCK), dtype=dt)
     y = np.empty((n_components, n_features, _BLOCK), dtype=dt)
@@ -237,41 +237,45 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     log_likelihood = 0.0
     for start in range(0, n_rows, _BLOCK):
         m = min(_BLOCK, n_rows - start)
+        # A ragged block runs to the next multiple of 16 rows (a float32 vector's
+        # lanes), not to _BLOCK: on small data (150-600 rows) the padding was up to
+        # half of every pass.
+        n_r = min(_BLOCK, (m + 15) // 16 * 16)
         for r in range(m):
             w[r] = weights[start + r]
             for d in range(n_features):
                 x_t[d, r] = X[start + r, d]
-        for r in range(m, _BLOCK):
+        for r in range(m, n_r):
             w[r] = 0
         # y_k = (x - m_k) P_k with P_k upper triangular: y_ke = sum_{d <= e} (x - m_k)_d P_k[d, e]
         for k in range(n_components):
             for d in range(n_features):
                 mu = means[k, d]
-                for r in range(_BLOCK):
+                for r in range(n_r):
                     centred[d, r] = x_t[d, r] - mu
             acc = log_prob[k]
-            acc[:] = 0
+            acc[:n_r] = 0
             for e in range(n_features):
                 ye = y[k, e]
                 p = factor[k, 0, e]
-                for r in range(_BLOCK):
+                for r in range(n_r):
                     ye[r] = centred[0, r] * p
                 for d in range(1, e + 1):
                     p = factor[k, d, e]
-                    for r in range(_BLOCK):
+                    for r in range(n_r):
                         ye[r] += centred[d, r] * p
-                for r in range(_BLOCK):
+                for r in range(n_r):
                     acc[r] += ye[r] * ye[r]
-            for r in range(_BLOCK):
+            for r in range(n_r):
                 acc[r] = log_norm_dt[k] - 0.5 * acc[r]
-        log_likelihood += _responsibilities(log_prob, _BLOCK, w, top, total, bits, nk)
+        log_likelihood += _responsibilities(log_prob, n_r, w, top, total, bits, nk)
         for k in range(n_components):
             q = log_prob[k]
             zero = q[0] * 0  # the block's sums in the data's precision
             for e in range(n_features):
                 ye = y[k, e]
                 first = zero
-                for r in range(_BLOCK):
+                for r in range(n_r):
                     v = q[r] * ye[r]
                     weighted_y[e, r] = v
                     first += v
@@ -280,7 +284,7 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
                 for f in range(e, n_features):
                     yf = y[k, f]
                     sq = zero
-                    for r in range(_BLOCK):
+                    for r in range(n_r):
                         sq += weighted_y[e, r] * yf[r]
                     second[k, e, f] += sq
     for k in range(n_components):

@@ -38,7 +38,7 @@ def reports():
     out = {}
     for name in ("faithful", "wine", "breast_cancer"):
         settings = AnalysisSettings(select=[1, 2, 3], covariance_types=("diag",), method="advi", draws=60,
-                                    seed=1, progressbar=False, fit_options={"n_iterations": 1500}, source=name,
+                                    seed=1, progressbar=False, fit_options={"n_iterations": 600}, source=name,
                                     sparse_alpha=None, loo_extra_fits=0)  # the layout, not the choice of K
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -189,15 +189,25 @@ def test_run_sbc_checks_its_arguments(tmp_path):
         run_sbc(setting, reps=1, random_seed=1, seed=2)
 
 
-def test_seed_is_a_deprecated_name_of_random_seed(tmp_path):
+def test_seed_is_a_deprecated_name_of_random_seed(monkeypatch):
+    # The alias must reach every random draw as random_seed does: the fit is replaced by
+    # a recorder of what it was given (the mechanics test above runs real fits).
+    import bayesgmm.validation as validation
+
+    def recorded_fit(gmm, setting, X, fit_seed, record):
+        record.update(fit_seed=fit_seed, data=np.asarray(X).tolist())
+
+    monkeypatch.setattr(validation, "_fit_replication", recorded_fit)
     setting = SBCSetting("advi", "diag", 2, 1, n_samples=30, draws=20)
     with pytest.warns(DeprecationWarning, match="random_seed"):
         old = run_sbc(setting, reps=1, seed=3)
     new = run_sbc(setting, reps=1, random_seed=3)
+    other = run_sbc(setting, reps=1, random_seed=4)
     assert old["meta"]["seed"] == new["meta"]["seed"] == 3
-    assert old["records"][0]["u"] == new["records"][0]["u"]
+    assert old["records"][0]["fit_seed"] == new["records"][0]["fit_seed"] != other["records"][0]["fit_seed"]
+    assert old["records"][0]["data"] == new["records"][0]["data"] != other["records"][0]["data"]
     with pytest.warns(DeprecationWarning, match="random_seed"):
-        assert sbc_replication(setting, 0, seed=3)["u"] == new["records"][0]["u"]
+        assert sbc_replication(setting, 0, seed=3)["fit_seed"] == new["records"][0]["fit_seed"]
 
 
 # ------------------------------------------------------------------------------ slow
