@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/ensure_blas.sh
 	bash scripts/ensure_blas.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,dask]"
+	$(PY) -m pip install -q -e ".[dev,dask,jax]"
 	touch $(STAMP)
 
 demo: install
