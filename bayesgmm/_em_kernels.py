@@ -140,7 +140,7 @@ def _responsibilities(log_prob, m, w, top, total, bits, nk):  # pragma: no cover
         total[r] = w[r] / total[r]  # responsibilities times the row's weight
     for k in range(n_components):
         q = log_prob[k]
-        count = q[0] * 0
+        count = q[0] * np.float32(0)  # q's precision (an int 0 would make float32 sums float64)
         for r in range(m):
             q[r] *= total[r]
             count += q[r]
@@ -160,6 +160,7 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
     w = np.empty(_BLOCK, dtype=dt)
     bits = np.empty(_BLOCK, dtype=dt)
     log_norm_dt = log_norm.astype(dt)
+    half = np.ones(1, dtype=dt)[0] * np.float32(0.5)  # in the data's precision, as every constant here
     log_likelihood = 0.0
     for start in range(0, n_rows, _BLOCK):
         m = min(_BLOCK, n_rows - start)
@@ -178,15 +179,17 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
                     v = (x_t[d, r] - mu) * sc
                     acc[r] += v * v
             for r in range(m):
-                acc[r] = log_norm_dt[k] - 0.5 * acc[r]
+                acc[r] = log_norm_dt[k] - half * acc[r]
         log_likelihood += _responsibilities(resp, m, w, top, total, bits, nk)
         for k in range(n_components):
             q = resp[k]
             for d in range(n_features):
                 mu = means[k, d]
                 sc = scale[k, d]
-                first = q[0] * 0  # the block's sums in the data's precision
-                sq = q[0] * 0
+                # The block's sums in the data's precision: times an int 0, numba would
+                # promote float32 to float64 (and the loop would not vectorise at float32 width).
+                first = q[0] * np.float32(0)
+                sq = q[0] * np.float32(0)
                 for r in range(m):
                     v = (x_t[d, r] - mu) * sc
                     rv = q[r] * v
@@ -234,6 +237,7 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     total = np.empty(_BLOCK, dtype=dt)
     w = np.zeros(_BLOCK, dtype=dt)
     log_norm_dt = log_norm.astype(dt)
+    half = np.ones(1, dtype=dt)[0] * np.float32(0.5)  # in the data's precision, as every constant here
     log_likelihood = 0.0
     for start in range(0, n_rows, _BLOCK):
         m = min(_BLOCK, n_rows - start)
@@ -255,7 +259,29 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
                     centred[d, r] = x_t[d, r] - mu
             acc = log_prob[k]
             acc[:n_r] = 0
-            for e in range(n_features):
+            e = 0
+            # Two outputs per trip over the rows: one load of centred[d] feeds both.
+            while e + 2 <= n_features:
+                y0, y1 = y[k, e], y[k, e + 1]
+                p0, p1 = factor[k, 0, e], factor[k, 0, e + 1]
+                c = centred[0]
+                for r in range(n_r):
+                    y0[r] = c[r] * p0
+                    y1[r] = c[r] * p1
+                for d in range(1, e + 1):
+                    p0, p1 = factor[k, d, e], factor[k, d, e + 1]
+                    c = centred[d]
+                    for r in range(n_r):
+                        y0[r] += c[r] * p0
+                        y1[r] += c[r] * p1
+                p1 = factor[k, e + 1, e + 1]
+                c = centred[e + 1]
+                for r in range(n_r):
+                    v1 = y1[r] + c[r] * p1
+                    y1[r] = v1
+                    acc[r] += y0[r] * y0[r] + v1 * v1
+                e += 2
+            if e < n_features:
                 ye = y[k, e]
                 p = factor[k, 0, e]
                 for r in range(n_r):
@@ -267,11 +293,11 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
                 for r in range(n_r):
                     acc[r] += ye[r] * ye[r]
             for r in range(n_r):
-                acc[r] = log_norm_dt[k] - 0.5 * acc[r]
+                acc[r] = log_norm_dt[k] - half * acc[r]
         log_likelihood += _responsibilities(log_prob, n_r, w, top, total, bits, nk)
         for k in range(n_components):
             q = log_prob[k]
-            zero = q[0] * 0  # the block's sums in the data's precision
+            zero = q[0] * np.float32(0)  # the block's sums in the data's precision (see the diag kernel)
             for e in range(n_features):
                 ye = y[k, e]
                 first = zero
@@ -281,12 +307,31 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
                     first += v
                 sum_y[k, e] += first
             for e in range(n_features):  # the upper triangle; mirrored once at the end
-                for f in range(e, n_features):
+                we = weighted_y[e]
+                f = e
+                # Four columns per trip: one load of we[r] feeds four products (a load
+                # per product otherwise, and loads were the bound).
+                while f + 4 <= n_features:
+                    y0, y1, y2, y3 = y[k, f], y[k, f + 1], y[k, f + 2], y[k, f + 3]
+                    s0 = s1 = s2 = s3 = zero
+                    for r in range(n_r):
+                        v = we[r]
+                        s0 += v * y0[r]
+                        s1 += v * y1[r]
+                        s2 += v * y2[r]
+                        s3 += v * y3[r]
+                    second[k, e, f] += s0
+                    second[k, e, f + 1] += s1
+                    second[k, e, f + 2] += s2
+                    second[k, e, f + 3] += s3
+                    f += 4
+                while f < n_features:
                     yf = y[k, f]
                     sq = zero
                     for r in range(n_r):
-                        sq += weighted_y[e, r] * yf[r]
+                        sq += we[r] * yf[r]
                     second[k, e, f] += sq
+                    f += 1
     for k in range(n_components):
         for e in range(n_features):
             for f in range(e):
