@@ -86,6 +86,39 @@ def test_vectorised_exp_matches_numpy(dtype, rtol):
     assert np.all(values[~kept] == 0.0) and np.all(expected[~kept] < 4 * np.finfo(dtype).tiny)
 
 
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-15), (np.float32, 2e-7)])
+def test_vectorised_log_matches_numpy(dtype, rtol):
+    """The kernels' own log, over [1, largest float): exact at 1, across the sqrt(2) switch, at the top."""
+    from numba import njit
+
+    from bayesgmm._em_kernels import _log_at_least_one
+
+    @njit
+    def run(values, out):
+        _log_at_least_one(values, out)
+
+    rng = np.random.default_rng(4)
+    top = np.finfo(dtype).max
+    x = np.concatenate([[1.0, 2.0, 4.0, 1.4142135, 1.4142137, 1.0 + 1e-12, top],
+                        rng.uniform(1.0, 2.0, 2000), np.exp(rng.uniform(0.0, 80.0, 2000))]).astype(dtype)
+    out = np.empty_like(x)
+    run(x, out)
+    expected = np.log(x.astype(np.float64))
+    assert out[0] == 0.0
+    np.testing.assert_allclose(out[1:], expected[1:], rtol=rtol, atol=0)
+
+
+def test_pass_keeps_a_nan_log_density():
+    """A NaN log-density (outside the fast log's domain) reaches the log-likelihood as NaN, as before."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    for kernel, scale in (("diag", np.ones((2, 2))), ("full", np.tile(np.eye(2), (2, 1, 1)))):
+        from bayesgmm import _em_kernels
+
+        run = _em_kernels.diag_pass if kernel == "diag" else _em_kernels.full_pass
+        result = run(X, np.ones(40), np.zeros((2, 2)), scale, np.array([np.nan, 0.0]))
+        assert np.isnan(result[3])
+
+
 def test_full_kernel_empty_component_and_ragged_block():
     """Full kernel: a weight-0 component gets nothing; 300 rows end in a ragged block (padding adds nothing)."""
     from bayesgmm._em_kernels import full_pass
