@@ -66,6 +66,7 @@ __all__ = [
 
 _METHODS = ("nuts", "advi")
 _COVARIANCE_TYPES = ("full", "diag")
+_INITS = ("em", "em_dispersed")
 _FORMAT_VERSION = 1
 
 #: Fixed held-out points, on the prior's (standardised) scale, at which the mixture's
@@ -102,6 +103,10 @@ class SBCSetting:
         Keep every ``thin``-th NUTS draw of each chain for the ranks (ADVI: 1).
     priors : dict, optional
         Priors other than the defaults; ``location`` and ``scale`` are always 0 and 1.
+    init : {"em", "em_dispersed"}, default="em"
+        NUTS chains' starts (``BayesianGMM.fit``'s ``init``): the EM optimum, or each
+        chain at its own EM optimum (to calibrate that option before it can become a
+        default). ADVI takes ``"em"`` only.
 
     Examples
     --------
@@ -121,6 +126,7 @@ class SBCSetting:
     chains: int = 2
     thin: int = 4
     priors: Mapping | None = field(default=None)
+    init: str = "em"
 
     def __post_init__(self):
         object.__setattr__(self, "method", check_option(self.method, "method", _METHODS))
@@ -132,7 +138,10 @@ class SBCSetting:
         object.__setattr__(self, "n_samples", check_integer_param(self.n_samples, "n_samples", minimum=2))
         for name, minimum in (("draws", 1), ("tune", 0), ("chains", 1), ("thin", 1)):
             object.__setattr__(self, name, check_integer_param(getattr(self, name), name, minimum=minimum))
+        object.__setattr__(self, "init", check_option(self.init, "init", _INITS))
         if self.method == "advi":
+            if self.init != "em":
+                raise ValueError(f"init={self.init!r} starts NUTS chains; ADVI settings take init='em'.")
             object.__setattr__(self, "thin", 1)
             object.__setattr__(self, "chains", 1)
         if self.priors is not None:
@@ -413,7 +422,8 @@ def _fit_replication(gmm, setting: SBCSetting, X, fit_seed: int, record: dict):
             warnings.filterwarnings("ignore", "(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
             if setting.method == "nuts":
                 idata = gmm.fit(X, method="nuts", draws=setting.draws, tune=setting.tune, chains=setting.chains,
-                                cores=1, random_seed=fit_seed, progressbar=False, log_likelihood=False)
+                                cores=1, random_seed=fit_seed, progressbar=False, log_likelihood=False,
+                                init=setting.init)
             else:
                 idata = gmm.fit(X, method="advi", draws=setting.draws, random_seed=fit_seed, progressbar=False,
                                 log_likelihood=False)

@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     parser.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (default 200)")
     parser.add_argument("--tune", type=int, default=None, help="NUTS warm-up per chain (default 200)")
     parser.add_argument("--thin", type=int, default=None, help="rank every thin-th NUTS draw (default 4)")
+    parser.add_argument("--init", choices=("em", "em_dispersed"), default=None,
+                        help="NUTS chains' starts (default em; em_dispersed: each chain at its own EM optimum)")
     parser.add_argument("--advi-draws", type=int, default=None, help="ADVI draws ranked (default 200)")
     parser.add_argument("--resume", action="store_true", help="keep the replications already in --out")
     parser.add_argument("--quick", action="store_true", help="tiny run: every setting, 3 replications")
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
             if args.out == "sbc_results.json":
                 args.out = "sbc_quick.json"
         nuts = {k: v for k, v in (("n_samples", args.n), ("draws", args.draws), ("tune", args.tune),
-                                  ("thin", args.thin)) if v is not None}
+                                  ("thin", args.thin), ("init", args.init)) if v is not None}
         advi = {k: v for k, v in (("n_samples", args.n), ("draws", args.advi_draws)) if v is not None}
         settings = [s for s in sbc_settings(args.settings, **nuts) if s.method == "nuts"]
         settings += [s for s in sbc_settings(args.settings, **advi) if s.method == "advi"]

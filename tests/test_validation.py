@@ -189,6 +189,27 @@ def test_run_sbc_checks_its_arguments(tmp_path):
         run_sbc(setting, reps=1, random_seed=1, seed=2)
 
 
+def test_init_option_reaches_the_nuts_fit_and_is_checked(monkeypatch):
+    import bayesgmm.model as model_module
+
+    seen = {}
+
+    def fake_fit(self, X, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")  # recorded as the replication's error
+
+    monkeypatch.setattr(model_module.BayesianGMM, "fit", fake_fit)
+    setting = SBCSetting("nuts", "full", 2, 1, n_samples=20, init="em_dispersed")
+    record = sbc_replication(setting, 0, random_seed=0)
+    assert seen["init"] == "em_dispersed" and record["error"].startswith("RuntimeError")
+    assert SBCSetting("nuts", "full", 2, 1).init == "em"
+    assert SBCSetting(**setting.to_dict()) == setting  # results files carry it
+    with pytest.raises(ValueError, match="init"):
+        SBCSetting("nuts", "full", 2, 1, init="prior_draws")
+    with pytest.raises(ValueError, match="ADVI settings take init='em'"):
+        SBCSetting("advi", "full", 2, 1, init="em_dispersed")
+
+
 def test_seed_is_a_deprecated_name_of_random_seed(monkeypatch):
     # The alias must reach every random draw as random_seed does: the fit is replaced by
     # a recorder of what it was given (the mechanics test above runs real fits).
