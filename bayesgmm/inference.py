@@ -131,7 +131,9 @@ def dispersed_starts(spec: ModelSpec, data: PreparedData, best: dict, chains: in
     never reach; chains started at other local optima either find their way to the
     same posterior mode during warm-up or stay in theirs, where R-hat and
     :func:`bayesgmm.diagnostics.chain_modes` see them (Yao, Vehtari & Gelman 2022
-    recommend such dispersed starts). A seed whose EM fails gives the best start again.
+    recommend such dispersed starts). A seed whose EM fails, or ends at a degenerate
+    optimum (a component collapsed onto a point: a spurious maximiser, from which
+    NUTS could not start in 2 of 200 SBC fits of K=3, D=1), gives the best start again.
     """
     starts = [best]
     seeds = np.random.SeedSequence(None if random_seed is None else int(random_seed)).spawn(chains)
@@ -143,6 +145,9 @@ def dispersed_starts(spec: ModelSpec, data: PreparedData, best: dict, chains: in
                 em = GaussianMixtureEM(spec.n_components, covariance_type=spec.covariance.name,
                                        init_params="k-means++", tol=1e-6, max_iter=500,
                                        random_state=int(seed.generate_state(1)[0])).fit(data.Z)
+                if em.degenerate_:
+                    starts.append(best)
+                    continue
                 starts.append(_initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float),
                                            np.asarray(em.means_, dtype=float),
                                            np.asarray(em.full_covariances_, dtype=float)))

@@ -221,6 +221,27 @@ def test_dispersed_starts_put_chains_at_different_em_optima():
     assert idata.posterior.sizes["chain"] == 2
 
 
+def test_a_degenerate_em_optimum_is_not_a_chain_start(monkeypatch):
+    # A k-means++ seed whose EM collapses a component onto one point (weight 1/N, sd at
+    # the reg_covar floor) made NUTS fail to start in SBC; such a start is replaced by the best.
+    from bayesgmm import inference
+
+    X, _ = make_mixture(90, 2, 3, random_state=1, separation=1.5)
+    gmm = BayesianGMM(3)
+    data = gmm.prepare(X)
+    best, _ = inference.em_start(gmm.spec, data, 0)
+    real_fit = inference.GaussianMixtureEM.fit
+
+    def collapsing_fit(self, X, *args, **kwargs):
+        fitted = real_fit(self, X, *args, **kwargs)
+        fitted.degenerate_ = True
+        return fitted
+
+    monkeypatch.setattr(inference.GaussianMixtureEM, "fit", collapsing_fit)
+    starts = inference.dispersed_starts(gmm.spec, data, best, 3, random_seed=0)
+    assert len(starts) == 3 and all(start is best for start in starts)
+
+
 @pytest.mark.parametrize("settings, match", [
     ({"method": "advi"}, "method='advi' has no chains"),
     ({"sampler": "nutpie"}, "needs sampler='pymc' or 'numpyro'"),
