@@ -444,21 +444,28 @@ def full_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, factor: np.
 
 
 @njit(nogil=True, cache=True)
+def _invert_lower(lower, out):  # pragma: no cover - compiled
+    # out = lower^{-1} (lower triangular, no zero on the diagonal; out's upper triangle
+    # left as it is). Forward substitution, one column at a time, without fastmath, so
+    # the rounding is that of a plain triangular solve.
+    size = lower.shape[0]
+    for j in range(size):
+        out[j, j] = 1.0 / lower[j, j]
+        for i in range(j + 1, size):
+            total = 0.0
+            for k in range(j, i):
+                total += lower[i, k] * out[k, j]
+            out[i, j] = -total / lower[i, i]
+
+
+@njit(nogil=True, cache=True)
 def _lower_inverse_kernel(stack, out):  # pragma: no cover - compiled
-    # Forward substitution, one column of the inverse at a time; no fastmath, so the
-    # rounding is that of a plain triangular solve. Returns 1 when a diagonal is zero.
-    n_matrices, size = stack.shape[0], stack.shape[1]
-    for m in range(n_matrices):
-        for j in range(size):
+    # Returns 1 when a diagonal is zero.
+    for m in range(stack.shape[0]):
+        for j in range(stack.shape[1]):
             if stack[m, j, j] == 0.0:
                 return 1
-        for j in range(size):
-            out[m, j, j] = 1.0 / stack[m, j, j]
-            for i in range(j + 1, size):
-                total = 0.0
-                for k in range(j, i):
-                    total += stack[m, i, k] * out[m, k, j]
-                out[m, i, j] = -total / stack[m, i, i]
+        _invert_lower(stack[m], out[m])
     return 0
 
 
@@ -486,15 +493,16 @@ def triangular_inverse(factors: np.ndarray, lower: bool) -> np.ndarray:
 
 @njit(nogil=True, cache=True)
 def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, covs, new_factor):  # pragma: no cover
-    # Per factor m (K of them for full covariances, one for tied): Q = P^{-1} by back
-    # substitution, the whitened moments centred and mapped back (Q' C Q), the
+    # Per factor m (K of them for full covariances, one for tied): Q = P^{-1} (as the
+    # transpose of the lower inverse of P'), the whitened moments centred and mapped back (Q' C Q), the
     # ridge, then the new factor inv(chol(cov))'. Loops without fastmath (and BLAS for Q' C Q): the
     # rounding is that of the LAPACK routines it replaces. Returns 1 for a singular
     # old factor, 2 for a new covariance that is not finite and positive definite.
     n_components, n_features = mean_y.shape
-    q = np.zeros((n_features, n_features))
+    q_t = np.zeros((n_features, n_features))  # Q' = (P')^{-1}, lower
     centred = np.empty((n_features, n_features))
     chol = np.zeros((n_features, n_features))
+    chol_inv = np.zeros((n_features, n_features))
     if pooled:
         total = 0.0
         for k in range(n_components):
@@ -509,13 +517,8 @@ def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, 
         for j in range(n_features):
             if factor[m, j, j] == 0.0:
                 return 1
-        for j in range(n_features):
-            q[j, j] = 1.0 / factor[m, j, j]
-            for i in range(j - 1, -1, -1):
-                value = 0.0
-                for k in range(i + 1, j + 1):
-                    value += factor[m, i, k] * q[k, j]
-                q[i, j] = -value / factor[m, i, i]
+        _invert_lower(factor[m].T, q_t)
+        q = q_t.T
         for k in range(n_components) if pooled else range(m, m + 1):
             for f in range(n_features):
                 value = 0.0
@@ -551,13 +554,8 @@ def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, 
                 for k in range(j):
                     value -= chol[i, k] * chol[j, k]
                 chol[i, j] = value / chol[j, j]
-        for j in range(n_features):  # new factor P = L^{-T}: column j of L^{-1} is row j of P
-            new_factor[m, j, j] = 1.0 / chol[j, j]
-            for i in range(j + 1, n_features):
-                value = 0.0
-                for k in range(j, i):
-                    value += chol[i, k] * new_factor[m, j, k]
-                new_factor[m, j, i] = -value / chol[i, i]
+        _invert_lower(chol, chol_inv)  # the new factor P = L^{-T}
+        new_factor[m] = chol_inv.T
     return 0
 
 
