@@ -542,21 +542,56 @@ def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, 
             for f in range(n_features):
                 if not np.isfinite(covs[m, e, f]):
                     return 2
-        for j in range(n_features):  # Cholesky cov = L L'
-            value = covs[m, j, j]
-            for k in range(j):
-                value -= chol[j, k] * chol[j, k]
-            if not value > 0.0:
-                return 2
-            chol[j, j] = np.sqrt(value)
-            for i in range(j + 1, n_features):
-                value = covs[m, i, j]
-                for k in range(j):
-                    value -= chol[i, k] * chol[j, k]
-                chol[i, j] = value / chol[j, j]
-        _invert_lower(chol, chol_inv)  # the new factor P = L^{-T}
-        new_factor[m] = chol_inv.T
+        if not _precision_factor(covs[m], chol, chol_inv, new_factor[m]):
+            return 2
     return 0
+
+
+@njit(nogil=True, cache=True)
+def _precision_factor(cov, chol, chol_inv, out):  # pragma: no cover - compiled
+    # out = L^{-T} with cov = L L' (scratch chol, chol_inv); False unless cov is positive definite.
+    n_features = cov.shape[0]
+    for j in range(n_features):  # Cholesky cov = L L'
+        value = cov[j, j]
+        for k in range(j):
+            value -= chol[j, k] * chol[j, k]
+        if not value > 0.0:
+            return False
+        chol[j, j] = np.sqrt(value)
+        for i in range(j + 1, n_features):
+            value = cov[i, j]
+            for k in range(j):
+                value -= chol[i, k] * chol[j, k]
+            chol[i, j] = value / chol[j, j]
+    _invert_lower(chol, chol_inv)
+    out[:, :] = chol_inv.T
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _precision_factors_kernel(covs, out):  # pragma: no cover - compiled
+    n_features = covs.shape[1]
+    chol = np.zeros((n_features, n_features))
+    chol_inv = np.zeros((n_features, n_features))
+    for m in range(covs.shape[0]):
+        for e in range(n_features):
+            for f in range(n_features):
+                if not np.isfinite(covs[m, e, f]):
+                    return False
+        if not _precision_factor(covs[m], chol, chol_inv, out[m]):
+            return False
+    return True
+
+
+def precision_factors(covariances: np.ndarray) -> np.ndarray | None:
+    """Upper precision factors ``P = L^{-T}`` (cov = L L') of float64 covariances (..., D, D), one compiled call.
+
+    None where a covariance is not finite and positive definite.
+    """
+    shape = covariances.shape
+    covs = np.ascontiguousarray(covariances, dtype=np.float64).reshape((-1,) + shape[-2:])
+    out = np.zeros(covs.shape)
+    return out.reshape(shape) if _precision_factors_kernel(covs, out) else None
 
 
 def matrix_m_step(nk: np.ndarray, mean_y: np.ndarray, second: np.ndarray, factor: np.ndarray, reg_covar: float,
@@ -576,3 +611,190 @@ def matrix_m_step(nk: np.ndarray, mean_y: np.ndarray, second: np.ndarray, factor
     new_factor = np.zeros(factor.shape)
     code = _matrix_m_step_kernel(nk, mean_y, second, factor, float(reg_covar), pooled, shift, covs, new_factor)
     return code, shift, covs, new_factor
+
+
+# ------------------------------------------------------------ whole EM passes
+# On small data (the many short runs of the multi-start in ``select_model``: iris's
+# grid makes ~7,400 passes) the arithmetic of a pass is ~10 us and the Python around
+# it (the pass set-up, the statistics' dataclass, the M-step's calls) was 40-90 us.
+# These run a whole float64 pass, E-step and M-step, in one compiled call, with the
+# same kernels and the same order of operations as the Python path.
+
+_LOG_2PI = np.log(2.0 * np.pi)
+_NK_GUARD = 10 * np.finfo(np.float64).eps  # scikit-learn's guard against empty components
+
+
+@njit(nogil=True, cache=True)
+def _log_norm(weights, log_det, n_features):  # pragma: no cover - compiled
+    out = np.empty(weights.shape[0])
+    for k in range(weights.shape[0]):
+        out[k] = (np.log(weights[k]) - 0.5 * n_features * _LOG_2PI) + log_det[k]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _matrix_em_step_kernel(X, row_weights, total_weight, weights, means, factor, reg_covar, pooled,
+                           new_weights, new_means, covs, new_factor):  # pragma: no cover - compiled
+    # factor: (K, D, D) full, (1, D, D) tied; returns (code, log-likelihood) with the
+    # codes of _matrix_m_step_kernel.
+    n_components, n_features = means.shape
+    per_component = np.empty((n_components, n_features, n_features))
+    log_det = np.zeros(n_components)
+    for k in range(n_components):
+        m = 0 if pooled else k
+        per_component[k] = factor[m]
+        for j in range(n_features):
+            log_det[k] += np.log(factor[m, j, j])
+    if pooled:  # a scalar for tied, as np.sum(np.log(diag)) gives it: summed once, then shared
+        log_det[:] = log_det[0]
+    nk = np.zeros(n_components)
+    sum_y = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, n_features, n_features))
+    log_likelihood = _full_pass_kernel(X, row_weights, means, per_component,
+                                       _log_norm(weights, log_det, n_features), nk, sum_y, second)
+    for k in range(n_components):
+        nk[k] += _NK_GUARD
+    mean_y = np.empty((n_components, n_features))
+    for k in range(n_components):
+        for d in range(n_features):
+            mean_y[k, d] = sum_y[k, d] / nk[k]
+    if pooled:
+        pooled_second = np.zeros((1, n_features, n_features))
+        for k in range(n_components):
+            pooled_second[0] += second[k]
+        second = pooled_second
+    shift = np.empty((n_components, n_features))
+    code = _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, covs, new_factor)
+    for k in range(n_components):
+        new_weights[k] = nk[k] / total_weight
+        for d in range(n_features):
+            new_means[k, d] = means[k, d] + shift[k, d]
+    return code, log_likelihood
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _diagonal_em_step_kernel(X, row_weights, total_weight, weights, means, scale, reg_covar, pooled,
+                             new_weights, new_means, covs, new_scale):  # pragma: no cover - compiled
+    # scale: (K, D) per-feature precision sds (diag) or (K, 1) one per component
+    # (spherical, pooled over features); covs and new_scale shaped like scale.
+    # Returns (code, log-likelihood): 2 where a variance is not positive.
+    n_components, n_features = means.shape
+    full_scale = np.empty((n_components, n_features))
+    log_det = np.zeros(n_components)
+    for k in range(n_components):
+        for d in range(n_features):
+            full_scale[k, d] = scale[k, 0] if pooled else scale[k, d]
+        if pooled:
+            log_det[k] = n_features * np.log(scale[k, 0])
+        else:
+            for d in range(n_features):
+                log_det[k] += np.log(scale[k, d])
+    nk = np.zeros(n_components)
+    sum_y = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, n_features))
+    log_likelihood = _diag_pass_kernel(X, row_weights, means, full_scale,
+                                       _log_norm(weights, log_det, n_features), nk, sum_y, second)
+    code = 0
+    for k in range(n_components):
+        nk[k] += _NK_GUARD
+        new_weights[k] = nk[k] / total_weight
+        spread = 0.0
+        for d in range(n_features):
+            mean_y = sum_y[k, d] / nk[k]
+            sc = full_scale[k, d]
+            new_means[k, d] = means[k, d] + mean_y / sc
+            variance = (second[k, d] / nk[k] - mean_y**2) / sc**2
+            if pooled:
+                spread += variance
+            else:
+                covs[k, d] = variance + reg_covar
+        if pooled:
+            covs[k, 0] = spread / n_features + reg_covar
+        for d in range(covs.shape[1]):
+            if covs[k, d] <= 0.0:
+                code = 2
+            new_scale[k, d] = 1.0 / np.sqrt(covs[k, d])
+    return code, log_likelihood
+
+
+def _em_step(kernel, X, row_weights, total_weight, weights, means, factor, reg_covar, pooled):
+    """Allocate the new parameters and run ``kernel``; ``factor`` as the kernel takes it."""
+    n_components, n_features = means.shape
+    new_weights = np.empty(n_components)
+    new_means = np.empty((n_components, n_features))
+    covs = np.empty(factor.shape)
+    new_factor = np.zeros(factor.shape)
+    code, log_likelihood = kernel(
+        X, row_weights, float(total_weight), np.ascontiguousarray(weights), np.ascontiguousarray(means),
+        np.ascontiguousarray(factor), float(reg_covar), pooled, new_weights, new_means, covs, new_factor)
+    return code, float(log_likelihood), new_weights, new_means, covs, new_factor
+
+
+def matrix_em_step(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
+                   means: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float, pooled: bool):
+    """One float64 EM pass (E-step and M-step) of full (``pooled=False``) or tied covariances, one compiled call.
+
+    The parameters are on the standardised scale, shaped as
+    :class:`bayesgmm.em.GaussianMixtureEM` keeps them (``precisions_cholesky``
+    (K, D, D), or (D, D) for tied). Returns ``(code, log_likelihood, weights, means,
+    covariances, precisions_cholesky)``: ``code`` 0, 1 for a singular old factor or
+    2 for a new covariance that is not positive definite; ``log_likelihood`` is the
+    weighted sum of ``log p(x_n)`` under the old parameters, as the Python pass
+    reports it.
+    """
+    factor = precisions_cholesky[None] if pooled else precisions_cholesky
+    out = _em_step(_matrix_em_step_kernel, X, row_weights, total_weight, weights, means, factor, reg_covar, pooled)
+    return (*out[:4], out[4][0], out[5][0]) if pooled else out
+
+
+def diagonal_em_step(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
+                     means: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float, pooled: bool):
+    """:func:`matrix_em_step` for diagonal (``pooled=False``, factors (K, D)) or spherical covariances (K,).
+
+    ``code`` is 2 where a variance is not positive.
+    """
+    scale = precisions_cholesky[:, None] if pooled else precisions_cholesky
+    out = _em_step(_diagonal_em_step_kernel, X, row_weights, total_weight, weights, means, scale, reg_covar, pooled)
+    return (*out[:4], out[4][:, 0], out[5][:, 0]) if pooled else out
+
+
+@njit(nogil=True, cache=True)
+def _squarem_lengths(w0, w1, w2, m0, m1, m2, c0, c1, c2):  # pragma: no cover - compiled
+    rr = 0.0
+    vv = 0.0
+    for a0, a1, a2 in ((w0, w1, w2), (m0, m1, m2), (c0, c1, c2)):
+        for i in range(a0.size):
+            r = float(a1[i]) - float(a0[i])
+            v = float(a2[i]) - 2.0 * float(a1[i]) + float(a0[i])
+            rr += r * r
+            vv += v * v
+    return rr, vv
+
+
+@njit(nogil=True, cache=True)
+def _squarem_combine(a0, a1, a2, alpha, out):  # pragma: no cover - compiled
+    for i in range(a0.size):
+        r = float(a1[i]) - float(a0[i])
+        v = float(a2[i]) - 2.0 * float(a1[i]) + float(a0[i])
+        out[i] = float(a0[i]) - 2.0 * alpha * r + alpha**2 * v
+
+
+def squarem_lengths(first: tuple, middle: tuple, last: tuple) -> tuple[float, float]:
+    """``(|r|^2, |v|^2)`` over all parameter arrays, r = middle - first, v = last - 2 middle + first.
+
+    Each argument is ``(weights, means, covariances)``; one compiled call instead of
+    a dozen NumPy calls on small arrays (SQUAREM takes one per cycle).
+    """
+    flat = [np.ravel(a) for trio in zip(first, middle, last) for a in trio]
+    rr, vv = _squarem_lengths(*flat)
+    return float(rr), float(vv)
+
+
+def squarem_point(first: tuple, middle: tuple, last: tuple, alpha: float) -> list:
+    """SQUAREM's point ``first - 2 alpha r + alpha^2 v`` for every array (see :func:`squarem_lengths`)."""
+    points = []
+    for a0, a1, a2 in zip(first, middle, last):
+        out = np.empty(a0.shape, dtype=a0.dtype)
+        _squarem_combine(np.ravel(a0), np.ravel(a1), np.ravel(a2), float(alpha), out.reshape(-1))
+        points.append(out)
+    return points

@@ -112,6 +112,16 @@ class CovarianceType(ABC):
         """
         return None
 
+    def em_step(self, X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
+                means: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float):
+        """A whole float64 pass (E-step and M-step) over ``X`` in one compiled call, or None.
+
+        Returns ``(code, log_likelihood, weights, means, covariances,
+        precisions_cholesky)`` (see :func:`bayesgmm._em_kernels.matrix_em_step`), or
+        None where this type has no such kernel (the fit then runs the hooks).
+        """
+        return None
+
     # -- M-step ------------------------------------------------------------
     def per_component_second(self, second: np.ndarray, nk: np.ndarray) -> np.ndarray:
         """The summed second moments as :meth:`covariances_from_moments` takes them (divided by ``nk``)."""
@@ -189,6 +199,13 @@ def _triangular_inverse(factors: np.ndarray, lower: bool) -> np.ndarray:
 
 def _prec_chol_from_cov(cov: np.ndarray) -> np.ndarray:
     # P = L^{-T} with cov = L L', so that P P' = cov^{-1} (scikit-learn's convention).
+    if cov.dtype == np.float64:  # one compiled call (SQUAREM checks every extrapolated point with it)
+        from ._em_kernels import precision_factors
+
+        factors = precision_factors(cov)
+        if factors is None:
+            raise ValueError(_CHOLESKY_ERROR)
+        return factors
     return np.swapaxes(_triangular_inverse(_cholesky_lower(cov), lower=True), -1, -2)
 
 
@@ -200,6 +217,14 @@ def _prec_chol_from_prec(prec: np.ndarray) -> np.ndarray:
 
 class _MatrixCovariance(CovarianceType):
     """Shared linear algebra of ``full`` and ``tied``."""
+
+    pooled = False  # tied: one factor shared by every component
+
+    def em_step(self, X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar):
+        from ._em_kernels import matrix_em_step
+
+        return matrix_em_step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar,
+                              self.pooled)
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
         # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).
@@ -311,6 +336,7 @@ class FullCovariance(_MatrixCovariance):
 
 class TiedCovariance(_MatrixCovariance):
     name = "tied"
+    pooled = True
 
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) // 2
@@ -378,6 +404,13 @@ class TiedCovariance(_MatrixCovariance):
 
 class DiagCovariance(CovarianceType):
     name = "diag"
+    pooled = False  # spherical: one variance per component, pooled over the features
+
+    def em_step(self, X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar):
+        from ._em_kernels import diagonal_em_step
+
+        return diagonal_em_step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar,
+                                self.pooled)
 
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
@@ -444,6 +477,8 @@ class DiagCovariance(CovarianceType):
 
 class SphericalCovariance(CovarianceType):
     name = "spherical"
+    pooled = True
+    em_step = DiagCovariance.em_step
 
     def n_parameters(self, n_components, n_features):
         return n_components

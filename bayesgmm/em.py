@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController
 
 from ._validation import check_n_components, check_numeric_columns, check_sample_weight, is_dask_collection
-from .covariance import CovarianceType, get_covariance_type
+from .covariance import _CHOLESKY_ERROR, CovarianceType, get_covariance_type
 from .initialization import INITIALIZERS, init_kmeans_best_of_10
 from .scaling import FeatureScaling
 
@@ -746,12 +746,16 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             return self._compute_lower_bound(self._e_step(Z, sample_weight)), 0, False, history
 
         passes = 0
+        compiled = self._compiled_pass(Z, sample_weight)
 
         def em_pass() -> float:
             nonlocal passes
-            stats = self._e_step(Z, sample_weight)
-            self._m_step(stats)
-            value = self._compute_lower_bound(stats)
+            if compiled is not None:
+                value = compiled()
+            else:
+                stats = self._e_step(Z, sample_weight)
+                self._m_step(stats)
+                value = self._compute_lower_bound(stats)
             passes += 1
             history.append(value)
             if self.verbose and passes % self.verbose_interval == 0:
@@ -787,6 +791,36 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 step_max = max(1.0, step_max / 4)
         return lower_bound, passes, False, history
 
+    def _compiled_pass(self, Z, sample_weight):
+        """A function running one whole pass from ``self._params`` in one compiled call, or None.
+
+        Float64 data in memory that make one chunk (the small data where the Python
+        around a pass cost more than its arithmetic); the same kernels, in the same
+        order, as :meth:`_e_step` then :meth:`_m_step`. None otherwise, or where the
+        covariance type has no such kernel.
+        """
+        if (is_dask_collection(Z) or Z.dtype != np.float64 or not Z.flags.c_contiguous
+                or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1):
+            return None
+        row_weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        total_weight = float(row_weights.sum())
+        if type(self._cov).em_step is CovarianceType.em_step:  # the base hook: no kernel for this type
+            return None
+        step, reg_covar = self._cov.em_step, self.reg_covar
+
+        def run() -> float:
+            p = self._params
+            code, log_likelihood, weights, means, covariances, factors = step(
+                Z, row_weights, total_weight, p.weights, p.means, p.precisions_cholesky, reg_covar)
+            if code == 1:
+                raise np.linalg.LinAlgError("Singular matrix")
+            if code == 2:
+                raise ValueError(_CHOLESKY_ERROR)
+            self._params = _Params(weights, means, covariances, factors)
+            return log_likelihood / total_weight
+
+        return run
+
     def _extrapolate(self, p0: _Params, p1: _Params, p2: _Params, step_max: float):
         """SQUAREM point ``p0 - 2 a r + a^2 v`` (r = p1 - p0, v = p2 - 2 p1 + p0).
 
@@ -795,18 +829,17 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         towards the plain EM point while the weights or covariances leave their
         domain.
         """
-        fields = ("weights", "means", "covariances")
-        r = [getattr(p1, f) - getattr(p0, f) for f in fields]
-        v = [getattr(p2, f) - 2 * getattr(p1, f) + getattr(p0, f) for f in fields]
-        rr = sum(float(np.vdot(a, a)) for a in r)
-        vv = sum(float(np.vdot(a, a)) for a in v)
+        from ._em_kernels import squarem_lengths, squarem_point
+
+        points = tuple((p.weights, p.means, p.covariances) for p in (p0, p1, p2))
+        rr, vv = squarem_lengths(*points)
         if vv == 0.0 or not np.isfinite(rr + vv):
             return None, -1.0, False
         natural = -np.sqrt(rr / vv)
         alpha = max(natural, -step_max)
         capped = natural < -step_max
         while alpha < -1.0:
-            new = [getattr(p0, f) - 2 * alpha * a + alpha**2 * b for f, a, b in zip(fields, r, v)]
+            new = squarem_point(*points, alpha)
             weights = new[0]
             if np.all(weights >= 0):
                 try:

@@ -178,3 +178,73 @@ def test_triangular_inverse_matches_numpy():
     singular[2, 3, 3] = 0.0
     with pytest.raises(np.linalg.LinAlgError):
         triangular_inverse(singular, True)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 passes, on purpose
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+@pytest.mark.parametrize("n_features", [1, 2, 9])
+def test_compiled_em_pass_equals_the_hooks(cov_type, n_features):
+    # One whole compiled pass (small float64 data) against _e_step then _m_step, which it replaces there.
+    rng = np.random.default_rng(n_features)
+    X = np.vstack([rng.normal(0, 1, (300, n_features)), rng.normal(3, 0.5, (300, n_features))])
+    weights = rng.uniform(0.5, 2.0, len(X))
+    model = GaussianMixtureEM(4, covariance_type=cov_type, max_iter=3, random_state=0).fit(X)
+    Z = model.scaling_.transform(X)
+    start = model._params
+    compiled = model._compiled_pass(Z, weights)
+    assert compiled is not None
+    value = compiled()
+    ours = model._params
+    model._params = start
+    stats = model._e_step(Z, weights)
+    model._m_step(stats)
+    assert value == pytest.approx(model._compute_lower_bound(stats), rel=1e-14)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        reference = getattr(model._params, name)
+        assert getattr(ours, name).shape == reference.shape
+        np.testing.assert_allclose(getattr(ours, name), reference, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_compiled_em_pass_is_not_used_where_it_does_not_apply():
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    model = GaussianMixtureEM(2, max_iter=2, random_state=0).fit(X)
+    Z = model.scaling_.transform(X)
+    w = np.ones(len(X))
+    assert model._compiled_pass(Z.astype(np.float32), w) is None  # float32 keeps the chunked hooks
+    assert model._compiled_pass(np.asfortranarray(Z), w) is None
+    big = np.repeat(Z, 400, axis=0)  # more than one chunk: threads share the chunks
+    assert model._compiled_pass(big, np.ones(len(big))) is None
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+def test_compiled_em_pass_refuses_a_covariance_that_is_not_positive_definite(cov_type):
+    # As the hooks do (a ValueError naming the cause), never NaN parameters: a
+    # negative ridge (set past validation) makes every new covariance indefinite.
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    model = GaussianMixtureEM(2, covariance_type=cov_type, max_iter=1, random_state=0).fit(X)
+    model.reg_covar = -10.0
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        model._compiled_pass(model.scaling_.transform(X), np.ones(len(X)))()
+
+
+def test_precision_factors_and_squarem_helpers_match_numpy():
+    from bayesgmm._em_kernels import precision_factors, squarem_lengths, squarem_point
+
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(3, 5, 5))
+    covs = A @ A.transpose(0, 2, 1) + np.eye(5)
+    factors = precision_factors(covs)
+    reference = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covs)), -1, -2)
+    np.testing.assert_allclose(factors, reference, rtol=1e-12, atol=1e-14)
+    assert precision_factors(-covs) is None
+    bad = covs.copy()
+    bad[1, 0, 0] = np.nan
+    assert precision_factors(bad) is None
+    trio = [tuple(rng.normal(size=shape) for shape in ((3,), (3, 5), (3, 5, 5))) for _ in range(3)]
+    r = [b - a for a, b in zip(trio[0], trio[1])]
+    v = [c - 2 * b + a for a, b, c in zip(*trio)]
+    rr, vv = squarem_lengths(*trio)
+    assert rr == pytest.approx(sum(float(np.vdot(x, x)) for x in r), rel=1e-13)
+    assert vv == pytest.approx(sum(float(np.vdot(x, x)) for x in v), rel=1e-13)
+    for point, a, ri, vi in zip(squarem_point(*trio, -2.5), trio[0], r, v):
+        np.testing.assert_allclose(point, a - 2 * -2.5 * ri + 6.25 * vi, rtol=1e-13, atol=1e-13)
