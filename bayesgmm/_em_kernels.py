@@ -759,42 +759,52 @@ def diagonal_em_step(X: np.ndarray, row_weights: np.ndarray, total_weight: float
 
 
 @njit(nogil=True, cache=True)
-def _squarem_lengths(w0, w1, w2, m0, m1, m2, c0, c1, c2):  # pragma: no cover - compiled
+def _squarem_sums(a0, a1, a2):  # pragma: no cover - compiled
     rr = 0.0
     vv = 0.0
-    for a0, a1, a2 in ((w0, w1, w2), (m0, m1, m2), (c0, c1, c2)):
-        for i in range(a0.size):
-            r = float(a1[i]) - float(a0[i])
-            v = float(a2[i]) - 2.0 * float(a1[i]) + float(a0[i])
-            rr += r * r
-            vv += v * v
+    for i in range(a0.size):
+        r = float(a1[i]) - float(a0[i])
+        v = float(a2[i]) - 2.0 * float(a1[i]) + float(a0[i])
+        rr += r * r
+        vv += v * v
     return rr, vv
 
 
 @njit(nogil=True, cache=True)
-def _squarem_combine(a0, a1, a2, alpha, out):  # pragma: no cover - compiled
-    for i in range(a0.size):
-        r = float(a1[i]) - float(a0[i])
-        v = float(a2[i]) - 2.0 * float(a1[i]) + float(a0[i])
-        out[i] = float(a0[i]) - 2.0 * alpha * r + alpha**2 * v
+def _squarem_lengths(w0, w1, w2, m0, m1, m2, c0, c1, c2):  # pragma: no cover - compiled
+    rr_w, vv_w = _squarem_sums(w0.ravel(), w1.ravel(), w2.ravel())
+    rr_m, vv_m = _squarem_sums(m0.ravel(), m1.ravel(), m2.ravel())
+    rr_c, vv_c = _squarem_sums(c0.ravel(), c1.ravel(), c2.ravel())
+    return rr_w + rr_m + rr_c, vv_w + vv_m + vv_c
+
+
+@njit(nogil=True, cache=True)
+def _squarem_combine(a0, a1, a2, alpha):  # pragma: no cover - compiled
+    f0, f1, f2 = a0.ravel(), a1.ravel(), a2.ravel()
+    out = np.empty(f0.size, dtype=a0.dtype)
+    for i in range(f0.size):
+        r = float(f1[i]) - float(f0[i])
+        v = float(f2[i]) - 2.0 * float(f1[i]) + float(f0[i])
+        out[i] = float(f0[i]) - 2.0 * alpha * r + alpha**2 * v
+    return out.reshape(a0.shape)
+
+
+@njit(nogil=True, cache=True)
+def _squarem_point(w0, w1, w2, m0, m1, m2, c0, c1, c2, alpha):  # pragma: no cover - compiled
+    return (_squarem_combine(w0, w1, w2, alpha), _squarem_combine(m0, m1, m2, alpha),
+            _squarem_combine(c0, c1, c2, alpha))
 
 
 def squarem_lengths(first: tuple, middle: tuple, last: tuple) -> tuple[float, float]:
     """``(|r|^2, |v|^2)`` over all parameter arrays, r = middle - first, v = last - 2 middle + first.
 
-    Each argument is ``(weights, means, covariances)``; one compiled call instead of
-    a dozen NumPy calls on small arrays (SQUAREM takes one per cycle).
+    Each argument is ``(weights, means, covariances)``, C-contiguous; one compiled
+    call instead of a dozen NumPy calls on small arrays (SQUAREM takes one per cycle).
     """
-    flat = [np.ravel(a) for trio in zip(first, middle, last) for a in trio]
-    rr, vv = _squarem_lengths(*flat)
+    rr, vv = _squarem_lengths(*[a for trio in zip(first, middle, last) for a in trio])
     return float(rr), float(vv)
 
 
-def squarem_point(first: tuple, middle: tuple, last: tuple, alpha: float) -> list:
+def squarem_point(first: tuple, middle: tuple, last: tuple, alpha: float) -> tuple:
     """SQUAREM's point ``first - 2 alpha r + alpha^2 v`` for every array (see :func:`squarem_lengths`)."""
-    points = []
-    for a0, a1, a2 in zip(first, middle, last):
-        out = np.empty(a0.shape, dtype=a0.dtype)
-        _squarem_combine(np.ravel(a0), np.ravel(a1), np.ravel(a2), float(alpha), out.reshape(-1))
-        points.append(out)
-    return points
+    return _squarem_point(*[a for trio in zip(first, middle, last) for a in trio], float(alpha))
