@@ -351,8 +351,10 @@ class BayesianGMM(PosteriorPredictionMixin):
         sampler : {"pymc", "nutpie", "numpyro"}, default="pymc"
             NUTS implementation. "pymc" is PyMC's own sampler on PyTensor's C
             backend linked to OpenBLAS (see the README). "nutpie" needs the
-            ``nutpie`` extra and "numpyro" the ``jax`` extra; "numpyro" supports
-            only ``covariance_type="diag"`` and ``"spherical"`` for now.
+            ``nutpie`` extra and "numpyro" the ``jax`` extra (installed by
+            ``make install``). numpyro supports every covariance type; with full
+            and tied covariances it agrees with "pymc" on the reference problem
+            (see docs/sampling.md).
         mass_matrix : {"auto", "full", "diag"}, default="auto"
             NUTS with ``sampler="pymc"``: the mass matrix adapted during tuning.
             "full" (dense) learns the posterior's correlations, e.g. between a
