@@ -618,7 +618,9 @@ def matrix_m_step(nk: np.ndarray, mean_y: np.ndarray, second: np.ndarray, factor
 # grid makes ~7,400 passes) the arithmetic of a pass is ~10 us and the Python around
 # it (the pass set-up, the statistics' dataclass, the M-step's calls) was 40-90 us.
 # These run a whole float64 pass, E-step and M-step, in one compiled call, with the
-# same kernels and the same order of operations as the Python path.
+# same kernels as the Python path. They agree with it to rounding, not bit for bit:
+# NumPy's log of a whole array is a SIMD routine (1 ulp from libm's on ~0.1% of
+# inputs) and its sums over 8 or more features run in another order.
 
 _LOG_2PI = np.log(2.0 * np.pi)
 _NK_GUARD = 10 * np.finfo(np.float64).eps  # scikit-learn's guard against empty components
@@ -632,7 +634,7 @@ def _log_norm(weights, log_det, n_features):  # pragma: no cover - compiled
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _matrix_em_step_kernel(X, row_weights, total_weight, weights, means, factor, reg_covar, pooled,
                            new_weights, new_means, covs, new_factor):  # pragma: no cover - compiled
     # factor: (K, D, D) full, (1, D, D) tied; returns (code, log-likelihood) with the
@@ -645,7 +647,7 @@ def _matrix_em_step_kernel(X, row_weights, total_weight, weights, means, factor,
         per_component[k] = factor[m]
         for j in range(n_features):
             log_det[k] += np.log(factor[m, j, j])
-    if pooled:  # a scalar for tied, as np.sum(np.log(diag)) gives it: summed once, then shared
+    if pooled:  # tied: one factor, so one log-determinant shared by every component
         log_det[:] = log_det[0]
     nk = np.zeros(n_components)
     sum_y = np.zeros((n_components, n_features))
@@ -779,20 +781,19 @@ def _squarem_lengths(w0, w1, w2, m0, m1, m2, c0, c1, c2):  # pragma: no cover - 
 
 
 @njit(nogil=True, cache=True)
-def _squarem_combine(a0, a1, a2, alpha):  # pragma: no cover - compiled
-    f0, f1, f2 = a0.ravel(), a1.ravel(), a2.ravel()
-    out = np.empty(f0.size, dtype=a0.dtype)
+def _squarem_combine(a0, a1, a2, alpha, out):  # pragma: no cover - compiled
+    f0, f1, f2, flat = a0.ravel(), a1.ravel(), a2.ravel(), out.reshape(out.size)
     for i in range(f0.size):
         r = float(f1[i]) - float(f0[i])
         v = float(f2[i]) - 2.0 * float(f1[i]) + float(f0[i])
-        out[i] = float(f0[i]) - 2.0 * alpha * r + alpha**2 * v
-    return out.reshape(a0.shape)
+        flat[i] = float(f0[i]) - 2.0 * alpha * r + alpha**2 * v
 
 
 @njit(nogil=True, cache=True)
-def _squarem_point(w0, w1, w2, m0, m1, m2, c0, c1, c2, alpha):  # pragma: no cover - compiled
-    return (_squarem_combine(w0, w1, w2, alpha), _squarem_combine(m0, m1, m2, alpha),
-            _squarem_combine(c0, c1, c2, alpha))
+def _squarem_point(w0, w1, w2, m0, m1, m2, c0, c1, c2, alpha, w, m, c):  # pragma: no cover - compiled
+    _squarem_combine(w0, w1, w2, alpha, w)
+    _squarem_combine(m0, m1, m2, alpha, m)
+    _squarem_combine(c0, c1, c2, alpha, c)
 
 
 def squarem_lengths(first: tuple, middle: tuple, last: tuple) -> tuple[float, float]:
@@ -806,5 +807,11 @@ def squarem_lengths(first: tuple, middle: tuple, last: tuple) -> tuple[float, fl
 
 
 def squarem_point(first: tuple, middle: tuple, last: tuple, alpha: float) -> tuple:
-    """SQUAREM's point ``first - 2 alpha r + alpha^2 v`` for every array (see :func:`squarem_lengths`)."""
-    return _squarem_point(*[a for trio in zip(first, middle, last) for a in trio], float(alpha))
+    """SQUAREM's point ``first - 2 alpha r + alpha^2 v`` for every array (see :func:`squarem_lengths`).
+
+    Each point has the dtype NumPy's arithmetic on the three would give.
+    """
+    trios = list(zip(first, middle, last))
+    points = tuple(np.empty(trio[0].shape, dtype=np.result_type(*trio)) for trio in trios)
+    _squarem_point(*[a for trio in trios for a in trio], float(alpha), *points)
+    return points

@@ -114,11 +114,12 @@ class CovarianceType(ABC):
 
     def em_step(self, X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
                 means: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float):
-        """A whole float64 pass (E-step and M-step) over ``X`` in one compiled call, or None.
+        """A whole float64 pass (E-step and M-step) over ``X`` in one compiled call.
 
         Returns ``(code, log_likelihood, weights, means, covariances,
-        precisions_cholesky)`` (see :func:`bayesgmm._em_kernels.matrix_em_step`), or
-        None where this type has no such kernel (the fit then runs the hooks).
+        precisions_cholesky)`` (see :func:`bayesgmm._em_kernels.matrix_em_step`). A
+        type without such a kernel keeps this base method, which returns None; the
+        fit then runs the hooks (it checks which method the type has, once per run).
         """
         return None
 

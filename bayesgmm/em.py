@@ -794,18 +794,24 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     def _compiled_pass(self, Z, sample_weight):
         """A function running one whole pass from ``self._params`` in one compiled call, or None.
 
-        Float64 data in memory that make one chunk (the small data where the Python
-        around a pass cost more than its arithmetic); the same kernels, in the same
-        order, as :meth:`_e_step` then :meth:`_m_step`. None otherwise, or where the
-        covariance type has no such kernel.
+        Float64 data and parameters in memory that make one chunk (the small data
+        where the Python around a pass cost more than its arithmetic); the same
+        kernels as :meth:`_e_step` then :meth:`_m_step`, equal to rounding. None
+        otherwise: where the covariance type has no such kernel, or where a subclass
+        overrides one of those hooks (it then runs as written).
         """
+        p = self._params
         if (is_dask_collection(Z) or Z.dtype != np.float64 or not Z.flags.c_contiguous
-                or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1):
+                or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1
+                or any(a.dtype != np.float64 for a in (p.weights, p.means, p.precisions_cholesky))):
+            return None
+        if type(self._cov).em_step is CovarianceType.em_step:  # the base hook: no kernel for this type
+            return None
+        if any(getattr(type(self), hook) is not getattr(GaussianMixtureEM, hook)
+               for hook in ("accumulate", "_e_step", "_m_step", "_compute_lower_bound")):
             return None
         row_weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
         total_weight = float(row_weights.sum())
-        if type(self._cov).em_step is CovarianceType.em_step:  # the base hook: no kernel for this type
-            return None
         step, reg_covar = self._cov.em_step, self.reg_covar
 
         def run() -> float:

@@ -214,6 +214,23 @@ def test_compiled_em_pass_is_not_used_where_it_does_not_apply():
     assert model._compiled_pass(np.asfortranarray(Z), w) is None
     big = np.repeat(Z, 400, axis=0)  # more than one chunk: threads share the chunks
     assert model._compiled_pass(big, np.ones(len(big))) is None
+    # float32 parameters (a warm start from a float32 fit) keep the hooks' precision
+    p = model._params
+    model._params = type(p)(*(a.astype(np.float32) for a in (p.weights, p.means, p.covariances,
+                                                             p.precisions_cholesky)))
+    assert model._compiled_pass(Z, w) is None
+    model._params = p
+
+    class Counting(GaussianMixtureEM):  # a subclass that overrides a hook keeps it
+        calls = 0
+
+        def accumulate(self, *args, **kwargs):
+            type(self).calls += 1
+            return super().accumulate(*args, **kwargs)
+
+    counted = Counting(2, max_iter=5, tol=0.0, random_state=0, acceleration=None).fit(X)
+    assert counted._compiled_pass(Z, w) is None
+    assert Counting.calls >= 5
 
 
 @pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
@@ -248,3 +265,8 @@ def test_precision_factors_and_squarem_helpers_match_numpy():
     assert vv == pytest.approx(sum(float(np.vdot(x, x)) for x in v), rel=1e-13)
     for point, a, ri, vi in zip(squarem_point(*trio, -2.5), trio[0], r, v):
         np.testing.assert_allclose(point, a - 2 * -2.5 * ri + 6.25 * vi, rtol=1e-13, atol=1e-13)
+    # The points' dtype is NumPy's promotion of the three (float32 first, float64 after).
+    mixed = [tuple(a.astype(np.float32) for a in trio[0]), trio[1], trio[2]]
+    assert all(point.dtype == np.float64 for point in squarem_point(*mixed, -2.0))
+    single = [tuple(a.astype(np.float32) for a in t) for t in trio]
+    assert all(point.dtype == np.float32 for point in squarem_point(*single, -2.0))
