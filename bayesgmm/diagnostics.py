@@ -487,8 +487,27 @@ def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> No
         worst = min(low_tail, key=low_tail.get)
         found.reasons.append(f"tail ESS {low_tail[worst]:.0f} on the {worst} (< {ESS_MIN})")
     if low_bulk or low_tail:
-        found.advice.append(f"draw more samples (an effective sample size of at least {ESS_MIN}, i.e. 100 per "
-                            "chain with 4 chains, is needed for stable intervals)")
+        n_draws = max((int(da.sizes.get("draw", 0)) for da in quantities.values()), default=0)
+        found.advice.append(_more_draws_advice(min([*low_bulk.values(), *low_tail.values()]), n_draws, n_chains))
+
+
+#: Where reaching the ESS target would take more than this many times the draws made,
+#: the advice says that a simpler model is likely the practical way.
+IMPRACTICAL_DRAWS_FACTOR = 10
+
+
+def _more_draws_advice(lowest_ess: float, n_draws: int, n_chains: int) -> str:
+    """How many draws per chain the ESS target needs at this run's rate (ESS grows about with the draws)."""
+    text = f"draw more samples (an effective sample size of at least {ESS_MIN} is needed for stable intervals"
+    if n_draws > 0 and np.isfinite(lowest_ess) and lowest_ess > 0:
+        needed = int(np.ceil(n_draws * ESS_MIN / lowest_ess / 100.0)) * 100
+        text += (f"; at this run's rate that is about {needed} draws per chain with {n_chains} "
+                 f"chain{'s' if n_chains != 1 else ''}, e.g. fit(..., draws={needed})")
+        if needed > IMPRACTICAL_DRAWS_FACTOR * n_draws:
+            text += ("; that many means the sampler barely moves through this posterior (often components "
+                     "that overlap): a simpler model, with fewer components or covariance_type='tied' or "
+                     "'diag', is likely the practical choice")
+    return text + ")"
 
 
 def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok: bool, idata) -> None:

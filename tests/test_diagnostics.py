@@ -69,6 +69,34 @@ def test_low_ess_and_single_chain_are_named():
     assert any("cannot see" in n for n in verdict.notes)
 
 
+def test_low_ess_advice_says_how_many_draws_at_this_rate():
+    # Slowly mixing chains: an AR(1) log-likelihood whose ESS is a small fraction of the draws.
+    idata = _posterior(n_draws=500)
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=(2, 500))
+    ar = np.zeros((2, 500))
+    for t in range(1, 500):
+        ar[:, t] = 0.97 * ar[:, t - 1] + noise[:, t]
+    idata.log_likelihood["obs"].values[:] += ar[:, :, None]
+    verdict = assess(idata)
+    lowest = min(v for v in (verdict.metrics["min_ess_bulk"], verdict.metrics["min_ess_tail"]))
+    assert lowest < 400
+    expected = int(np.ceil(500 * 400 / lowest / 100)) * 100
+    advice = " | ".join(verdict.advice)
+    assert f"about {expected} draws per chain with 2 chains, e.g. fit(..., draws={expected})" in advice
+    assert ("simpler model" in advice) == (expected > 10 * 500)
+
+
+def test_more_draws_advice_names_a_simpler_model_only_when_impractical():
+    from bayesgmm.diagnostics import _more_draws_advice
+
+    assert "about 1000 draws per chain with 2 chains" in _more_draws_advice(200.0, 500, 2)
+    assert "simpler model" not in _more_draws_advice(200.0, 500, 2)
+    many = _more_draws_advice(6.0, 1000, 2)
+    assert "about 66700 draws per chain" in many and "simpler model" in many
+    assert _more_draws_advice(0.0, 1000, 2).startswith("draw more samples (an effective sample size")
+
+
 def test_point_estimate_is_not_assessed():
     X, _ = make_mixture(60, 2, 2, random_state=0)
     idata = em_to_idata(GaussianMixtureEM(2, random_state=0).fit(X), X)
