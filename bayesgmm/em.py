@@ -148,11 +148,11 @@ def _map_chunks(func, bounds, n_threads: int):
 def _single_threaded_blas(method):
     """Run ``method`` with BLAS and OpenMP on one thread.
 
-    EM's BLAS calls are D x D factorisations and per-chunk products, and the k-means
-    starts run on a few thousand rows; threaded BLAS and OpenMP only add overhead
-    there, and spin badly when the cores are busy (30 x 30 triangular solves took
-    1.6 ms instead of 60 us, a k-means run on 272 rows 160 ms). Large passes run
-    on our own threads.
+    EM's BLAS calls are D x D factorisations and per-chunk products; threaded BLAS
+    and OpenMP only add overhead there, and spin badly when the cores are busy
+    (30 x 30 triangular solves took 1.6 ms instead of 60 us, and scikit-learn's
+    k-means, which the starts used before :mod:`bayesgmm._kmeans`, 160 ms on 272
+    rows). Large passes run on our own threads.
     """
 
     @functools.wraps(method)

@@ -12,7 +12,8 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
+
+from ._kmeans import kmeans_labels, kmeans_plusplus_seeds, n_uniforms
 
 #: Above this many rows the hierarchical initialisation works on a random subsample
 #: (its cost grows with the square of the rows), as mclust does for large data.
@@ -25,47 +26,44 @@ def _one_hot(labels: np.ndarray, n_components: int, dtype) -> np.ndarray:
     return resp
 
 
-# k-means partitions and k-means++ seeds by (data, K, method, random state before the
-# call): select_model fits every K for each covariance type from the same seed, and the
-# partitions do not depend on the covariance type, so the 3 other types reuse them
-# (with the random state moved on exactly as the call would have).
-_PARTITION_CACHE: OrderedDict[bytes, tuple] = OrderedDict()
+# k-means partitions and k-means++ seeds by (data, K, method, the random numbers the
+# call draws): select_model fits every K for each covariance type from the same seed,
+# and the partitions do not depend on the covariance type, so the 3 other types reuse
+# them. The numbers are drawn before the lookup, so the generator moves on the same
+# whether the partition is computed or found.
+_PARTITION_CACHE: OrderedDict[bytes, np.ndarray] = OrderedDict()
 _PARTITION_CACHE_SIZE = 256
 _PARTITION_LOCK = threading.Lock()
 
 
-def _cached_partition(compute, X, n_components, sample_weight, rng, tag: str):
-    """``compute(rng)`` (an int array), or its cached result when the same call was made before."""
-    if not isinstance(rng, np.random.RandomState):  # only a RandomState's state can be replayed
-        return compute(rng)
-    _, keys, pos, has_gauss, gauss = rng.get_state()
+def _uniforms(rng, size: int) -> np.ndarray:
+    return rng.random_sample(size) if isinstance(rng, np.random.RandomState) else rng.random(size)
+
+
+def _cached_partition(compute, X, sample_weight, uniforms, tag: str) -> np.ndarray:
+    """``compute()`` (an int array), or its cached result when the same call was made before."""
     key = hashlib.blake2b(
         b"".join([np.ascontiguousarray(X).tobytes(), np.ascontiguousarray(sample_weight).tobytes(),
-                  str((X.shape, X.dtype.str, n_components, tag, pos, has_gauss, gauss)).encode(), keys.tobytes()]),
+                  str((X.shape, X.dtype.str, tag)).encode(), uniforms.tobytes()]),
         digest_size=16).digest()
     with _PARTITION_LOCK:
         hit = _PARTITION_CACHE.get(key)
         if hit is not None:
             _PARTITION_CACHE.move_to_end(key)
-    if hit is not None:
-        result, state_after = hit
-        rng.set_state(state_after)
-        return result
-    result = compute(rng)
+            return hit
+    result = compute()
     result.setflags(write=False)
     with _PARTITION_LOCK:
-        _PARTITION_CACHE[key] = (result, rng.get_state())
+        _PARTITION_CACHE[key] = result
         while len(_PARTITION_CACHE) > _PARTITION_CACHE_SIZE:
             _PARTITION_CACHE.popitem(last=False)
     return result
 
 
 def init_kmeans(X, n_components, sample_weight, rng, n_init: int = 1):
-    def labels(state):
-        return KMeans(n_clusters=n_components, n_init=n_init, random_state=state).fit(
-            X, sample_weight=sample_weight).labels_
-
-    found = _cached_partition(labels, X, n_components, sample_weight, rng, f"kmeans{n_init}")
+    uniforms = _uniforms(rng, n_init * n_uniforms(n_components))
+    found = _cached_partition(lambda: kmeans_labels(X, sample_weight, n_components, n_init, uniforms),
+                              X, sample_weight, uniforms, f"kmeans{n_components},{n_init}")
     return np.arange(X.shape[0]), _one_hot(found, n_components, X.dtype)
 
 
@@ -75,10 +73,9 @@ def init_kmeans_best_of_10(X, n_components, sample_weight, rng):
 
 def init_kmeans_plusplus(X, n_components, sample_weight, rng):
     # As scikit-learn: the K seeds alone start the components.
-    def seeds(state):
-        return kmeans_plusplus(X, n_components, sample_weight=sample_weight, random_state=state)[1]
-
-    indices = _cached_partition(seeds, X, n_components, sample_weight, rng, "k-means++")
+    uniforms = _uniforms(rng, n_uniforms(n_components))
+    indices = _cached_partition(lambda: kmeans_plusplus_seeds(X, sample_weight, n_components, uniforms),
+                                X, sample_weight, uniforms, f"k-means++{n_components}")
     return indices, np.eye(n_components, dtype=X.dtype)
 
 

@@ -1,0 +1,74 @@
+"""The compiled k-means++ and k-means behind EM's starting partitions."""
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_iris, load_wine
+
+from bayesgmm._kmeans import kmeans_labels, kmeans_plusplus_seeds, n_uniforms
+from bayesgmm.initialization import init_kmeans, init_kmeans_plusplus
+
+
+def _standardised(loader):
+    X = loader().data
+    return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
+def _inertia(X, w, labels):
+    total = 0.0
+    for k in np.unique(labels):
+        rows = labels == k
+        centre = w[rows] @ X[rows] / w[rows].sum()
+        total += w[rows] @ ((X[rows] - centre) ** 2).sum(axis=1)
+    return total
+
+
+@pytest.mark.parametrize("loader, K", [(load_iris, 3), (load_iris, 5), (load_wine, 3), (load_wine, 4)])
+def test_best_of_10_matches_scikit_learn(loader, K):
+    # The same algorithm as scikit-learn's KMeans(n_init=10): over several seeds, the
+    # inertia it reaches is as good as scikit-learn's (the global optimum on these data).
+    X = _standardised(loader)
+    w = np.ones(len(X))
+    rng = np.random.RandomState(0)
+    ours = min(_inertia(X, w, kmeans_labels(X, w, K, 10, rng.random_sample(10 * n_uniforms(K)))) for _ in range(3))
+    theirs = min(KMeans(K, n_init=10, random_state=s).fit(X).inertia_ for s in range(3))
+    assert ours <= theirs * (1 + 1e-9)
+
+
+def test_lloyd_ends_at_a_fixed_point_with_weights():
+    X = _standardised(load_wine)
+    w = np.random.default_rng(1).uniform(0.1, 3.0, len(X))
+    K = 4
+    labels = kmeans_labels(X, w, K, 1, np.random.RandomState(2).random_sample(n_uniforms(K)))
+    assert set(labels) == set(range(K))  # no empty cluster
+    centres = np.array([w[labels == k] @ X[labels == k] / w[labels == k].sum() for k in range(K)])
+    nearest = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+    np.testing.assert_array_equal(nearest, labels)
+
+
+def test_seeds_avoid_zero_weight_rows_and_are_distinct():
+    X = _standardised(load_iris)
+    w = np.ones(len(X))
+    w[::2] = 0.0
+    for seed in range(20):
+        seeds = kmeans_plusplus_seeds(X, w, 6, np.random.RandomState(seed).random_sample(n_uniforms(6)))
+        assert np.all(w[seeds] > 0)
+        assert len(set(seeds)) == 6
+
+
+def test_identical_rows_give_valid_labels():
+    X = np.ones((30, 2))
+    labels = kmeans_labels(X, np.ones(30), 3, 10, np.random.RandomState(0).random_sample(10 * n_uniforms(3)))
+    assert labels.shape == (30,) and labels.min() >= 0 and labels.max() < 3
+
+
+@pytest.mark.parametrize("initializer", [init_kmeans, init_kmeans_plusplus])
+def test_random_state_moves_on_independently_of_the_data(initializer):
+    # The partition cache relies on it: a call draws the same numbers whatever the data.
+    a, b = np.random.RandomState(5), np.random.RandomState(5)
+    X = _standardised(load_iris)
+    initializer(X, 3, np.ones(len(X)), a)
+    initializer(X[:40] * 3.0, 3, np.ones(40), b)
+    assert a.random_sample() == b.random_sample()
+    again = initializer(X, 3, np.ones(len(X)), np.random.RandomState(5))
+    np.testing.assert_array_equal(again[1], initializer(X, 3, np.ones(len(X)), np.random.RandomState(5))[1])
