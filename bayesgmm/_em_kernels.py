@@ -815,3 +815,146 @@ def squarem_point(first: tuple, middle: tuple, last: tuple, alpha: float) -> tup
     points = tuple(np.empty(trio[0].shape, dtype=np.result_type(*trio)) for trio in trios)
     _squarem_point(*[a for trio in trios for a in trio], float(alpha), *points)
     return points
+
+
+# -- a whole EM run in one compiled call (small float64 data) -------------------------
+# The loop of GaussianMixtureEM._run_em, step for step, for the compiled passes above:
+# on data of a few hundred rows a pass is ~10 us of arithmetic, and the Python around
+# it (the pass's and SQUAREM's calls, the parameter objects) cost as much again.
+# Matrix parameters: factor and covariances (K, D, D), or (1, D, D) pooled (tied);
+# diagonal ones: (K, D), or (K, 1) pooled (spherical). The branches on ``ndim`` are
+# resolved when numba compiles, so each family gets its own machine code.
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _loop_step(X, row_weights, total_weight, weights, means, factor, reg_covar, pooled):  # pragma: no cover
+    n_components, n_features = means.shape
+    new_weights = np.empty(n_components)
+    new_means = np.empty((n_components, n_features))
+    covs = np.empty(factor.shape)
+    new_factor = np.zeros(factor.shape)
+    if factor.ndim == 3:
+        code, log_likelihood = _matrix_em_step_kernel(X, row_weights, total_weight, weights, means, factor,
+                                                      reg_covar, pooled, new_weights, new_means, covs, new_factor)
+    else:
+        code, log_likelihood = _diagonal_em_step_kernel(X, row_weights, total_weight, weights, means, factor,
+                                                        reg_covar, pooled, new_weights, new_means, covs,
+                                                        new_factor)
+    return code, log_likelihood / total_weight, new_weights, new_means, covs, new_factor
+
+
+@njit(nogil=True, cache=True)
+def _factors_from(covs, out):  # pragma: no cover - compiled
+    # The precision factors of covariances (as CovarianceType.precision_cholesky); False
+    # where one is not finite and positive definite, or a factor is not finite.
+    if covs.ndim == 3:
+        if not _precision_factors_kernel(covs, out):
+            return False
+    else:
+        for k in range(covs.shape[0]):
+            for d in range(covs.shape[1]):
+                if not covs[k, d] > 0.0:
+                    return False
+                out[k, d] = 1.0 / np.sqrt(covs[k, d])
+    for value in out.ravel():
+        if not np.isfinite(value):
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _squarem_jump(w0, m0, c0, w1, m1, c1, w2, m2, c2, step_max):  # pragma: no cover - compiled
+    # GaussianMixtureEM._extrapolate: (found, capped, weights, means, covariances, factor).
+    w, m, c, f = np.empty(w0.shape), np.empty(m0.shape), np.empty(c0.shape), np.zeros(c0.shape)
+    rr, vv = _squarem_lengths(w0, w1, w2, m0, m1, m2, c0, c1, c2)
+    if vv == 0.0 or not np.isfinite(rr + vv):
+        return False, False, w, m, c, f
+    natural = -np.sqrt(rr / vv)
+    alpha = max(natural, -step_max)
+    capped = natural < -step_max
+    while alpha < -1.0:
+        _squarem_point(w0, w1, w2, m0, m1, m2, c0, c1, c2, alpha, w, m, c)
+        if np.all(w >= 0) and _factors_from(c, f):
+            w /= w.sum()
+            return True, capped, w, m, c, f
+        alpha = (alpha - 1.0) / 2.0
+        if alpha > -1.5:
+            break
+    return False, capped, w, m, c, f
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_covar, pooled, max_iter, tol,
+             lower_bound, accelerate, history):  # pragma: no cover - compiled
+    # Returns (code, lower_bound, passes, converged, n_history, weights, means, covs,
+    # factor); on a failed pass (code 1 or 2) the parameters it started from.
+    passes = 0
+    n_history = 0
+    step_max = 1.0  # grows while the natural step keeps exceeding it (Varadhan & Roland)
+    w, m, c, f = weights, means, covs, factor
+    while passes < max_iter:
+        w0, m0, c0 = w, m, c
+        w1, m1, c1 = w, m, c
+        # Two plain steps per SQUAREM cycle (one where acceleration is off or no room is left).
+        steps = 2 if accelerate and passes + 3 <= max_iter else 1
+        for _ in range(steps):
+            w1, m1, c1 = w, m, c  # after the loop: the middle point of the two steps
+            code, value, nw, nm, nc, nf = _loop_step(X, row_weights, total_weight, w, m, f, reg_covar, pooled)
+            if code != 0:
+                return code, lower_bound, passes, False, n_history, w, m, c, f
+            w, m, c, f = nw, nm, nc, nf
+            passes += 1
+            history[n_history] = value
+            n_history += 1
+            previous, lower_bound = lower_bound, value
+            if abs(lower_bound - previous) < tol:
+                return 0, lower_bound, passes, True, n_history, w, m, c, f
+        if steps == 1:
+            continue
+        found, capped, jw, jm, jc, jf = _squarem_jump(w0, m0, c0, w1, m1, c1, w, m, c, step_max)
+        if capped:  # the step length hit its cap: allow longer steps (SQUAREM's mstep)
+            step_max *= 4
+        if not found:
+            continue
+        code, value, nw, nm, nc, nf = _loop_step(X, row_weights, total_weight, jw, jm, jf, reg_covar, pooled)
+        if code != 0:
+            return code, lower_bound, passes, False, n_history, jw, jm, jc, jf
+        passes += 1
+        if value >= lower_bound:
+            history[n_history] = value
+            n_history += 1
+            lower_bound = value
+            w, m, c, f = nw, nm, nc, nf
+        else:  # the jump lost likelihood: go on from the plain EM path (not recorded)
+            step_max = max(1.0, step_max / 4)
+    return 0, lower_bound, passes, False, n_history, w, m, c, f
+
+
+def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray, means: np.ndarray,
+            covariances: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float, diagonal: bool,
+            pooled: bool, max_iter: int, tol: float, lower_bound: float, accelerate: bool):
+    """EM passes (SQUAREM-accelerated if ``accelerate``) until ``tol`` or ``max_iter``, in one compiled call.
+
+    The same steps as :meth:`bayesgmm.em.GaussianMixtureEM._run_em` over
+    :func:`matrix_em_step` (``diagonal=False``: full, or tied if ``pooled``) or
+    :func:`diagonal_em_step` (diag, or spherical if ``pooled``) passes; float64,
+    parameters shaped as the estimator keeps them. Returns ``(code, lower_bound,
+    passes, converged, history, weights, means, covariances, precisions_cholesky)``
+    with ``code`` as :func:`matrix_em_step`'s (on a failed pass, the parameters the
+    pass started from).
+    """
+    if diagonal:
+        shape = (lambda a: a[:, None]) if pooled else (lambda a: a)
+        unshape = (lambda a: a[:, 0]) if pooled else (lambda a: a)
+    else:
+        shape = (lambda a: a[None]) if pooled else (lambda a: a)
+        unshape = (lambda a: a[0]) if pooled else (lambda a: a)
+    history = np.empty(max(int(max_iter), 0))
+    code, lower_bound, passes, converged, n_history, w, m, c, f = _em_loop(
+        X, np.ascontiguousarray(row_weights, dtype=np.float64), float(total_weight),
+        np.ascontiguousarray(weights, dtype=np.float64), np.ascontiguousarray(means, dtype=np.float64),
+        np.ascontiguousarray(shape(covariances), dtype=np.float64),
+        np.ascontiguousarray(shape(precisions_cholesky), dtype=np.float64), float(reg_covar), pooled, int(max_iter),
+        float(tol), float(lower_bound), bool(accelerate), history)
+    return (int(code), float(lower_bound), int(passes), bool(converged), history[:n_history].tolist(), w, m,
+            unshape(c), unshape(f))

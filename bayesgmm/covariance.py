@@ -123,6 +123,16 @@ class CovarianceType(ABC):
         """
         return None
 
+    def em_run(self, X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
+               means: np.ndarray, covariances: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float,
+               max_iter: int, tol: float, lower_bound: float, accelerate: bool):
+        """EM passes of :meth:`em_step` until ``tol`` or ``max_iter`` in one compiled call, or None.
+
+        Returns what :func:`bayesgmm._em_kernels.em_loop` returns; the base method
+        (types without a compiled pass) returns None.
+        """
+        return None
+
     # -- M-step ------------------------------------------------------------
     def per_component_second(self, second: np.ndarray, nk: np.ndarray) -> np.ndarray:
         """The summed second moments as :meth:`covariances_from_moments` takes them (divided by ``nk``)."""
@@ -226,6 +236,13 @@ class _MatrixCovariance(CovarianceType):
 
         return matrix_em_step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar,
                               self.pooled)
+
+    def em_run(self, X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
+               max_iter, tol, lower_bound, accelerate):
+        from ._em_kernels import em_loop
+
+        return em_loop(X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
+                       False, self.pooled, max_iter, tol, lower_bound, accelerate)
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
         # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).
@@ -413,6 +430,13 @@ class DiagCovariance(CovarianceType):
         return diagonal_em_step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar,
                                 self.pooled)
 
+    def em_run(self, X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
+               max_iter, tol, lower_bound, accelerate):
+        from ._em_kernels import em_loop
+
+        return em_loop(X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
+                       True, self.pooled, max_iter, tol, lower_bound, accelerate)
+
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
 
@@ -480,6 +504,7 @@ class SphericalCovariance(CovarianceType):
     name = "spherical"
     pooled = True
     em_step = DiagCovariance.em_step
+    em_run = DiagCovariance.em_run
 
     def n_parameters(self, n_components, n_features):
         return n_components

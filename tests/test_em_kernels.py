@@ -244,6 +244,37 @@ def test_compiled_em_pass_refuses_a_covariance_that_is_not_positive_definite(cov
         model._compiled_pass(model.scaling_.transform(X), np.ones(len(X)))()
 
 
+@pytest.mark.parametrize("acceleration", ["squarem", None])
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+def test_compiled_em_run_takes_the_python_loops_steps(cov_type, acceleration, capsys):
+    # The whole run in one compiled call against _run_em's Python loop over compiled
+    # passes (which verbose output keeps): the same passes, SQUAREM steps and rejected
+    # jumps, so the same history, iteration count and optimum.
+    from sklearn.datasets import load_wine
+
+    X = load_wine().data
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    kw = dict(n_components=4, covariance_type=cov_type, acceleration=acceleration, random_state=0, tol=1e-8)
+    ours = GaussianMixtureEM(**kw).fit(X, sample_weight=weights)
+    loop = GaussianMixtureEM(verbose=1, verbose_interval=10**6, **kw).fit(X, sample_weight=weights)
+    capsys.readouterr()
+    assert ours.n_iter_ == loop.n_iter_ and ours.converged_ and loop.converged_
+    np.testing.assert_allclose(ours.lower_bounds_, loop.lower_bounds_, rtol=1e-13)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(loop, name), rtol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+def test_compiled_em_run_refuses_a_covariance_that_is_not_positive_definite(cov_type):
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    model = GaussianMixtureEM(2, covariance_type=cov_type, max_iter=1, random_state=0).fit(X)
+    model.reg_covar = -10.0
+    start = model._params
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        model._run_em(model.scaling_.transform(X), np.ones(len(X)), 0, warm=False, max_iter=5)
+    np.testing.assert_array_equal(model._params.means, start.means)  # where the failed pass started
+
+
 def test_precision_factors_and_squarem_helpers_match_numpy():
     from bayesgmm._em_kernels import precision_factors, squarem_lengths, squarem_point
 
