@@ -826,23 +826,6 @@ def squarem_point(first: tuple, middle: tuple, last: tuple, alpha: float) -> tup
 # resolved when numba compiles, so each family gets its own machine code.
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _loop_step(X, row_weights, total_weight, weights, means, factor, reg_covar, pooled):  # pragma: no cover
-    n_components, n_features = means.shape
-    new_weights = np.empty(n_components)
-    new_means = np.empty((n_components, n_features))
-    covs = np.empty(factor.shape)
-    new_factor = np.zeros(factor.shape)
-    if factor.ndim == 3:
-        code, log_likelihood = _matrix_em_step_kernel(X, row_weights, total_weight, weights, means, factor,
-                                                      reg_covar, pooled, new_weights, new_means, covs, new_factor)
-    else:
-        code, log_likelihood = _diagonal_em_step_kernel(X, row_weights, total_weight, weights, means, factor,
-                                                        reg_covar, pooled, new_weights, new_means, covs,
-                                                        new_factor)
-    return code, log_likelihood / total_weight, new_weights, new_means, covs, new_factor
-
-
 @njit(nogil=True, cache=True)
 def _factors_from(covs, out):  # pragma: no cover - compiled
     # The precision factors of covariances (as CovarianceType.precision_cholesky); False
@@ -856,8 +839,9 @@ def _factors_from(covs, out):  # pragma: no cover - compiled
                 if not covs[k, d] > 0.0:
                     return False
                 out[k, d] = 1.0 / np.sqrt(covs[k, d])
-    for value in out.ravel():
-        if not np.isfinite(value):
+    flat = out.reshape(out.size)
+    for i in range(flat.shape[0]):
+        if not np.isfinite(flat[i]):
             return False
     return True
 
@@ -874,8 +858,12 @@ def _squarem_jump(w0, m0, c0, w1, m1, c1, w2, m2, c2, step_max):  # pragma: no c
     capped = natural < -step_max
     while alpha < -1.0:
         _squarem_point(w0, w1, w2, m0, m1, m2, c0, c1, c2, alpha, w, m, c)
-        if np.all(w >= 0) and _factors_from(c, f):
-            w /= w.sum()
+        total = 0.0
+        for k in range(w.shape[0]):
+            total += w[k] if w[k] >= 0 else np.nan
+        if total == total and _factors_from(c, f):  # no negative (or NaN) weight
+            for k in range(w.shape[0]):
+                w[k] /= total
             return True, capped, w, m, c, f
         alpha = (alpha - 1.0) / 2.0
         if alpha > -1.5:
@@ -892,41 +880,58 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
     n_history = 0
     step_max = 1.0  # grows while the natural step keeps exceeding it (Varadhan & Roland)
     w, m, c, f = weights, means, covs, factor
+    w0, m0, c0 = w, m, c  # a SQUAREM cycle's start, middle and extrapolated point
+    w1, m1, c1 = w, m, c
+    jw, jm, jc, jf = w, m, c, f
+    # One pass per trip, so the (large) pass is compiled in one place: phase 0 is a
+    # cycle's first plain step, 1 its second, 2 the step from the extrapolated point.
+    phase = 0
     while passes < max_iter:
-        w0, m0, c0 = w, m, c
-        w1, m1, c1 = w, m, c
-        # Two plain steps per SQUAREM cycle (one where acceleration is off or no room is left).
-        steps = 2 if accelerate and passes + 3 <= max_iter else 1
-        for _ in range(steps):
-            w1, m1, c1 = w, m, c  # after the loop: the middle point of the two steps
-            code, value, nw, nm, nc, nf = _loop_step(X, row_weights, total_weight, w, m, f, reg_covar, pooled)
-            if code != 0:
-                return code, lower_bound, passes, False, n_history, w, m, c, f
-            w, m, c, f = nw, nm, nc, nf
-            passes += 1
-            history[n_history] = value
-            n_history += 1
-            previous, lower_bound = lower_bound, value
-            if abs(lower_bound - previous) < tol:
-                return 0, lower_bound, passes, True, n_history, w, m, c, f
-        if steps == 1:
+        if phase == 0:
+            w0, m0, c0 = w, m, c
+        elif phase == 1:
+            w1, m1, c1 = w, m, c
+        jump = phase == 2
+        # The pass itself (the kernel called here directly: every compiled layer
+        # between them re-optimises the kernel's code, seconds of compile time each).
+        nw, nm = np.empty(w.shape), np.empty(m.shape)
+        nc, nf = np.empty(f.shape), np.zeros(f.shape)
+        if factor.ndim == 3:
+            code, value = _matrix_em_step_kernel(X, row_weights, total_weight, jw if jump else w, jm if jump else m,
+                                                 jf if jump else f, reg_covar, pooled, nw, nm, nc, nf)
+        else:
+            code, value = _diagonal_em_step_kernel(X, row_weights, total_weight, jw if jump else w,
+                                                   jm if jump else m, jf if jump else f, reg_covar, pooled, nw, nm,
+                                                   nc, nf)
+        value /= total_weight
+        if code != 0:
+            if jump:
+                return code, lower_bound, passes, False, n_history, jw, jm, jc, jf
+            return code, lower_bound, passes, False, n_history, w, m, c, f
+        passes += 1
+        if jump:
+            if value >= lower_bound:
+                history[n_history] = value
+                n_history += 1
+                lower_bound = value
+                w, m, c, f = nw, nm, nc, nf
+            else:  # the jump lost likelihood: go on from the plain EM path (not recorded)
+                step_max = max(1.0, step_max / 4)
+            phase = 0
+            continue
+        w, m, c, f = nw, nm, nc, nf
+        history[n_history] = value
+        n_history += 1
+        previous, lower_bound = lower_bound, value
+        if abs(lower_bound - previous) < tol:
+            return 0, lower_bound, passes, True, n_history, w, m, c, f
+        if phase == 0:  # a second plain step where acceleration is on and it has room
+            phase = 1 if accelerate and passes + 2 <= max_iter else 0
             continue
         found, capped, jw, jm, jc, jf = _squarem_jump(w0, m0, c0, w1, m1, c1, w, m, c, step_max)
         if capped:  # the step length hit its cap: allow longer steps (SQUAREM's mstep)
             step_max *= 4
-        if not found:
-            continue
-        code, value, nw, nm, nc, nf = _loop_step(X, row_weights, total_weight, jw, jm, jf, reg_covar, pooled)
-        if code != 0:
-            return code, lower_bound, passes, False, n_history, jw, jm, jc, jf
-        passes += 1
-        if value >= lower_bound:
-            history[n_history] = value
-            n_history += 1
-            lower_bound = value
-            w, m, c, f = nw, nm, nc, nf
-        else:  # the jump lost likelihood: go on from the plain EM path (not recorded)
-            step_max = max(1.0, step_max / 4)
+        phase = 2 if found else 0
     return 0, lower_bound, passes, False, n_history, w, m, c, f
 
 

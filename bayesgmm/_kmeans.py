@@ -46,6 +46,26 @@ def _sq_dist(X, n, c):  # pragma: no cover - compiled
     return total
 
 
+@njit(nogil=True, cache=True)
+def _copy(source, target):  # pragma: no cover - compiled
+    # target[:] = source as a loop: numba's slice assignment took seconds to compile.
+    for i in range(source.shape[0]):
+        target[i] = source[i]
+
+
+@njit(nogil=True, cache=True)
+def _first_reaching(cum, value, strictly):  # pragma: no cover - compiled
+    # np.searchsorted(cum, value, side="right" if strictly else "left"), clipped to the last row.
+    lo, hi = 0, cum.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] > value or (not strictly and cum[mid] == value):
+            hi = mid
+        else:
+            lo = mid + 1
+    return min(lo, cum.shape[0] - 1)
+
+
 @njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def _plusplus(X, w, uniforms, n_clusters, trials, seeds):  # pragma: no cover - compiled
     """k-means++ seeds (row indices) into ``seeds``, from ``1 + (K-1)*trials`` uniforms."""
@@ -55,7 +75,7 @@ def _plusplus(X, w, uniforms, n_clusters, trials, seeds):  # pragma: no cover - 
     for i in range(n):
         total += w[i]
         cum[i] = total
-    seeds[0] = min(np.searchsorted(cum, uniforms[0] * total, side="right"), n - 1)
+    seeds[0] = _first_reaching(cum, uniforms[0] * total, True)
     closest = np.empty(n)
     for i in range(n):
         closest[i] = _sq_dist(X, i, X[seeds[0]])
@@ -69,7 +89,7 @@ def _plusplus(X, w, uniforms, n_clusters, trials, seeds):  # pragma: no cover - 
         best_pot = np.inf
         best_id = 0
         for t in range(trials):
-            cid = min(np.searchsorted(cum, uniforms[1 + (c - 1) * trials + t] * pot), n - 1)
+            cid = _first_reaching(cum, uniforms[1 + (c - 1) * trials + t] * pot, False)
             cand_pot = 0.0
             for i in range(n):
                 candidate[i] = min(closest[i], _sq_dist(X, i, X[cid]))
@@ -77,9 +97,9 @@ def _plusplus(X, w, uniforms, n_clusters, trials, seeds):  # pragma: no cover - 
             if cand_pot < best_pot:
                 best_pot = cand_pot
                 best_id = cid
-                best[:] = candidate
+                _copy(candidate, best)
         seeds[c] = best_id
-        closest[:] = best
+        _copy(best, closest)
 
 
 @njit(nogil=True, cache=True, fastmath=_FASTMATH)
@@ -107,13 +127,12 @@ def _lloyd(X, w, centres, labels, max_iter, tol):  # pragma: no cover - compiled
     n, n_features = X.shape
     K = centres.shape[0]
     dist = np.empty(n)
-    sums = np.empty((K, n_features))
-    mass = np.empty(K)
-    labels[:] = -1
+    for i in range(n):
+        labels[i] = -1
     _assign(X, centres, labels, dist)
     for _ in range(max_iter):
-        sums[:] = 0.0
-        mass[:] = 0.0
+        sums = np.zeros((K, n_features))
+        mass = np.zeros(K)
         for i in range(n):
             mass[labels[i]] += w[i]
             for d in range(n_features):
@@ -160,15 +179,16 @@ def _kmeans(X, w, uniforms, n_clusters, n_init, trials, max_iter, tol, best_labe
     seeds = np.empty(n_clusters, dtype=np.int64)
     labels = np.empty(X.shape[0], dtype=np.int64)
     best_inertia = np.inf
+    centres = np.empty((n_clusters, X.shape[1]))
     for r in range(n_init):
         _plusplus(X, w, uniforms[r * per_run:(r + 1) * per_run], n_clusters, trials, seeds)
-        centres = np.empty((n_clusters, X.shape[1]))
         for k in range(n_clusters):
-            centres[k] = X[seeds[k]]
+            for d in range(X.shape[1]):
+                centres[k, d] = X[seeds[k], d]
         inertia = _lloyd(X, w, centres, labels, max_iter, tol)
         if inertia < best_inertia:
             best_inertia = inertia
-            best_labels[:] = labels
+            _copy(labels, best_labels)
 
 
 def kmeans_plusplus_seeds(X: np.ndarray, sample_weight: np.ndarray, n_clusters: int,
