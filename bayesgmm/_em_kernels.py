@@ -446,16 +446,23 @@ def full_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, factor: np.
 @njit(nogil=True, cache=True)
 def _invert_lower(lower, out):  # pragma: no cover - compiled
     # out = lower^{-1} (lower triangular, no zero on the diagonal; out's upper triangle
-    # left as it is). Forward substitution, one column at a time, without fastmath, so
-    # the rounding is that of a plain triangular solve.
+    # left as it is). Forward substitution without fastmath, so the rounding is that of
+    # a plain triangular solve: out[i, j] = -(sum_{k=j}^{i-1} lower[i, k] out[k, j]) / lower[i, i],
+    # each sum added in order of k. A row's sums grow together (the columns innermost):
+    # the same additions in the same order, but independent ones that vectorise, where
+    # one sum at a time waited on each addition.
     size = lower.shape[0]
-    for j in range(size):
-        out[j, j] = 1.0 / lower[j, j]
-        for i in range(j + 1, size):
-            total = 0.0
-            for k in range(j, i):
-                total += lower[i, k] * out[k, j]
-            out[i, j] = -total / lower[i, i]
+    sums = np.empty(size)
+    for i in range(size):
+        for j in range(i):
+            sums[j] = 0.0
+        for k in range(i):
+            factor = lower[i, k]
+            for j in range(k + 1):
+                sums[j] += factor * out[k, j]
+        for j in range(i):
+            out[i, j] = -sums[j] / lower[i, i]
+        out[i, i] = 1.0 / lower[i, i]
 
 
 @njit(nogil=True, cache=True)
@@ -564,7 +571,9 @@ def _precision_factor(cov, chol, chol_inv, out):  # pragma: no cover - compiled
                 value -= chol[i, k] * chol[j, k]
             chol[i, j] = value / chol[j, j]
     _invert_lower(chol, chol_inv)
-    out[:, :] = chol_inv.T
+    for e in range(n_features):
+        for f in range(n_features):
+            out[e, f] = chol_inv[f, e]
     return True
 
 
