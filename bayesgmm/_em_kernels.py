@@ -880,12 +880,25 @@ def _squarem_jump(w0, m0, c0, w1, m1, c1, w2, m2, c2, step_max):  # pragma: no c
     return False, capped, w, m, c, f
 
 
+@njit(nogil=True, cache=True)
+def _record(history, n, value):  # pragma: no cover - compiled
+    # history[n] = value, in a longer copy when history is full.
+    if n == history.shape[0]:
+        grown = np.empty(2 * n + 16)
+        for i in range(n):
+            grown[i] = history[i]
+        history = grown
+    history[n] = value
+    return history
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_covar, pooled, max_iter, tol,
-             lower_bound, accelerate, history):  # pragma: no cover - compiled
-    # Returns (code, lower_bound, passes, converged, n_history, weights, means, covs,
+             lower_bound, accelerate):  # pragma: no cover - compiled
+    # Returns (code, lower_bound, passes, converged, history, weights, means, covs,
     # factor); on a failed pass (code 1 or 2) the parameters it started from.
     passes = 0
+    history = np.empty(min(max_iter, 256))  # grown as needed: max_iter may be huge
     n_history = 0
     step_max = 1.0  # grows while the natural step keeps exceeding it (Varadhan & Roland)
     w, m, c, f = weights, means, covs, factor
@@ -915,12 +928,12 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
         value /= total_weight
         if code != 0:
             if jump:
-                return code, lower_bound, passes, False, n_history, jw, jm, jc, jf
-            return code, lower_bound, passes, False, n_history, w, m, c, f
+                return code, lower_bound, passes, False, history[:n_history], jw, jm, jc, jf
+            return code, lower_bound, passes, False, history[:n_history], w, m, c, f
         passes += 1
         if jump:
             if value >= lower_bound:
-                history[n_history] = value
+                history = _record(history, n_history, value)
                 n_history += 1
                 lower_bound = value
                 w, m, c, f = nw, nm, nc, nf
@@ -929,11 +942,11 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
             phase = 0
             continue
         w, m, c, f = nw, nm, nc, nf
-        history[n_history] = value
+        history = _record(history, n_history, value)
         n_history += 1
         previous, lower_bound = lower_bound, value
         if abs(lower_bound - previous) < tol:
-            return 0, lower_bound, passes, True, n_history, w, m, c, f
+            return 0, lower_bound, passes, True, history[:n_history], w, m, c, f
         if phase == 0:  # a second plain step where acceleration is on and it has room
             phase = 1 if accelerate and passes + 2 <= max_iter else 0
             continue
@@ -941,7 +954,7 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
         if capped:  # the step length hit its cap: allow longer steps (SQUAREM's mstep)
             step_max *= 4
         phase = 2 if found else 0
-    return 0, lower_bound, passes, False, n_history, w, m, c, f
+    return 0, lower_bound, passes, False, history[:n_history], w, m, c, f
 
 
 def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray, means: np.ndarray,
@@ -963,12 +976,11 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
     else:
         shape = (lambda a: a[None]) if pooled else (lambda a: a)
         unshape = (lambda a: a[0]) if pooled else (lambda a: a)
-    history = np.empty(max(int(max_iter), 0))
-    code, lower_bound, passes, converged, n_history, w, m, c, f = _em_loop(
+    code, lower_bound, passes, converged, history, w, m, c, f = _em_loop(
         X, np.ascontiguousarray(row_weights, dtype=np.float64), float(total_weight),
         np.ascontiguousarray(weights, dtype=np.float64), np.ascontiguousarray(means, dtype=np.float64),
         np.ascontiguousarray(shape(covariances), dtype=np.float64),
         np.ascontiguousarray(shape(precisions_cholesky), dtype=np.float64), float(reg_covar), pooled, int(max_iter),
-        float(tol), float(lower_bound), bool(accelerate), history)
-    return (int(code), float(lower_bound), int(passes), bool(converged), history[:n_history].tolist(), w, m,
+        float(tol), float(lower_bound), bool(accelerate))
+    return (int(code), float(lower_bound), int(passes), bool(converged), history.tolist(), w, m,
             unshape(c), unshape(f))

@@ -264,6 +264,20 @@ def test_compiled_em_run_takes_the_python_loops_steps(cov_type, acceleration, ca
         np.testing.assert_allclose(getattr(ours, name), getattr(loop, name), rtol=1e-10, err_msg=name)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol=0: no convergence, on purpose
+def test_compiled_em_run_history_grows_and_max_iter_can_be_huge(capsys):
+    X = np.random.default_rng(0).normal(size=(120, 2))
+    long = GaussianMixtureEM(3, tol=0.0, max_iter=700, acceleration=None, random_state=0).fit(X)
+    loop = GaussianMixtureEM(3, tol=0.0, max_iter=700, acceleration=None, random_state=0, verbose=1,
+                             verbose_interval=10**6).fit(X)
+    capsys.readouterr()
+    assert len(long.lower_bounds_) == long.n_iter_ == 700
+    np.testing.assert_allclose(long.lower_bounds_, loop.lower_bounds_, rtol=1e-13)
+    # No buffer sized by max_iter: "run until converged" with an enormous cap works.
+    unbounded = GaussianMixtureEM(3, max_iter=10**15, random_state=0).fit(X)
+    assert unbounded.converged_ and len(unbounded.lower_bounds_) < 10**4
+
+
 @pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
 def test_compiled_em_run_refuses_a_covariance_that_is_not_positive_definite(cov_type):
     X = np.random.default_rng(0).normal(size=(100, 3))
