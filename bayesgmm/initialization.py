@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+from numba import njit
 
 from ._kmeans import kmeans_labels, kmeans_plusplus_seeds, n_uniforms
 
@@ -156,20 +157,43 @@ def hierarchical_tree(X: np.ndarray, sample_weight: np.ndarray, rng) -> tuple[np
 
 
 def cut_tree(merges: np.ndarray, n_rows: int, n_clusters: int) -> np.ndarray:
-    """Groups (0..n_clusters-1) after the first ``n_rows - n_clusters`` merges."""
-    parent = np.arange(n_rows)
+    """Groups (0..n_clusters-1) after the first ``n_rows - n_clusters`` merges.
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in merges[: n_rows - n_clusters]:
-        parent[root(j)] = root(i)
-    roots = np.array([root(i) for i in range(n_rows)])
-    _, labels = np.unique(roots, return_inverse=True)
+    Groups are numbered in the order of their smallest-numbered root (as
+    ``np.unique(roots, return_inverse=True)`` numbers them). Compiled: select_model
+    cuts the tree for every K and covariance type, and a Python union-find over
+    2,000 rows took a tenth of the grid's time on digits.
+    """
+    labels = np.empty(n_rows, dtype=np.int64)
+    _cut_tree(np.ascontiguousarray(merges, dtype=np.int64), n_rows, n_clusters, labels)
     return labels
+
+
+@njit(nogil=True, cache=True)
+def _root(parent, i):  # pragma: no cover - compiled
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(nogil=True, cache=True)
+def _cut_tree(merges, n_rows, n_clusters, labels):  # pragma: no cover - compiled
+    parent = np.arange(n_rows)
+    for step in range(n_rows - n_clusters):
+        keep = _root(parent, merges[step, 0])
+        parent[_root(parent, merges[step, 1])] = keep
+    number = np.full(n_rows, -1)
+    for i in range(n_rows):
+        labels[i] = _root(parent, i)
+        number[labels[i]] = 0
+    count = 0
+    for r in range(n_rows):  # roots in increasing order
+        if number[r] == 0:
+            number[r] = count
+            count += 1
+    for i in range(n_rows):
+        labels[i] = number[labels[i]]
 
 
 def ward_merges(Z: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The compiled k-means++ and k-means behind EM's starting partitions."""
+"""EM's starting partitions: the compiled k-means++ and k-means, and cuts of the hierarchical tree."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_iris, load_wine
 
 from bayesgmm._kmeans import kmeans_labels, kmeans_plusplus_seeds, n_uniforms
-from bayesgmm.initialization import init_kmeans, init_kmeans_plusplus
+from bayesgmm.initialization import _svd_whiten, cut_tree, init_kmeans, init_kmeans_plusplus, ward_merges
 
 
 def _standardised(loader):
@@ -72,3 +72,31 @@ def test_random_state_moves_on_independently_of_the_data(initializer):
     assert a.random_sample() == b.random_sample()
     again = initializer(X, 3, np.ones(len(X)), np.random.RandomState(5))
     np.testing.assert_array_equal(again[1], initializer(X, 3, np.ones(len(X)), np.random.RandomState(5))[1])
+
+
+def _reference_cut(merges, n_rows, n_clusters):
+    # Plain union-find, groups numbered as np.unique numbers their roots.
+    parent = list(range(n_rows))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in merges[: n_rows - n_clusters]:
+        parent[root(j)] = root(i)
+    return np.unique([root(i) for i in range(n_rows)], return_inverse=True)[1]
+
+
+def test_tree_cuts_match_a_plain_union_find_and_are_nested():
+    X = _standardised(load_wine)
+    w = np.ones(len(X))
+    merges = ward_merges(_svd_whiten(X, w), w)
+    previous = np.zeros(len(X), dtype=int)
+    for K in range(1, 12):
+        labels = cut_tree(merges, len(X), K)
+        np.testing.assert_array_equal(labels, _reference_cut(merges, len(X), K))
+        assert sorted(set(labels)) == list(range(K))
+        assert all(len(set(previous[labels == k])) == 1 for k in range(K))  # inside one group of K-1
+        previous = labels
+    assert cut_tree(merges, len(X), len(X)).tolist() == list(range(len(X)))
