@@ -980,7 +980,8 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
         X, np.ascontiguousarray(row_weights, dtype=np.float64), float(total_weight),
         np.ascontiguousarray(weights, dtype=np.float64), np.ascontiguousarray(means, dtype=np.float64),
         np.ascontiguousarray(shape(covariances), dtype=np.float64),
-        np.ascontiguousarray(shape(precisions_cholesky), dtype=np.float64), float(reg_covar), pooled, int(max_iter),
+        np.ascontiguousarray(shape(precisions_cholesky), dtype=np.float64), float(reg_covar), pooled,
+        min(int(max_iter), np.iinfo(np.int64).max),
         float(tol), float(lower_bound), bool(accelerate))
     return (int(code), float(lower_bound), int(passes), bool(converged), history.tolist(), w, m,
             unshape(c), unshape(f))

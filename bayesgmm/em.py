@@ -746,6 +746,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             return self._compute_lower_bound(self._e_step(Z, sample_weight)), 0, False, history
 
         if (not self.verbose and type(self._cov).em_run is not CovarianceType.em_run
+                and type(self)._extrapolate is GaussianMixtureEM._extrapolate
                 and self._compiled_pass(Z, sample_weight) is not None):
             return self._compiled_run(Z, sample_weight, max_iter, tol, lower_bound)
         passes = 0
@@ -877,7 +878,10 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 except (ValueError, np.linalg.LinAlgError):
                     chol = None
                 if chol is not None and np.all(np.isfinite(chol)):
-                    return _Params(weights / weights.sum(), new[1], new[2], chol), alpha, capped
+                    # Summed left to right, as the compiled run does (NumPy's sum pairs
+                    # terms from 8 on): both take the same steps to the last bit.
+                    total = weights.dtype.type(sum(weights.tolist()))
+                    return _Params(weights / total, new[1], new[2], chol), alpha, capped
             alpha = (alpha - 1.0) / 2.0
             if alpha > -1.5:
                 break

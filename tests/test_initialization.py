@@ -100,3 +100,12 @@ def test_tree_cuts_match_a_plain_union_find_and_are_nested():
         assert all(len(set(previous[labels == k])) == 1 for k in range(K))  # inside one group of K-1
         previous = labels
     assert cut_tree(merges, len(X), len(X)).tolist() == list(range(len(X)))
+
+
+def test_overflowing_distances_still_give_valid_seeds_and_labels():
+    # Potentials that overflow to inf must not leave buffers unwritten.
+    X = np.array([[1e200, 0.0], [-1e200, 0.0], [0.0, 1e200], [0.0, 0.0], [1.0, 1.0]])
+    labels = kmeans_labels(X, np.ones(5), 3, 2, np.random.RandomState(0).random_sample(2 * n_uniforms(3)))
+    assert labels.min() >= 0 and labels.max() < 3
+    seeds = kmeans_plusplus_seeds(X, np.ones(5), 3, np.random.RandomState(0).random_sample(n_uniforms(3)))
+    assert seeds.min() >= 0 and seeds.max() < 5
