@@ -112,26 +112,40 @@ class CovarianceType(ABC):
         """
         return None
 
+    #: The compiled kernels that run whole float64 EM passes of this type: "matrix"
+    #: (full and tied), "diagonal" (diag and spherical) or None (the hooks run them).
+    compiled_kernels: str | None = None
+    pooled = False  # tied and spherical: one factor (tied) or variance (spherical) pooled
+
     def em_step(self, X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
                 means: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float):
-        """A whole float64 pass (E-step and M-step) over ``X`` in one compiled call.
+        """A whole float64 pass (E-step and M-step) over ``X`` in one compiled call, or None.
 
         Returns ``(code, log_likelihood, weights, means, covariances,
-        precisions_cholesky)`` (see :func:`bayesgmm._em_kernels.matrix_em_step`). A
-        type without such a kernel keeps this base method, which returns None; the
-        fit then runs the hooks (it checks which method the type has, once per run).
+        precisions_cholesky)`` (see :func:`bayesgmm._em_kernels.matrix_em_step`);
+        None for a type without :attr:`compiled_kernels` (the fit then runs the hooks).
         """
-        return None
+        if self.compiled_kernels is None:
+            return None
+        from ._em_kernels import diagonal_em_step, matrix_em_step
+
+        step = diagonal_em_step if self.compiled_kernels == "diagonal" else matrix_em_step
+        return step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar, self.pooled)
 
     def em_run(self, X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
                means: np.ndarray, covariances: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float,
                max_iter: int, tol: float, lower_bound: float, accelerate: bool):
         """EM passes of :meth:`em_step` until ``tol`` or ``max_iter`` in one compiled call, or None.
 
-        Returns what :func:`bayesgmm._em_kernels.em_loop` returns; the base method
-        (types without a compiled pass) returns None.
+        Returns what :func:`bayesgmm._em_kernels.em_loop` returns; None for a type
+        without :attr:`compiled_kernels`.
         """
-        return None
+        if self.compiled_kernels is None:
+            return None
+        from ._em_kernels import em_loop
+
+        return em_loop(X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
+                       self.compiled_kernels == "diagonal", self.pooled, max_iter, tol, lower_bound, accelerate)
 
     # -- M-step ------------------------------------------------------------
     def per_component_second(self, second: np.ndarray, nk: np.ndarray) -> np.ndarray:
@@ -229,20 +243,7 @@ def _prec_chol_from_prec(prec: np.ndarray) -> np.ndarray:
 class _MatrixCovariance(CovarianceType):
     """Shared linear algebra of ``full`` and ``tied``."""
 
-    pooled = False  # tied: one factor shared by every component
-
-    def em_step(self, X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar):
-        from ._em_kernels import matrix_em_step
-
-        return matrix_em_step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar,
-                              self.pooled)
-
-    def em_run(self, X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
-               max_iter, tol, lower_bound, accelerate):
-        from ._em_kernels import em_loop
-
-        return em_loop(X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
-                       False, self.pooled, max_iter, tol, lower_bound, accelerate)
+    compiled_kernels = "matrix"
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
         # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).
@@ -422,20 +423,7 @@ class TiedCovariance(_MatrixCovariance):
 
 class DiagCovariance(CovarianceType):
     name = "diag"
-    pooled = False  # spherical: one variance per component, pooled over the features
-
-    def em_step(self, X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar):
-        from ._em_kernels import diagonal_em_step
-
-        return diagonal_em_step(X, row_weights, total_weight, weights, means, precisions_cholesky, reg_covar,
-                                self.pooled)
-
-    def em_run(self, X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
-               max_iter, tol, lower_bound, accelerate):
-        from ._em_kernels import em_loop
-
-        return em_loop(X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
-                       True, self.pooled, max_iter, tol, lower_bound, accelerate)
+    compiled_kernels = "diagonal"
 
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
@@ -503,8 +491,7 @@ class DiagCovariance(CovarianceType):
 class SphericalCovariance(CovarianceType):
     name = "spherical"
     pooled = True
-    em_step = DiagCovariance.em_step
-    em_run = DiagCovariance.em_run
+    compiled_kernels = "diagonal"
 
     def n_parameters(self, n_components, n_features):
         return n_components

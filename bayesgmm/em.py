@@ -745,8 +745,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         if max_iter == 0:  # report the start's own log-likelihood, not -inf
             return self._compute_lower_bound(self._e_step(Z, sample_weight)), 0, False, history
 
-        if (not self.verbose and type(self._cov).em_run is not CovarianceType.em_run
-                and type(self)._extrapolate is GaussianMixtureEM._extrapolate
+        if (not self.verbose and type(self)._extrapolate is GaussianMixtureEM._extrapolate
                 and self._compiled_pass(Z, sample_weight) is not None):
             return self._compiled_run(Z, sample_weight, max_iter, tol, lower_bound)
         passes = 0
@@ -810,7 +809,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 or any(a is None or a.dtype != np.float64
                        for a in (p.weights, p.means, p.covariances, p.precisions_cholesky))):
             return None
-        if type(self._cov).em_step is CovarianceType.em_step:  # the base hook: no kernel for this type
+        if self._cov.compiled_kernels is None:  # no kernel for this type
             return None
         if any(getattr(type(self), hook) is not getattr(GaussianMixtureEM, hook)
                for hook in ("accumulate", "_e_step", "_m_step", "_compute_lower_bound")):
