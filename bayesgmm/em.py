@@ -49,6 +49,14 @@ INIT_PARAMS = ("auto", *INITIALIZERS)
 _CHUNK_BYTES = 2 * 1024 * 1024
 
 
+def _raise_for_pass_code(code: int) -> None:
+    """The error of a compiled pass's code (see :func:`bayesgmm._em_kernels.matrix_em_step`), if any."""
+    if code == 1:
+        raise np.linalg.LinAlgError("Singular matrix")
+    if code == 2:
+        raise ValueError(_CHOLESKY_ERROR)
+
+
 def _first_best(runs: list, tol: float):
     """The first of ``(key, params)`` runs whose ``key = (proper, log-likelihood)`` is the best to within ``tol``.
 
@@ -745,8 +753,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         if max_iter == 0:  # report the start's own log-likelihood, not -inf
             return self._compute_lower_bound(self._e_step(Z, sample_weight)), 0, False, history
 
-        if (not self.verbose and type(self)._extrapolate is GaussianMixtureEM._extrapolate
-                and self._compiled_pass(Z, sample_weight) is not None):
+        if not self.verbose and type(self)._extrapolate is GaussianMixtureEM._extrapolate and self._can_compile(Z):
             return self._compiled_run(Z, sample_weight, max_iter, tol, lower_bound)
         passes = 0
         compiled = self._compiled_pass(Z, sample_weight)
@@ -794,25 +801,32 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 step_max = max(1.0, step_max / 4)
         return lower_bound, passes, False, history
 
-    def _compiled_pass(self, Z, sample_weight):
-        """A function running one whole pass from ``self._params`` in one compiled call, or None.
+    def _can_compile(self, Z) -> bool:
+        """Whether whole passes from ``self._params`` run in compiled calls.
 
         Float64 data and parameters in memory that make one chunk (the small data
-        where the Python around a pass cost more than its arithmetic); the same
-        kernels as :meth:`_e_step` then :meth:`_m_step`, equal to rounding. None
-        otherwise: where the covariance type has no such kernel, or where a subclass
-        overrides one of those hooks (it then runs as written).
+        where the Python around a pass cost more than its arithmetic). Not where the
+        covariance type has no such kernel, or where a subclass overrides one of the
+        hooks the kernels replace (it then runs as written).
         """
         p = self._params
         if (is_dask_collection(Z) or Z.dtype != np.float64 or not Z.flags.c_contiguous
                 or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1
                 or any(a is None or a.dtype != np.float64
                        for a in (p.weights, p.means, p.covariances, p.precisions_cholesky))):
-            return None
+            return False
         if self._cov.compiled_kernels is None:  # no kernel for this type
-            return None
-        if any(getattr(type(self), hook) is not getattr(GaussianMixtureEM, hook)
-               for hook in ("accumulate", "_e_step", "_m_step", "_compute_lower_bound")):
+            return False
+        return all(getattr(type(self), hook) is getattr(GaussianMixtureEM, hook)
+                   for hook in ("accumulate", "_e_step", "_m_step", "_compute_lower_bound"))
+
+    def _compiled_pass(self, Z, sample_weight):
+        """A function running one whole pass from ``self._params`` in one compiled call, or None.
+
+        The same kernels as :meth:`_e_step` then :meth:`_m_step`, equal to rounding;
+        None where :meth:`_can_compile` says no.
+        """
+        if not self._can_compile(Z):
             return None
         row_weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
         total_weight = float(row_weights.sum())
@@ -822,17 +836,14 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             p = self._params
             code, log_likelihood, weights, means, covariances, factors = step(
                 Z, row_weights, total_weight, p.weights, p.means, p.precisions_cholesky, reg_covar)
-            if code == 1:
-                raise np.linalg.LinAlgError("Singular matrix")
-            if code == 2:
-                raise ValueError(_CHOLESKY_ERROR)
+            _raise_for_pass_code(code)
             self._params = _Params(weights, means, covariances, factors)
             return log_likelihood / total_weight
 
         return run
 
     def _compiled_run(self, Z, sample_weight, max_iter: int, tol: float, lower_bound: float):
-        """:meth:`_run_em`'s loop where :meth:`_compiled_pass` applies, in one compiled call.
+        """:meth:`_run_em`'s loop where :meth:`_can_compile` says yes, in one compiled call.
 
         The same passes, SQUAREM steps and safeguard as the Python loop (equal to
         rounding); without the per-pass Python (about as long as the arithmetic of a
@@ -845,10 +856,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             Z, row_weights, float(row_weights.sum()), p.weights, p.means, p.covariances, p.precisions_cholesky,
             self.reg_covar, max_iter, tol, lower_bound, self.acceleration == "squarem")
         self._params = _Params(*params)
-        if code == 1:
-            raise np.linalg.LinAlgError("Singular matrix")
-        if code == 2:
-            raise ValueError(_CHOLESKY_ERROR)
+        _raise_for_pass_code(code)
         return lower_bound, passes, converged, history
 
     def _extrapolate(self, p0: _Params, p1: _Params, p2: _Params, step_max: float):
