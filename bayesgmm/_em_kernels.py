@@ -10,7 +10,7 @@ took 0.21 s, 6.6x the arithmetic limit. These kernels do the whole pass
 in one trip over a block of rows held in cache, with the rows innermost so that
 the loops vectorise; full covariances whiten with the triangular factor (half the
 products of a dense one) and sum only the upper triangle of the second moment.
-Tied covariances run the full kernel with the shared factor in every component.
+Tied covariances whiten each row once with the shared factor (``_tied_pass_kernel``).
 
 ``exp`` is the one transcendental function per (row, component); the libm call
 that numba emits is scalar and was the largest single cost of the diagonal pass.
@@ -443,6 +443,185 @@ def full_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, factor: np.
     return nk, sum_y, second, float(log_likelihood)
 
 
+@njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
+def _tied_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  # pragma: no cover - compiled
+    # The full kernel's pass for one factor U shared by every component, at a
+    # K-th of its cost: each row is whitened once (y = x U), a component's
+    # residual is y - c_k with c_k = m_k U, and the pooled second moment
+    # sum_k sum_r q_kr (y_r - c_k)(y_r - c_k)' is summed as
+    #   sum_r w_r (y_r - h_r)(y_r - h_r)' + sum_{k<l} G_kl (c_k - c_l)(c_k - c_l)',
+    # with w_r = sum_k q_kr, h_r = sum_k q_kr c_k / w_r and G_kl = sum_r q_kr q_lr / w_r:
+    # both sums have non-negative terms, so nothing cancels (the expansion
+    # sum q y y' - ... would lose digits where components lie far apart).
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    dt = X.dtype
+    x_t = np.zeros((n_features, _BLOCK), dtype=dt)
+    y = np.empty((n_features, _BLOCK), dtype=dt)
+    resid = np.empty((n_features, _BLOCK), dtype=dt)
+    weighted = np.empty((n_features, _BLOCK), dtype=dt)
+    log_prob = np.empty((n_components, _BLOCK), dtype=dt)
+    bits = np.empty(_BLOCK, dtype=dt)
+    top = np.empty(_BLOCK, dtype=dt)
+    total = np.empty(_BLOCK, dtype=dt)
+    row_total = np.empty(_BLOCK, dtype=dt)
+    inv_total = np.empty(_BLOCK, dtype=dt)
+    w = np.zeros(_BLOCK, dtype=dt)
+    pair = np.zeros((n_components, n_components))
+    # c_k = m_k U, in float64 and then in the data's precision
+    centre64 = np.zeros((n_components, n_features))
+    for k in range(n_components):
+        for e in range(n_features):
+            value = 0.0
+            for d in range(e + 1):
+                value += means[k, d] * factor[d, e]
+            centre64[k, e] = value
+    centre = centre64.astype(dt)
+    log_norm_dt = log_norm.astype(dt)
+    half = np.ones(1, dtype=dt)[0] * np.float32(0.5)  # in the data's precision, as every constant here
+    log_likelihood = 0.0
+    for start in range(0, n_rows, _BLOCK):
+        m = min(_BLOCK, n_rows - start)
+        n_r = min(_BLOCK, (m + 15) // 16 * 16)  # padded with weight-0 rows (see the full kernel)
+        for r in range(m):
+            w[r] = weights[start + r]
+            for d in range(n_features):
+                x_t[d, r] = X[start + r, d]
+        for r in range(m, n_r):
+            w[r] = 0
+        # y_e = sum_{d <= e} x_d U[d, e], two outputs per trip over the rows
+        e = 0
+        while e + 2 <= n_features:
+            y0, y1 = y[e], y[e + 1]
+            p0, p1 = factor[0, e], factor[0, e + 1]
+            c = x_t[0]
+            for r in range(n_r):
+                y0[r] = c[r] * p0
+                y1[r] = c[r] * p1
+            for d in range(1, e + 1):
+                p0, p1 = factor[d, e], factor[d, e + 1]
+                c = x_t[d]
+                for r in range(n_r):
+                    y0[r] += c[r] * p0
+                    y1[r] += c[r] * p1
+            p1 = factor[e + 1, e + 1]
+            c = x_t[e + 1]
+            for r in range(n_r):
+                y1[r] += c[r] * p1
+            e += 2
+        if e < n_features:
+            ye = y[e]
+            p = factor[0, e]
+            for r in range(n_r):
+                ye[r] = x_t[0, r] * p
+            for d in range(1, e + 1):
+                p = factor[d, e]
+                for r in range(n_r):
+                    ye[r] += x_t[d, r] * p
+        for k in range(n_components):
+            acc = log_prob[k]
+            acc[:n_r] = 0
+            for e in range(n_features):
+                ck = centre[k, e]
+                ye = y[e]
+                for r in range(n_r):
+                    v = ye[r] - ck
+                    acc[r] += v * v
+            for r in range(n_r):
+                acc[r] = log_norm_dt[k] - half * acc[r]
+        log_likelihood += _responsibilities(log_prob, n_r, w, top, total, bits, nk)
+        zero = log_prob[0, 0] * np.float32(0)  # the block's sums in the data's precision
+        row_total[:n_r] = 0
+        for k in range(n_components):
+            q = log_prob[k]
+            for r in range(n_r):
+                row_total[r] += q[r]
+        for r in range(n_r):
+            inv_total[r] = (half + half) / row_total[r] if row_total[r] > 0 else zero
+        for k in range(n_components):
+            q = log_prob[k]
+            for e in range(n_features):
+                ck = centre[k, e]
+                ye = y[e]
+                first = zero
+                for r in range(n_r):
+                    first += q[r] * (ye[r] - ck)
+                sum_y[k, e] += first
+            for l in range(k + 1, n_components):
+                ql = log_prob[l]
+                g = zero
+                for r in range(n_r):
+                    g += q[r] * ql[r] * inv_total[r]
+                pair[k, l] += g
+        # residuals from each row's responsibility-weighted centre h_r
+        for e in range(n_features):
+            re = resid[e]
+            for r in range(n_r):
+                re[r] = y[e, r]
+            for k in range(n_components):
+                q = log_prob[k]
+                ck = centre[k, e]
+                for r in range(n_r):
+                    re[r] -= q[r] * inv_total[r] * ck
+            we = weighted[e]
+            for r in range(n_r):
+                we[r] = row_total[r] * re[r]
+        for e in range(n_features):  # the upper triangle, four columns per trip (see the full kernel)
+            we = weighted[e]
+            f = e
+            while f + 4 <= n_features:
+                y0, y1, y2, y3 = resid[f], resid[f + 1], resid[f + 2], resid[f + 3]
+                s0 = s1 = s2 = s3 = zero
+                for r in range(n_r):
+                    v = we[r]
+                    s0 += v * y0[r]
+                    s1 += v * y1[r]
+                    s2 += v * y2[r]
+                    s3 += v * y3[r]
+                second[e, f] += s0
+                second[e, f + 1] += s1
+                second[e, f + 2] += s2
+                second[e, f + 3] += s3
+                f += 4
+            while f < n_features:
+                yf = resid[f]
+                sq = zero
+                for r in range(n_r):
+                    sq += we[r] * yf[r]
+                second[e, f] += sq
+                f += 1
+    for k in range(n_components):
+        for l in range(k + 1, n_components):
+            g = pair[k, l]
+            if g > 0:
+                for e in range(n_features):
+                    de = g * (centre[k, e] - centre[l, e])
+                    for f in range(e, n_features):
+                        second[e, f] += de * (centre[k, f] - centre[l, f])
+    for e in range(n_features):
+        for f in range(e):
+            second[e, f] = second[f, e]
+    return log_likelihood
+
+
+def tied_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, factor: np.ndarray, log_norm: np.ndarray):
+    """:func:`full_pass` for one factor ``factor`` (D, D) shared by every component; ``second`` is pooled (D, D).
+
+    The same statistics as ``full_pass`` with the factor repeated, ``second``
+    summed over the components, at a K-th of the cost (see ``_tied_pass_kernel``).
+    """
+    K, D = means.shape
+    nk = np.zeros(K)
+    sum_y = np.zeros((K, D))
+    second = np.zeros((D, D))
+    dtype = X.dtype
+    log_likelihood = _tied_pass_kernel(
+        np.ascontiguousarray(X), np.ascontiguousarray(weights, dtype=dtype), np.ascontiguousarray(means, dtype=dtype),
+        np.ascontiguousarray(factor, dtype=dtype), np.ascontiguousarray(log_norm, dtype=np.float64), nk, sum_y,
+        second)
+    return nk, sum_y, second, float(log_likelihood)
+
+
 @njit(nogil=True, cache=True)
 def _invert_lower(lower, out):  # pragma: no cover - compiled
     # out = lower^{-1} (lower triangular, no zero on the diagonal; out's upper triangle
@@ -649,31 +828,26 @@ def _matrix_em_step_kernel(X, row_weights, total_weight, weights, means, factor,
     # factor: (K, D, D) full, (1, D, D) tied; returns (code, log-likelihood) with the
     # codes of _matrix_m_step_kernel.
     n_components, n_features = means.shape
-    per_component = np.empty((n_components, n_features, n_features))
     log_det = np.zeros(n_components)
     for k in range(n_components):
         m = 0 if pooled else k
-        per_component[k] = factor[m]
         for j in range(n_features):
             log_det[k] += np.log(factor[m, j, j])
-    if pooled:  # tied: one factor, so one log-determinant shared by every component
-        log_det[:] = log_det[0]
+    log_norm = _log_norm(weights, log_det, n_features)
     nk = np.zeros(n_components)
     sum_y = np.zeros((n_components, n_features))
-    second = np.zeros((n_components, n_features, n_features))
-    log_likelihood = _full_pass_kernel(X, row_weights, means, per_component,
-                                       _log_norm(weights, log_det, n_features), nk, sum_y, second)
+    if pooled:  # tied: the pooled second moment, (1, D, D)
+        second = np.zeros((1, n_features, n_features))
+        log_likelihood = _tied_pass_kernel(X, row_weights, means, factor[0], log_norm, nk, sum_y, second[0])
+    else:
+        second = np.zeros((n_components, n_features, n_features))
+        log_likelihood = _full_pass_kernel(X, row_weights, means, factor, log_norm, nk, sum_y, second)
     for k in range(n_components):
         nk[k] += _NK_GUARD
     mean_y = np.empty((n_components, n_features))
     for k in range(n_components):
         for d in range(n_features):
             mean_y[k, d] = sum_y[k, d] / nk[k]
-    if pooled:
-        pooled_second = np.zeros((1, n_features, n_features))
-        for k in range(n_components):
-            pooled_second[0] += second[k]
-        second = pooled_second
     shift = np.empty((n_components, n_features))
     code = _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, covs, new_factor)
     for k in range(n_components):

@@ -384,21 +384,20 @@ class TiedCovariance(_MatrixCovariance):
         return np.broadcast_to(covariances, (k, n_features, n_features))
 
     def prepare_whitening(self, means, precisions_cholesky, dtype):
-        # The fused pass takes the shared factor once per component, as full covariances do.
-        factor = np.broadcast_to(precisions_cholesky, (means.shape[0],) + precisions_cholesky.shape)
-        return means.astype(dtype), factor.astype(dtype)
+        return means.astype(dtype), precisions_cholesky.astype(dtype)
 
     def whiten(self, X, prepared, out):
         means, factor = prepared
-        return np.subtract((X @ factor[0])[:, None, :], (means @ factor[0])[None, :, :], out=out)
+        return np.subtract((X @ factor)[:, None, :], (means @ factor)[None, :, :], out=out)
 
     def fused_pass(self, X, weights, prepared, log_norm):
-        # The full kernel with every component's factor the shared one; only the sum
-        # of the second moments over components enters the shared covariance. It is
-        # 2x the BLAS expansion |u - o|^2 = |u|^2 - 2 u.o + |o|^2 it replaced, which
-        # cancelled digits and so had to run in float64 even for float32 data.
-        nk, sum_y, second, log_likelihood = FullCovariance.fused_pass(self, X, weights, prepared, log_norm)
-        return nk, sum_y, second.sum(axis=0), log_likelihood
+        # Each row whitened once with the shared factor and the pooled second moment
+        # summed without cancellation (bayesgmm._em_kernels.tied_pass): a K-th of the
+        # full kernel run with the shared factor in every component, which it replaced.
+        from ._em_kernels import tied_pass
+
+        means, factor = prepared
+        return tied_pass(X, weights, means, factor, log_norm)
 
     def second_moment(self, weighted_y, y):
         # Only the sum over components enters the shared covariance: (D, D).
