@@ -109,3 +109,55 @@ def test_overflowing_distances_still_give_valid_seeds_and_labels():
     assert labels.min() >= 0 and labels.max() < 3
     seeds = kmeans_plusplus_seeds(X, np.ones(5), 3, np.random.RandomState(0).random_sample(n_uniforms(3)))
     assert seeds.min() >= 0 and seeds.max() < 5
+
+
+def _reference_ward(Z, weights):
+    """Ward by brute force: at each step the cheapest pair of groups (NumPy's arithmetic and tie order)."""
+    centroids, sizes = np.array(Z, dtype=float), np.array(weights, dtype=float)
+    active = np.ones(len(Z), dtype=bool)
+    merges = []
+    for _ in range(len(Z) - 1):
+        best = (np.inf, -1, -1)
+        for i in np.flatnonzero(active):
+            cost = sizes * sizes[i] / (sizes + sizes[i]) * np.sum((centroids - centroids[i]) ** 2, axis=1)
+            cost[~active] = np.inf
+            cost[i] = np.inf
+            j = int(np.argmin(cost))
+            if cost[j] < best[0]:
+                best = (cost[j], i, j)
+        _, i, j = best
+        merges.append((i, j))
+        total = sizes[i] + sizes[j]
+        centroids[i] = (sizes[i] * centroids[i] + sizes[j] * centroids[j]) / total
+        sizes[i] = total
+        active[j] = False
+    return np.array(merges)
+
+
+@pytest.mark.parametrize("n_features", [3, 20, 130])
+def test_compiled_ward_merges_match_brute_force(n_features):
+    # 130 features: NumPy halves rows above 128 values when summing; the compiled
+    # distances follow it, so near-ties break the same way.
+    rng = np.random.default_rng(n_features)
+    Z = rng.normal(size=(60, n_features))
+    weights = rng.integers(1, 4, 60).astype(float)
+    ours, reference = ward_merges(Z, weights), _reference_ward(Z, weights)
+
+    def groups(merges, k):  # the partition into k groups, numbered by first row
+        labels = cut_tree(merges, len(Z), k)
+        _, first = np.unique(labels, return_index=True)
+        return np.argsort(np.argsort(first))[labels]
+
+    # Which member names a merge may differ (the first costs come from BLAS, rounded
+    # otherwise), so the partitions at every level are compared.
+    for k in range(1, len(Z) + 1):
+        np.testing.assert_array_equal(groups(ours, k), groups(reference, k), err_msg=f"{k} groups")
+
+
+def test_compiled_pairwise_sum_is_numpys():
+    from bayesgmm.initialization import _pairwise_sum
+
+    rng = np.random.default_rng(0)
+    for n in [0, 1, 7, 8, 9, 16, 127, 128, 129, 300, 1025]:
+        values = rng.normal(size=n) ** 2 * 10 ** rng.uniform(-3, 3, n)
+        assert _pairwise_sum(values) == np.sum(values), n
