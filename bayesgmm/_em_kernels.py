@@ -733,6 +733,39 @@ def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, 
     return 0
 
 
+
+@njit(nogil=True, cache=True)
+def _below_floor_kernel(covs, floor, out):  # pragma: no cover - compiled
+    n_features = covs.shape[1]
+    chol = np.empty((n_features, n_features))
+    for m in range(covs.shape[0]):
+        out[m] = False
+        for j in range(n_features):  # Cholesky of cov - floor I, column by column
+            for i in range(j, n_features):
+                value = covs[m, i, j] - (floor if i == j else 0.0)
+                for p in range(j):
+                    value -= chol[i, p] * chol[j, p]
+                if i == j:
+                    if not value > 0.0:  # also NaN
+                        out[m] = True
+                        break
+                    chol[j, j] = np.sqrt(value)
+                else:
+                    chol[i, j] = value / chol[j, j]
+            if out[m]:
+                break
+
+
+def below_floor(covariances: np.ndarray, floor: float) -> np.ndarray:
+    """Whether each (D, D) covariance of ``covariances`` (M, D, D) has an eigenvalue below ``floor``.
+
+    True exactly when ``cov - floor I`` is not positive definite (its Cholesky
+    factorisation fails), which is what a degenerate-component check asks.
+    """
+    out = np.empty(covariances.shape[0], dtype=np.bool_)
+    _below_floor_kernel(np.ascontiguousarray(covariances, dtype=np.float64), float(floor), out)
+    return out
+
 @njit(nogil=True, cache=True)
 def _precision_factor(cov, chol, chol_inv, out):  # pragma: no cover - compiled
     # out = L^{-T} with cov = L L' (scratch chol, chol_inv); False unless cov is positive definite.

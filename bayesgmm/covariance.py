@@ -76,6 +76,11 @@ class CovarianceType(ABC):
         """Smallest eigenvalue of each component's covariance, shape (K,)."""
         return np.linalg.eigvalsh(self.full_matrices(covariances, n_components, n_features))[:, 0]
 
+    def collapsed(self, covariances: np.ndarray, n_components: int, n_features: int, floor: float) -> np.ndarray:
+        """Whether each component's smallest variance is below ``floor``, shape (K,) bool."""
+        smallest = self.smallest_variance(covariances, n_components, n_features)
+        return np.broadcast_to(smallest < floor, (n_components,))
+
     def validate_precisions(self, precisions: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
         """Check shape and positive definiteness of user-given precisions."""
         precisions = np.asarray(precisions, dtype=float)
@@ -272,6 +277,18 @@ class _MatrixCovariance(CovarianceType):
     def second_moment(self, weighted_y, y):
         # (K, D, D): sum_n r_nk y_nk y_nk'
         return np.matmul(weighted_y.transpose(1, 2, 0), y.transpose(1, 0, 2))
+
+    def collapsed(self, covariances, n_components, n_features, floor):
+        # Below the floor exactly when cov - floor I has no Cholesky factor: one compiled
+        # factorisation per matrix instead of an eigendecomposition. Every EM run of the
+        # multi-start asks, and eigvalsh's per-call cost was a tenth of select_model's
+        # time on wine.
+        if np.asarray(covariances).dtype != np.float64:
+            return super().collapsed(covariances, n_components, n_features, floor)
+        from ._em_kernels import below_floor
+
+        matrices = self.full_matrices(covariances, None if self.pooled else n_components, n_features)
+        return np.broadcast_to(below_floor(matrices, floor), (n_components,))
 
     def _centred_moments(self, nk, mean_y, second):
         return second - mean_y[:, :, None] * mean_y[:, None, :]

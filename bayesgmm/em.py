@@ -938,9 +938,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
     def _degenerate_components(self, n_features: int) -> np.ndarray:
         # On the standardised scale, so the check is relative to each feature's spread.
-        smallest = self._cov.smallest_variance(self._params.covariances, self.n_components, n_features)
-        smallest = np.broadcast_to(smallest, (self.n_components,))
-        return np.flatnonzero(smallest < 2.0 * self.reg_covar)
+        return np.flatnonzero(self._cov.collapsed(self._params.covariances, self.n_components, n_features,
+                                                  2.0 * self.reg_covar))
 
     @property
     def full_covariances_(self) -> np.ndarray:

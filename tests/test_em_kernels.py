@@ -358,3 +358,21 @@ def test_tied_kernel_equals_full_kernel_with_the_shared_factor(n_components, n_f
     assert loglik == pytest.approx(f_loglik, rel=rtol)
     if n_components > 2:
         assert nk[1] == 0.0 and np.all(sum_y[1] == 0.0)
+
+
+def test_below_floor_agrees_with_the_smallest_eigenvalue():
+    """The degenerate check's Cholesky test against eigvalsh, for eigenvalues on both sides of the floor."""
+    from bayesgmm._em_kernels import below_floor
+
+    rng = np.random.default_rng(5)
+    floor = 2e-6
+    for n_features in (1, 2, 5, 30):
+        Q, _ = np.linalg.qr(rng.normal(size=(n_features, n_features)))
+        matrices = []
+        for smallest in (floor * 0.5, floor * 0.99, floor * 1.01, floor * 3, 1.0, -1.0):
+            eigenvalues = np.concatenate([[smallest], rng.uniform(0.1, 10, n_features - 1)])
+            matrices.append((Q * eigenvalues) @ Q.T)
+        matrices = np.array(matrices)
+        expected = np.linalg.eigvalsh(matrices)[:, 0] < floor
+        np.testing.assert_array_equal(below_floor(matrices, floor), expected)
+    assert below_floor(np.full((1, 2, 2), np.nan), floor).tolist() == [True]
