@@ -233,7 +233,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         the best of the hierarchical, 10-start k-means and scikit-learn's default
         starts on 77 of the 80 real-data fits of ``benchmarks/bench_starts.py`` (the
         other 3 end 0.4, 7.2 and 40 log-likelihood units below a 10-start k-means
-        start), in an eighth of the time of scikit-learn's ``n_init=10``. With ``K=1`` (one
+        start), in a tenth of the time of scikit-learn's ``n_init=10``. With ``K=1`` (one
         optimum) it is a single M-step on all rows.
 
         ``"hierarchical"`` is model-based agglomerative clustering in the spirit of
