@@ -231,9 +231,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         -186.6 where k-means reaches -180.2; standardised breast_cancer K=2 diag:
         k-means collapses where k-means++ does not); together they reach at least
         the best of the hierarchical, 10-start k-means and scikit-learn's default
-        starts on 77 of the 80 real-data fits of ``benchmarks/bench_starts.py`` (the
-        other 3 end 0.4, 7.2 and 40 log-likelihood units below a 10-start k-means
-        start), in a tenth of the time of scikit-learn's ``n_init=10``. With ``K=1`` (one
+        starts on all 80 real-data fits of ``benchmarks/bench_starts.py`` (EM from
+        the best of 10 k-means partitions, as scikit-learn's k-means start; 3 of
+        the 80 end 0.4-40 log-likelihood units below a start mixing k-means means
+        with this start's weights and covariances), in a tenth of the time of
+        scikit-learn's ``n_init=10``. With ``K=1`` (one
         optimum) it is a single M-step on all rows.
 
         ``"hierarchical"`` is model-based agglomerative clustering in the spirit of
