@@ -27,7 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._validation import check_n_components, check_numeric_columns, check_sample_weight, is_dask_collection
 from .covariance import _CHOLESKY_ERROR, CovarianceType, get_covariance_type
-from .initialization import INITIALIZERS, init_kmeans_best_of_10
+from .initialization import INITIALIZERS, init_kmeans_best_of_10, shared_data_digest
 from .scaling import FeatureScaling
 
 __all__ = ["GaussianMixtureEM", "DegenerateFitWarning"]
@@ -573,13 +573,14 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         short = min(_SHORT_RUN_PASSES, self.max_iter)
         short_tol = max(self.tol, _SHORT_RUN_TOL)
         anchor_runs, random_runs = [], []
-        for i, initializer in enumerate(anchors + [INITIALIZERS[m] for m in _SHORT_RUN_STARTS]):
-            try:
-                self._params = self._start_from(initializer, Zs, ws, rng)
-            except ValueError:  # a start whose covariance cannot be formed: try the others
-                continue
-            (anchor_runs if i < len(anchors) else random_runs).append(
-                self._scored_run(Zs, ws, attempt, short, short_tol))
+        with shared_data_digest(Zs, ws):  # the cached partitions hash these rows once, not per start
+            for i, initializer in enumerate(anchors + [INITIALIZERS[m] for m in _SHORT_RUN_STARTS]):
+                try:
+                    self._params = self._start_from(initializer, Zs, ws, rng)
+                except ValueError:  # a start whose covariance cannot be formed: try the others
+                    continue
+                (anchor_runs if i < len(anchors) else random_runs).append(
+                    self._scored_run(Zs, ws, attempt, short, short_tol))
         if not anchor_runs + random_runs:
             raise ValueError(
                 "No starting partition gave positive definite covariances; increase reg_covar "

@@ -161,3 +161,25 @@ def test_compiled_pairwise_sum_is_numpys():
     for n in [0, 1, 7, 8, 9, 16, 127, 128, 129, 300, 1025]:
         values = rng.normal(size=n) ** 2 * 10 ** rng.uniform(-3, 3, n)
         assert _pairwise_sum(values) == np.sum(values), n
+
+
+def test_shared_digest_finds_the_same_cached_partitions(monkeypatch):
+    # Inside shared_data_digest the rows are hashed once; the keys are the same as
+    # outside, so a partition computed outside is found inside (and for a copy).
+    from bayesgmm import initialization as init
+
+    X = _standardised(load_iris)
+    w = np.ones(len(X))
+    init._PARTITION_CACHE.clear()
+    calls = []
+    real = init.kmeans_labels
+    monkeypatch.setattr(init, "kmeans_labels", lambda *args: calls.append(1) or real(*args))
+    _, outside = init_kmeans(X, 3, w, np.random.RandomState(0))
+    with init.shared_data_digest(X, w):
+        _, inside = init_kmeans(X, 3, w, np.random.RandomState(0))
+        _, copy = init_kmeans(X.copy(), 3, w.copy(), np.random.RandomState(0))
+        _, other = init_kmeans(X, 3, w, np.random.RandomState(1))
+    assert len(calls) == 2  # the first call and the new seed's
+    np.testing.assert_array_equal(outside, inside)
+    np.testing.assert_array_equal(outside, copy)
+    assert other.shape == outside.shape
