@@ -304,6 +304,42 @@ def diag_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, scale: np.n
 
 
 @njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
+def _add_upper_moments(weighted, values, n_r, out):  # pragma: no cover - compiled
+    """out[e, f] += sum_r weighted[e, r] values[f, r] for f >= e, over the first ``n_r`` rows (one block).
+
+    Four columns per trip: one load of weighted[e, r] feeds four products (a load per
+    product otherwise, and loads were the bound). The block's sums are in the data's
+    precision, added to the float64 ``out``.
+    """
+    n_features = values.shape[0]
+    zero = weighted[0, 0] * np.float32(0)  # an int 0 would make float32 sums float64
+    for e in range(n_features):
+        we = weighted[e]
+        f = e
+        while f + 4 <= n_features:
+            y0, y1, y2, y3 = values[f], values[f + 1], values[f + 2], values[f + 3]
+            s0 = s1 = s2 = s3 = zero
+            for r in range(n_r):
+                v = we[r]
+                s0 += v * y0[r]
+                s1 += v * y1[r]
+                s2 += v * y2[r]
+                s3 += v * y3[r]
+            out[e, f] += s0
+            out[e, f + 1] += s1
+            out[e, f + 2] += s2
+            out[e, f + 3] += s3
+            f += 4
+        while f < n_features:
+            yf = values[f]
+            sq = zero
+            for r in range(n_r):
+                sq += we[r] * yf[r]
+            out[e, f] += sq
+            f += 1
+
+
+@njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
 def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  # pragma: no cover - compiled
     n_rows, n_features = X.shape
     n_components = means.shape[0]
@@ -389,32 +425,7 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
                     weighted_y[e, r] = v
                     first += v
                 sum_y[k, e] += first
-            for e in range(n_features):  # the upper triangle; mirrored once at the end
-                we = weighted_y[e]
-                f = e
-                # Four columns per trip: one load of we[r] feeds four products (a load
-                # per product otherwise, and loads were the bound).
-                while f + 4 <= n_features:
-                    y0, y1, y2, y3 = y[k, f], y[k, f + 1], y[k, f + 2], y[k, f + 3]
-                    s0 = s1 = s2 = s3 = zero
-                    for r in range(n_r):
-                        v = we[r]
-                        s0 += v * y0[r]
-                        s1 += v * y1[r]
-                        s2 += v * y2[r]
-                        s3 += v * y3[r]
-                    second[k, e, f] += s0
-                    second[k, e, f + 1] += s1
-                    second[k, e, f + 2] += s2
-                    second[k, e, f + 3] += s3
-                    f += 4
-                while f < n_features:
-                    yf = y[k, f]
-                    sq = zero
-                    for r in range(n_r):
-                        sq += we[r] * yf[r]
-                    second[k, e, f] += sq
-                    f += 1
+            _add_upper_moments(weighted_y, y[k], n_r, second[k])  # mirrored once at the end
     for k in range(n_components):
         for e in range(n_features):
             for f in range(e):
@@ -566,30 +577,7 @@ def _tied_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
             we = weighted[e]
             for r in range(n_r):
                 we[r] = row_total[r] * re[r]
-        for e in range(n_features):  # the upper triangle, four columns per trip (see the full kernel)
-            we = weighted[e]
-            f = e
-            while f + 4 <= n_features:
-                y0, y1, y2, y3 = resid[f], resid[f + 1], resid[f + 2], resid[f + 3]
-                s0 = s1 = s2 = s3 = zero
-                for r in range(n_r):
-                    v = we[r]
-                    s0 += v * y0[r]
-                    s1 += v * y1[r]
-                    s2 += v * y2[r]
-                    s3 += v * y3[r]
-                second[e, f] += s0
-                second[e, f + 1] += s1
-                second[e, f + 2] += s2
-                second[e, f + 3] += s3
-                f += 4
-            while f < n_features:
-                yf = resid[f]
-                sq = zero
-                for r in range(n_r):
-                    sq += we[r] * yf[r]
-                second[e, f] += sq
-                f += 1
+        _add_upper_moments(weighted, resid, n_r, second)
     for k in range(n_components):
         for l in range(k + 1, n_components):
             g = pair[k, l]
@@ -733,7 +721,6 @@ def _matrix_m_step_kernel(nk, mean_y, second, factor, reg_covar, pooled, shift, 
     return 0
 
 
-
 @njit(nogil=True, cache=True)
 def _below_floor_kernel(covs, floor, out):  # pragma: no cover - compiled
     n_features = covs.shape[1]
@@ -765,6 +752,7 @@ def below_floor(covariances: np.ndarray, floor: float) -> np.ndarray:
     out = np.empty(covariances.shape[0], dtype=np.bool_)
     _below_floor_kernel(np.ascontiguousarray(covariances, dtype=np.float64), float(floor), out)
     return out
+
 
 @njit(nogil=True, cache=True)
 def _precision_factor(cov, chol, chol_inv, out):  # pragma: no cover - compiled
