@@ -169,7 +169,7 @@ def hierarchical_tree(X: np.ndarray, sample_weight: np.ndarray, rng) -> tuple[np
     if rows.size > HIERARCHICAL_MAX_SAMPLES:
         rows = np.sort(rng.choice(rows, size=HIERARCHICAL_MAX_SAMPLES, replace=False))
     Xr, wr = np.ascontiguousarray(X[rows], dtype=np.float64), np.ascontiguousarray(sample_weight[rows], np.float64)
-    key = hashlib.blake2b(Xr.tobytes() + wr.tobytes() + str(Xr.shape).encode(), digest_size=16).digest()
+    key = _data_digest(Xr, wr)
     with _TREE_LOCK:
         if key in _TREE_CACHE:
             _TREE_CACHE.move_to_end(key)
