@@ -231,6 +231,20 @@ def _responsibilities(log_prob, m, w, top, total, bits, nk):  # pragma: no cover
     return block_ll
 
 
+@njit(nogil=True, cache=True)
+def _load_block(X, weights, start, m, n_r, x_t, w):  # pragma: no cover - compiled
+    """Rows ``start .. start + m`` of X transposed into ``x_t`` and their weights into ``w``.
+
+    Rows ``m .. n_r`` (a ragged block's padding) get weight 0, so they add nothing.
+    """
+    for r in range(m):
+        w[r] = weights[start + r]
+        for d in range(X.shape[1]):
+            x_t[d, r] = X[start + r, d]
+    for r in range(m, n_r):
+        w[r] = 0
+
+
 @njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
 def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  # pragma: no cover - compiled
     n_rows, n_features = X.shape
@@ -247,10 +261,7 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
     log_likelihood = 0.0
     for start in range(0, n_rows, _BLOCK):
         m = min(_BLOCK, n_rows - start)
-        for r in range(m):
-            w[r] = weights[start + r]
-            for d in range(n_features):
-                x_t[d, r] = X[start + r, d]
+        _load_block(X, weights, start, m, m, x_t, w)
         # log w_k + log N(x | k), components outer and rows inner
         for k in range(n_components):
             acc = resp[k]
@@ -364,12 +375,7 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
         # lanes), not to _BLOCK: on small data (150-600 rows) the padding was up to
         # half of every pass.
         n_r = min(_BLOCK, (m + 15) // 16 * 16)
-        for r in range(m):
-            w[r] = weights[start + r]
-            for d in range(n_features):
-                x_t[d, r] = X[start + r, d]
-        for r in range(m, n_r):
-            w[r] = 0
+        _load_block(X, weights, start, m, n_r, x_t, w)
         # y_k = (x - m_k) P_k with P_k upper triangular: y_ke = sum_{d <= e} (x - m_k)_d P_k[d, e]
         for k in range(n_components):
             for d in range(n_features):
@@ -494,12 +500,7 @@ def _tied_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     for start in range(0, n_rows, _BLOCK):
         m = min(_BLOCK, n_rows - start)
         n_r = min(_BLOCK, (m + 15) // 16 * 16)  # padded with weight-0 rows (see the full kernel)
-        for r in range(m):
-            w[r] = weights[start + r]
-            for d in range(n_features):
-                x_t[d, r] = X[start + r, d]
-        for r in range(m, n_r):
-            w[r] = 0
+        _load_block(X, weights, start, m, n_r, x_t, w)
         # y_e = sum_{d <= e} x_d U[d, e], two outputs per trip over the rows
         e = 0
         while e + 2 <= n_features:
