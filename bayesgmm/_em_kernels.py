@@ -1077,6 +1077,21 @@ def _squarem_jump(w0, m0, c0, w1, m1, c1, w2, m2, c2, step_max):  # pragma: no c
 
 
 @njit(nogil=True, cache=True)
+def _any_below_floor(covs, floor):  # pragma: no cover - compiled
+    # Whether a covariance kept as the estimator keeps it ((M, D, D) matrices or (K, D)
+    # / (K, 1) variances) has an eigenvalue below floor: the degenerate-component check.
+    if covs.ndim == 3:
+        out = np.empty(covs.shape[0], dtype=np.bool_)
+        _below_floor_kernel(covs, floor, out)
+        return out.any()
+    flat = covs.reshape(covs.size)
+    for i in range(flat.shape[0]):
+        if not flat[i] >= floor:  # also NaN
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
 def _record(history, n, value):  # pragma: no cover - compiled
     # history[n] = value, in a longer copy when history is full.
     if n == history.shape[0]:
@@ -1090,9 +1105,11 @@ def _record(history, n, value):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_covar, pooled, max_iter, tol,
-             lower_bound, accelerate):  # pragma: no cover - compiled
+             lower_bound, accelerate, collapse_floor):  # pragma: no cover - compiled
     # Returns (code, lower_bound, passes, converged, history, weights, means, covs,
-    # factor); on a failed pass (code 1 or 2) the parameters it started from.
+    # factor); on a failed pass (code 1 or 2) the parameters it started from. With
+    # collapse_floor > 0, stops (not converged) at the first parameters it keeps
+    # whose covariances have an eigenvalue below it.
     passes = 0
     history = np.empty(min(max_iter, 256))  # grown as needed: max_iter may be huge
     n_history = 0
@@ -1133,6 +1150,8 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
                 n_history += 1
                 lower_bound = value
                 w, m, c, f = nw, nm, nc, nf
+                if collapse_floor > 0.0 and _any_below_floor(c, collapse_floor):
+                    return 0, lower_bound, passes, False, history[:n_history], w, m, c, f
             else:  # the jump lost likelihood: go on from the plain EM path (not recorded)
                 step_max = max(1.0, step_max / 4)
             phase = 0
@@ -1143,6 +1162,8 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
         previous, lower_bound = lower_bound, value
         if abs(lower_bound - previous) < tol:
             return 0, lower_bound, passes, True, history[:n_history], w, m, c, f
+        if collapse_floor > 0.0 and _any_below_floor(c, collapse_floor):
+            return 0, lower_bound, passes, False, history[:n_history], w, m, c, f
         if phase == 0:  # a second plain step where acceleration is on and it has room
             phase = 1 if accelerate and passes + 2 <= max_iter else 0
             continue
@@ -1155,7 +1176,8 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
 
 def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray, means: np.ndarray,
             covariances: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float, diagonal: bool,
-            pooled: bool, max_iter: int, tol: float, lower_bound: float, accelerate: bool):
+            pooled: bool, max_iter: int, tol: float, lower_bound: float, accelerate: bool,
+            collapse_floor: float = 0.0):
     """EM passes (SQUAREM-accelerated if ``accelerate``) until ``tol`` or ``max_iter``, in one compiled call.
 
     The same steps as :meth:`bayesgmm.em.GaussianMixtureEM._run_em` over
@@ -1178,6 +1200,6 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
         np.ascontiguousarray(shape(covariances), dtype=np.float64),
         np.ascontiguousarray(shape(precisions_cholesky), dtype=np.float64), float(reg_covar), pooled,
         min(int(max_iter), np.iinfo(np.int64).max),
-        float(tol), float(lower_bound), bool(accelerate))
+        float(tol), float(lower_bound), bool(accelerate), float(collapse_floor))
     return (int(code), float(lower_bound), int(passes), bool(converged), history.tolist(), w, m,
             unshape(c), unshape(f))

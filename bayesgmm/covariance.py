@@ -139,8 +139,11 @@ class CovarianceType(ABC):
 
     def em_run(self, X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray,
                means: np.ndarray, covariances: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float,
-               max_iter: int, tol: float, lower_bound: float, accelerate: bool):
+               max_iter: int, tol: float, lower_bound: float, accelerate: bool, collapse_floor: float = 0.0):
         """EM passes of :meth:`em_step` until ``tol`` or ``max_iter`` in one compiled call, or None.
+
+        With ``collapse_floor > 0`` the run also stops at the first kept parameters
+        where :meth:`collapsed` (at that floor) holds for a component.
 
         Returns what :func:`bayesgmm._em_kernels.em_loop` returns; None for a type
         without :attr:`compiled_kernels`.
@@ -150,7 +153,8 @@ class CovarianceType(ABC):
         from ._em_kernels import em_loop
 
         return em_loop(X, row_weights, total_weight, weights, means, covariances, precisions_cholesky, reg_covar,
-                       self.compiled_kernels == "diagonal", self.pooled, max_iter, tol, lower_bound, accelerate)
+                       self.compiled_kernels == "diagonal", self.pooled, max_iter, tol, lower_bound, accelerate,
+                       collapse_floor)
 
     # -- M-step ------------------------------------------------------------
     def per_component_second(self, second: np.ndarray, nk: np.ndarray) -> np.ndarray:

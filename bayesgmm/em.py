@@ -44,6 +44,7 @@ _SHORT_RUN_ROWS = 10_000
 # looser tolerance can still collapse onto the reg_covar floor (faithful, K=8 diag,
 # when they stopped at 1e-4).
 _SHORT_RUN_TOL = 1e-3
+_SHORT_RUN_STOP_COLLAPSED = True
 INIT_PARAMS = ("auto", *INITIALIZERS)
 # Bytes of the (rows, K, D) whitened block a chunk may hold.
 _CHUNK_BYTES = 2 * 1024 * 1024
@@ -222,7 +223,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         How the first responsibilities are chosen.
 
         ``"auto"`` (default) is Biernacki, Celeux & Govaert's (2003) "small EM":
-        short accelerated EM runs (at most 20 passes, on at most 10,000 rows) from many
+        short accelerated EM runs (at most 20 passes, on at most 10,000 rows, stopped
+        where a component collapses) from many
         starts -- the hierarchical partition, the best of 10 k-means runs, 4 more
         k-means partitions and 8 k-means++ seeds -- after which the hierarchical
         start, the best-of-10 k-means start and the four leading random starts run
@@ -560,8 +562,9 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         The starts are the hierarchical partition (first initialisation only: it is
         deterministic), the best of 10 k-means runs, more k-means partitions and
         k-means++ seeds. Each runs at most 20 accelerated EM passes, stopping early
-        once the per-row log-likelihood gains less than 1e-3, on a subsample of rows
-        for large data. The first two (the classic defaults) and the leading random
+        once the per-row log-likelihood gains less than 1e-3 or at the first
+        collapsed component (such a run ranks last whatever it does next), on a
+        subsample of rows for large data. The first two (the classic defaults) and the leading random
         starts continue there to ``tol``; the non-degenerate one with the highest
         log-likelihood is what ``fit`` continues on all rows.
         """
@@ -580,7 +583,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 except ValueError:  # a start whose covariance cannot be formed: try the others
                     continue
                 (anchor_runs if i < len(anchors) else random_runs).append(
-                    self._scored_run(Zs, ws, attempt, short, short_tol))
+                    self._scored_run(Zs, ws, attempt, short, short_tol, stop_collapsed=_SHORT_RUN_STOP_COLLAPSED))
         if not anchor_runs + random_runs:
             raise ValueError(
                 "No starting partition gave positive definite covariances; increase reg_covar "
@@ -595,10 +598,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             finals.append(self._scored_run(Zs, ws, attempt, self.max_iter))
         return _first_best(finals, self.tol)[1]
 
-    def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int,
-                    tol: float | None = None) -> tuple[tuple[bool, float], _Params]:
+    def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
+                    stop_collapsed: bool = False) -> tuple[tuple[bool, float], _Params]:
         """Run EM from ``self._params``; rank it (non-degenerate first, then log-likelihood)."""
-        lower_bound = self._run_em(Z, sample_weight, attempt, warm=False, max_iter=max_iter, tol=tol)[0]
+        lower_bound = self._run_em(Z, sample_weight, attempt, warm=False, max_iter=max_iter, tol=tol,
+                                   stop_collapsed=stop_collapsed)[0]
         return (self._degenerate_components(Z.shape[1]).size == 0, lower_bound), self._params
 
     def _apply_user_start(self, dtype) -> None:
@@ -739,8 +743,12 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         return [str(v) for v in names] if names is not None else [f"x{j}" for j in range(n_features)]
 
     def _run_em(self, Z, sample_weight, attempt: int, warm: bool, max_iter: int | None = None,
-                tol: float | None = None):
+                tol: float | None = None, stop_collapsed: bool = False):
         """EM passes from ``self._params`` until ``tol`` or ``max_iter`` passes.
+
+        With ``stop_collapsed``, also stops (not converged) at the first parameters it
+        keeps where a component has collapsed (see :meth:`_degenerate_components`):
+        the multi-start's short runs rank such a run last whatever it does next.
 
         With ``acceleration="squarem"`` every cycle is two EM steps, an
         extrapolation along them (Varadhan & Roland's SqS3 step length) and one EM
@@ -756,10 +764,14 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         if max_iter == 0:  # report the start's own log-likelihood, not -inf
             return self._compute_lower_bound(self._e_step(Z, sample_weight)), 0, False, history
 
+        floor = self._collapse_floor() if stop_collapsed else 0.0
         if not self.verbose and type(self)._extrapolate is GaussianMixtureEM._extrapolate and self._can_compile(Z):
-            return self._compiled_run(Z, sample_weight, max_iter, tol, lower_bound)
+            return self._compiled_run(Z, sample_weight, max_iter, tol, lower_bound, floor)
         passes = 0
         compiled = self._compiled_pass(Z, sample_weight)
+
+        def collapsed() -> bool:
+            return floor > 0 and self._degenerate_components(Z.shape[1]).size > 0
 
         def em_pass() -> float:
             nonlocal passes
@@ -782,12 +794,16 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             previous, lower_bound = lower_bound, em_pass()
             if abs(lower_bound - previous) < tol:
                 return lower_bound, passes, True, history
+            if collapsed():
+                return lower_bound, passes, False, history
             if not accelerate or passes + 2 > max_iter:
                 continue
             middle = self._params
             previous, lower_bound = lower_bound, em_pass()
             if abs(lower_bound - previous) < tol:
                 return lower_bound, passes, True, history
+            if collapsed():
+                return lower_bound, passes, False, history
             plain = self._params
             jump, _, capped = self._extrapolate(start, middle, plain, step_max)
             if capped:  # the step length hit its cap: allow longer steps (SQUAREM's mstep)
@@ -798,6 +814,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             value = em_pass()
             if value >= lower_bound:
                 lower_bound = value
+                if collapsed():
+                    return lower_bound, passes, False, history
             else:  # the jump lost likelihood: go on from the plain EM path
                 history.pop()  # lower_bounds_ keeps the path taken, which never descends
                 self._params = plain
@@ -845,7 +863,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         return run
 
-    def _compiled_run(self, Z, sample_weight, max_iter: int, tol: float, lower_bound: float):
+    def _compiled_run(self, Z, sample_weight, max_iter: int, tol: float, lower_bound: float,
+                      collapse_floor: float = 0.0):
         """:meth:`_run_em`'s loop where :meth:`_can_compile` says yes, in one compiled call.
 
         The same passes, SQUAREM steps and safeguard as the Python loop (equal to
@@ -857,7 +876,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         row_weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
         code, lower_bound, passes, converged, history, *params = self._cov.em_run(
             Z, row_weights, float(row_weights.sum()), p.weights, p.means, p.covariances, p.precisions_cholesky,
-            self.reg_covar, max_iter, tol, lower_bound, self.acceleration == "squarem")
+            self.reg_covar, max_iter, tol, lower_bound, self.acceleration == "squarem", collapse_floor)
         self._params = _Params(*params)
         _raise_for_pass_code(code)
         return lower_bound, passes, converged, history
@@ -939,10 +958,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 stacklevel=4,
             )
 
-    def _degenerate_components(self, n_features: int) -> np.ndarray:
+    def _collapse_floor(self) -> float:
         # On the standardised scale, so the check is relative to each feature's spread.
+        return 2.0 * self.reg_covar
+
+    def _degenerate_components(self, n_features: int) -> np.ndarray:
         return np.flatnonzero(self._cov.collapsed(self._params.covariances, self.n_components, n_features,
-                                                  2.0 * self.reg_covar))
+                                                  self._collapse_floor()))
 
     @property
     def full_covariances_(self) -> np.ndarray:

@@ -269,6 +269,40 @@ def test_compiled_em_run_takes_the_python_loops_steps(cov_type, acceleration, n_
         np.testing.assert_allclose(getattr(ours, name), getattr(loop, name), rtol=1e-9, err_msg=name)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the one-pass fits that make the starts
+@pytest.mark.parametrize("acceleration", ["squarem", None])
+@pytest.mark.parametrize(("cov_type", "seed"), [("full", 1), ("diag", 1), ("spherical", 0)])
+def test_em_run_stops_at_the_first_collapsed_component_when_asked(cov_type, seed, acceleration, capsys):
+    # Six (nearly) repeated rows: from these random starts a component collapses onto
+    # them. The multi-start's short runs stop there, compiled or not, at the same pass.
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(80, 2)), np.tile([[2.0, 2.0]], (6, 1)) + rng.normal(scale=1e-9, size=(6, 2))])
+    kw = dict(covariance_type=cov_type, init_params="random_from_data", max_iter=1, random_state=seed,
+              acceleration=acceleration)
+    compiled = GaussianMixtureEM(3, **kw).fit(X)
+    loop = GaussianMixtureEM(3, verbose=1, verbose_interval=10**6, **kw).fit(X)
+    Z, w, start = compiled.scaling_.transform(X), np.ones(len(X)), compiled._params
+    runs = {}
+    for name, model in (("compiled", compiled), ("loop", loop)):
+        model._params = start
+        runs[name] = model._run_em(Z, w, 0, warm=False, max_iter=60, tol=0.0, stop_collapsed=True), model._params
+    capsys.readouterr()
+    (lb, passes, converged, history), params = runs["compiled"]
+    assert 1 <= passes < 60 and not converged
+    assert runs["loop"][0][:3] == pytest.approx((lb, passes, converged), rel=1e-12)
+    np.testing.assert_allclose(runs["loop"][1].covariances, params.covariances, rtol=1e-9)
+    compiled._params = params
+    assert compiled._degenerate_components(2).size > 0
+    # Without the stop the same start runs on; without acceleration the pass before
+    # the stop had no collapsed component (the stop is at the first).
+    compiled._params = start
+    assert compiled._run_em(Z, w, 0, warm=False, max_iter=60, tol=0.0)[1] == 60
+    if acceleration is None:
+        compiled._params = start
+        compiled._run_em(Z, w, 0, warm=False, max_iter=passes - 1, tol=0.0)
+        assert compiled._degenerate_components(2).size == 0
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol=0: no convergence, on purpose
 def test_compiled_em_run_history_grows_and_max_iter_can_be_huge(capsys):
     X = np.random.default_rng(0).normal(size=(120, 2))
