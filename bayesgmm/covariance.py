@@ -180,6 +180,16 @@ class CovarianceType(ABC):
     def second_moment(self, weighted_y: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Sum over rows of the weighted second moment of whitened residuals."""
 
+    def shared_second_moment(self, resp: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """:meth:`second_moment` where every component's residual is the same ``y`` (n, D).
+
+        ``resp`` (n, K) are the weighted responsibilities. This is the start's pass,
+        whitened against the identity at one centre; written per type so that it
+        needs no (n, K, D) copies of ``y``.
+        """
+        n, K = resp.shape
+        return self.second_moment(resp[:, :, None] * y[:, None, :], np.broadcast_to(y[:, None, :], (n, K, y.shape[1])))
+
     @abstractmethod
     def covariances_from_moments(
         self,
@@ -281,6 +291,9 @@ class _MatrixCovariance(CovarianceType):
     def second_moment(self, weighted_y, y):
         # (K, D, D): sum_n r_nk y_nk y_nk'
         return np.matmul(weighted_y.transpose(1, 2, 0), y.transpose(1, 0, 2))
+
+    def shared_second_moment(self, resp, y):
+        return np.matmul(resp.T[:, None, :] * y.T[None], y)
 
     def collapsed(self, covariances, n_components, n_features, floor):
         # Below the floor exactly when cov - floor I has no Cholesky factor: one compiled
@@ -425,6 +438,9 @@ class TiedCovariance(_MatrixCovariance):
         n_features = y.shape[-1]
         return weighted_y.reshape(-1, n_features).T @ y.reshape(-1, n_features)
 
+    def shared_second_moment(self, resp, y):
+        return (y * resp.sum(axis=1)[:, None]).T @ y  # the rows weighted by their totals over components
+
     def per_component_second(self, second, nk):
         return second  # pooled over components already; see covariances_from_moments
 
@@ -501,6 +517,9 @@ class DiagCovariance(CovarianceType):
     def second_moment(self, weighted_y, y):
         return np.einsum("nkd,nkd->kd", weighted_y, y)
 
+    def shared_second_moment(self, resp, y):
+        return resp.T @ (y * y)
+
     def unwhiten_shift(self, mean_y, precisions_cholesky):
         return mean_y / precisions_cholesky
 
@@ -559,6 +578,8 @@ class SphericalCovariance(CovarianceType):
     def second_moment(self, weighted_y, y):
         # Per-feature squares, like diag: the average over features happens at the end.
         return np.einsum("nkd,nkd->kd", weighted_y, y)
+
+    shared_second_moment = DiagCovariance.shared_second_moment
 
     def unwhiten_shift(self, mean_y, precisions_cholesky):
         return mean_y / precisions_cholesky[:, None]

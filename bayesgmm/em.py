@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -56,6 +55,19 @@ def _raise_for_pass_code(code: int) -> None:
         raise np.linalg.LinAlgError("Singular matrix")
     if code == 2:
         raise ValueError(_CHOLESKY_ERROR)
+
+
+def _log_sum_exp_rows(log_prob: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(log_prob), axis=1))`` without overflow, as SciPy's ``logsumexp``.
+
+    Written out because SciPy's per-call overhead was a third of a fit's final
+    E-step on small data (0.5 vs 0.17 ms on 1,797 x 9), paid twice per fit of
+    ``select_model``'s grid (the labels, then the criteria).
+    """
+    top = log_prob.max(axis=1)
+    top[~np.isfinite(top)] = 0.0  # a row of -inf stays -inf, +inf and NaN propagate
+    with np.errstate(divide="ignore", invalid="ignore"):  # those rows, silently, as SciPy
+        return top + np.log(np.exp(log_prob - top[:, None]).sum(axis=1))
 
 
 def _first_best(runs: list, tol: float):
@@ -552,7 +564,17 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             covariances=None,
             precisions_cholesky=self._cov.identity_precision_cholesky(K, d, Z.dtype),
         )
-        stats = self.accumulate(Zr, wr if wr.sum() > 0 else np.ones_like(wr), self._params, resp_rows=resp)
+        wr = wr if wr.sum() > 0 else np.ones_like(wr)
+        if type(self).accumulate is GaussianMixtureEM.accumulate:
+            # accumulate's pass, where every component's whitened residual is the same
+            # Zr - centre: no (rows, K, D) copies (a tenth of select_model's time on digits).
+            y = Zr - self._params.means[0]
+            weighted = resp * wr[:, None]
+            stats = SufficientStats(weighted.sum(axis=0, dtype=np.float64), (weighted.T @ y).astype(np.float64),
+                                    self._cov.shared_second_moment(weighted, y).astype(np.float64), 0.0,
+                                    float(wr.sum(dtype=np.float64)))
+        else:  # a subclass's own pass
+            stats = self.accumulate(Zr, wr, self._params, resp_rows=resp)
         self._m_step(stats)
         return self._params
 
@@ -1010,7 +1032,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         def work(a: int, b: int) -> None:
             log_prob, _ = self._log_prob_chunk(Z[a:b], info)
-            norm = logsumexp(log_prob, axis=1)
+            norm = _log_sum_exp_rows(log_prob)
             log_px[a:b] = norm
             if keep == "log_resp":
                 out[a:b] = log_prob - norm[:, None]

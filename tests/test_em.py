@@ -326,3 +326,34 @@ def test_one_component_default_start_is_the_closed_form_fit(cov_type):
         centred = X - mean
         cov = (centred * weights[:, None]).T @ centred / weights.sum()
         np.testing.assert_allclose(model.covariances_[0], cov, rtol=1e-5)  # reg_covar adds ~1e-6
+
+
+def test_row_log_sum_exp_is_scipys():
+    from scipy.special import logsumexp
+
+    from bayesgmm.em import _log_sum_exp_rows
+
+    rng = np.random.default_rng(0)
+    values = np.vstack([rng.normal(scale=300, size=(50, 7)), [[-np.inf] * 7], [[np.inf] + [0.0] * 6],
+                        [[np.nan] + [1.0] * 6], [[1e308] * 7], [[-1e308] + [0.0] * 6]])
+    with np.errstate(all="ignore"):
+        expected = logsumexp(values, axis=1)
+    np.testing.assert_allclose(_log_sum_exp_rows(values.copy()), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
+def test_shared_second_moment_is_the_second_moment_of_repeated_residuals(cov_type, dtype):
+    # The start's pass: every component sees the same residuals, so the per-type
+    # shortcut must equal the generic (rows, K, D) computation.
+    from bayesgmm.covariance import get_covariance_type
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(200, 5)).astype(dtype)
+    resp = (rng.dirichlet(np.ones(4), size=200) * rng.uniform(0.5, 2.0, (200, 1))).astype(dtype)
+    cov = get_covariance_type(cov_type)
+    generic = cov.second_moment(resp[:, :, None] * y[:, None, :], np.broadcast_to(y[:, None, :], (200, 4, 5)))
+    shared = cov.shared_second_moment(resp, y)
+    assert shared.shape == generic.shape
+    np.testing.assert_allclose(shared, generic, rtol=1e-12 if dtype == np.float64 else 2e-5,
+                               atol=1e-12 if dtype == np.float64 else 1e-4)
