@@ -346,6 +346,26 @@ def _ward_costs_to(centroids, sizes, active, i, out, squares):  # pragma: no cov
 
 
 @njit(nogil=True, cache=True)
+def _ward_costs_to_few(columns, sizes, active, i, out, sums):  # pragma: no cover - compiled
+    # _ward_costs_to for fewer than 8 features, where NumPy sums a row's squares in
+    # order: the same sums, grown one feature at a time across all groups (columns
+    # is the centroids transposed, (D, n)), so that the loop over groups vectorises.
+    n_features, n = columns.shape
+    for r in range(n):
+        sums[r] = 0.0
+    for d in range(n_features):
+        centre = columns[d, i]
+        for r in range(n):
+            diff = columns[d, r] - centre
+            sums[r] += diff * diff
+    for r in range(n):
+        if active[r] and r != i:
+            out[r] = sizes[r] * sizes[i] / (sizes[r] + sizes[i]) * sums[r]
+        else:
+            out[r] = np.inf
+
+
+@njit(nogil=True, cache=True)
 def _first_argmin(values):  # pragma: no cover - compiled
     best = 0
     for r in range(1, values.size):
@@ -360,6 +380,9 @@ def _ward_merge_steps(centroids, sizes, best_cost, best_partner, merges):  # pra
     active = np.ones(n, dtype=np.bool_)
     cost = np.empty(n)
     squares = np.empty(n_features)
+    few = n_features < 8
+    columns = np.ascontiguousarray(centroids.T) if few else np.empty((0, 0))
+    sums = np.empty(n)
     for step in range(n - 1):
         i = _first_argmin(best_cost)  # a merged-away group's cost is inf
         j = best_partner[i]
@@ -368,13 +391,18 @@ def _ward_merge_steps(centroids, sizes, best_cost, best_partner, merges):  # pra
         total = sizes[i] + sizes[j]
         for d in range(n_features):
             centroids[i, d] = (sizes[i] * centroids[i, d] + sizes[j] * centroids[j, d]) / total
+            if few:
+                columns[d, i] = centroids[i, d]
         sizes[i] = total
         active[j] = False
         best_cost[j] = np.inf
         # Ward's cost is reducible: only i and the groups whose partner was i or j need a new search.
         for r in range(n):
             if active[r] and (r == i or best_partner[r] == i or best_partner[r] == j):
-                _ward_costs_to(centroids, sizes, active, r, cost, squares)
+                if few:
+                    _ward_costs_to_few(columns, sizes, active, r, cost, sums)
+                else:
+                    _ward_costs_to(centroids, sizes, active, r, cost, squares)
                 best = _first_argmin(cost)
                 best_partner[r] = best
                 best_cost[r] = cost[best]

@@ -134,7 +134,7 @@ def _reference_ward(Z, weights):
     return np.array(merges)
 
 
-@pytest.mark.parametrize("n_features", [3, 20, 130])
+@pytest.mark.parametrize("n_features", [1, 3, 7, 8, 20, 130])  # below 8: summed across groups
 def test_compiled_ward_merges_match_brute_force(n_features):
     # 130 features: NumPy halves rows above 128 values when summing; the compiled
     # distances follow it, so near-ties break the same way.
