@@ -45,7 +45,11 @@ _SHORT_RUN_ROWS = 10_000
 # looser tolerance can still collapse onto the reg_covar floor (faithful, K=8 diag,
 # when they stopped at 1e-4).
 _SHORT_RUN_TOL = 1e-3
+# Runs of the multi-start stop at the first collapsed component: the ranking puts them
+# after every proper run whatever they do next, and a fit where all collapse continues
+# from the best of them on all rows anyway.
 _SHORT_RUN_STOP_COLLAPSED = True
+_FINAL_RUN_STOP_COLLAPSED = True
 # The multi-start's runs go on threads when the first run's time, times the runs left,
 # exceeds this: below it a thread pool's start-up and hand-offs cost more than they
 # save (select_model on faithful and wine was 1.2x slower on threads; on
@@ -595,9 +599,10 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         k-means++ seeds. Each runs at most 20 accelerated EM passes, stopping early
         once the per-row log-likelihood gains less than 1e-3 or at the first
         collapsed component (such a run ranks last whatever it does next), on a
-        subsample of rows for large data. The first two (the classic defaults) and the leading random
-        starts continue there to ``tol``; the non-degenerate one with the highest
-        log-likelihood is what ``fit`` continues on all rows.
+        subsample of rows for large data. The first two (the classic defaults) and the
+        leading random starts continue there to ``tol`` (or, again, a collapse); the
+        non-degenerate one with the highest log-likelihood is what ``fit`` continues
+        on all rows.
         """
         rows = np.flatnonzero(sample_weight > 0)
         if rows.size > _SHORT_RUN_ROWS:
@@ -626,7 +631,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         # anchors and the leading random starts (in start order) all run to convergence.
         leaders = sorted(range(len(random_runs)), key=lambda i: random_runs[i][0], reverse=True)[:_SHORT_RUN_KEEP]
         finals = self._scored_runs([params for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]],
-                                   Zs, ws, attempt, self.max_iter)
+                                   Zs, ws, attempt, self.max_iter, stop_collapsed=_FINAL_RUN_STOP_COLLAPSED)
         return _first_best(finals, self.tol)[1]
 
     def _scored_runs(self, starts: list, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
