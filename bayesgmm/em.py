@@ -10,11 +10,9 @@ the responsibilities and the M-step's sufficient statistics together, so no
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import threading
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,11 +48,6 @@ _SHORT_RUN_TOL = 1e-3
 # from the best of them on all rows anyway.
 _SHORT_RUN_STOP_COLLAPSED = True
 _FINAL_RUN_STOP_COLLAPSED = True
-# The multi-start's runs go on threads when the first run's time, times the runs left,
-# exceeds this: below it a thread pool's start-up and hand-offs cost more than they
-# save (select_model on faithful and wine was 1.2x slower on threads; on
-# breast_cancer 0.8x).
-_PARALLEL_RUNS_SECONDS = 0.01
 INIT_PARAMS = ("auto", *INITIALIZERS)
 # Bytes of the (rows, K, D) whitened block a chunk may hold.
 _CHUNK_BYTES = 2 * 1024 * 1024
@@ -287,9 +280,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     verbose_interval : int, default=10
         Iterations between two progress lines.
     n_threads : int or None, default=None
-        Threads for the chunked E/M pass and for the runs of the ``"auto"``
-        multi-start where they are long enough to gain (None: all cores). The
-        result does not depend on it.
+        Threads for the chunked E/M pass (None: all cores).
     acceleration : {"squarem", None}, default="squarem"
         Accelerate EM by squared extrapolation (SQUAREM, Varadhan & Roland 2008)
         with a monotonicity safeguard: extrapolated points that lose likelihood are
@@ -611,59 +602,28 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         anchors = ([INITIALIZERS["hierarchical"]] if attempt == 0 else []) + [init_kmeans_best_of_10]
         short = min(_SHORT_RUN_PASSES, self.max_iter)
         short_tol = max(self.tol, _SHORT_RUN_TOL)
-        starts = []  # (anchor?, parameters), drawn in order: the random numbers do not depend on the threads
+        anchor_runs, random_runs = [], []
         with shared_data_digest(Zs, ws):  # the cached partitions hash these rows once, not per start
             for i, initializer in enumerate(anchors + [INITIALIZERS[m] for m in _SHORT_RUN_STARTS]):
                 try:
-                    starts.append((i < len(anchors), self._start_from(initializer, Zs, ws, rng)))
+                    self._params = self._start_from(initializer, Zs, ws, rng)
                 except ValueError:  # a start whose covariance cannot be formed: try the others
                     continue
-        if not starts:
+                (anchor_runs if i < len(anchors) else random_runs).append(
+                    self._scored_run(Zs, ws, attempt, short, short_tol, stop_collapsed=_SHORT_RUN_STOP_COLLAPSED))
+        if not anchor_runs + random_runs:
             raise ValueError(
                 "No starting partition gave positive definite covariances; increase reg_covar "
                 "or use fewer components."
             )
-        runs = self._scored_runs([params for _, params in starts], Zs, ws, attempt, short, short_tol,
-                                 stop_collapsed=_SHORT_RUN_STOP_COLLAPSED)
-        anchor_runs = [run for (anchor, _), run in zip(starts, runs) if anchor]
-        random_runs = [run for (anchor, _), run in zip(starts, runs) if not anchor]
         # A short run's leader does not always converge to the best optimum: the
         # anchors and the leading random starts (in start order) all run to convergence.
         leaders = sorted(range(len(random_runs)), key=lambda i: random_runs[i][0], reverse=True)[:_SHORT_RUN_KEEP]
-        finals = self._scored_runs([params for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]],
-                                   Zs, ws, attempt, self.max_iter, stop_collapsed=_FINAL_RUN_STOP_COLLAPSED)
+        finals = []
+        for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]:
+            self._params = params
+            finals.append(self._scored_run(Zs, ws, attempt, self.max_iter, stop_collapsed=_FINAL_RUN_STOP_COLLAPSED))
         return _first_best(finals, self.tol)[1]
-
-    def _scored_runs(self, starts: list, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
-                     stop_collapsed: bool = False) -> list:
-        """:meth:`_scored_run` from each of ``starts``, in order; on ``n_threads`` threads where it pays.
-
-        The runs are independent and draw no random numbers, so the threads change
-        only the wall time. Each runs on a shallow copy of the estimator (its own
-        ``_params``); the compiled runs release the GIL. In sequence where the runs
-        are short (judged by the first: a thread pool's start-up would cost more than
-        it saves) or ``verbose`` prints.
-        """
-        began = time.perf_counter()
-        self._params = starts[0]
-        runs = [self._scored_run(Z, sample_weight, attempt, max_iter, tol, stop_collapsed)]
-        threads = 1
-        if not self.verbose and (time.perf_counter() - began) * (len(starts) - 1) > _PARALLEL_RUNS_SECONDS:
-            threads = min(self._threads(), len(starts) - 1)
-        if threads <= 1:
-            for params in starts[1:]:
-                self._params = params
-                runs.append(self._scored_run(Z, sample_weight, attempt, max_iter, tol, stop_collapsed))
-            return runs
-
-        def run(params):
-            worker = copy.copy(self)
-            worker.n_threads = 1  # a run's own chunked passes stay on this thread
-            worker._params = params
-            return worker._scored_run(Z, sample_weight, attempt, max_iter, tol, stop_collapsed)
-
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return runs + list(pool.map(run, starts[1:]))
 
     def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
                     stop_collapsed: bool = False) -> tuple[tuple[bool, float], _Params]:

@@ -1,4 +1,3 @@
-import threading
 import warnings
 
 import numpy as np
@@ -358,28 +357,3 @@ def test_shared_second_moment_is_the_second_moment_of_repeated_residuals(cov_typ
     assert shared.shape == generic.shape
     np.testing.assert_allclose(shared, generic, rtol=1e-12 if dtype == np.float64 else 2e-5,
                                atol=1e-12 if dtype == np.float64 else 1e-4)
-
-
-@pytest.mark.parametrize("cov_type", ["full", "diag"])
-def test_multi_start_on_threads_gives_the_sequential_fit(cov_type, monkeypatch):
-    # The multi-start's runs are independent and draw no random numbers: on threads
-    # (forced here, whatever their length) the fit is the same to the last bit.
-    from sklearn.datasets import load_wine
-
-    from bayesgmm import em
-
-    X = load_wine().data
-    sequential = GaussianMixtureEM(5, covariance_type=cov_type, random_state=0, n_threads=1).fit(X)
-    monkeypatch.setattr(em, "_PARALLEL_RUNS_SECONDS", 0.0)
-    threads, scored_run = set(), GaussianMixtureEM._scored_run
-
-    def recording(self, *args, **kwargs):
-        threads.add(threading.get_ident())
-        return scored_run(self, *args, **kwargs)
-
-    monkeypatch.setattr(GaussianMixtureEM, "_scored_run", recording)
-    threaded = GaussianMixtureEM(5, covariance_type=cov_type, random_state=0, n_threads=2).fit(X)
-    assert len(threads) > 1  # the runs did go on threads
-    assert threaded.lower_bounds_ == sequential.lower_bounds_
-    for name in ("weights_", "means_", "covariances_"):
-        np.testing.assert_array_equal(getattr(threaded, name), getattr(sequential, name))
