@@ -242,19 +242,23 @@ def ward_merges(Z: np.ndarray, weights: np.ndarray) -> np.ndarray:
     n = Z.shape[0]
     centroids = np.array(Z, dtype=np.float64)
     sizes = np.asarray(weights, dtype=np.float64).copy()
-    # Every row's cheapest partner, by blocks of rows with BLAS: ||a - b||^2 expanded.
     best_cost = np.empty(n)
     best_partner = np.empty(n, dtype=np.int64)
-    sq_norms = np.sum(centroids**2, axis=1)
-    block = 512
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        dist = sq_norms[start:stop, None] + sq_norms[None, :] - 2 * centroids[start:stop] @ centroids.T
-        np.maximum(dist, 0.0, out=dist)
-        cost = sizes[start:stop, None] * sizes[None, :] / (sizes[start:stop, None] + sizes[None, :]) * dist
-        cost[np.arange(stop - start), np.arange(start, stop)] = np.inf
-        best_partner[start:stop] = np.argmin(cost, axis=1)
-        best_cost[start:stop] = cost[np.arange(stop - start), best_partner[start:stop]]
+    if centroids.shape[1] < 8:
+        # Every row's cheapest partner with the merge loop's own costs (compiled): the
+        # BLAS blocks below were two thirds of the tree's time on digits_pca5.
+        _first_partners_few(np.ascontiguousarray(centroids.T), sizes, best_cost, best_partner)
+    else:  # by blocks of rows with BLAS: ||a - b||^2 expanded
+        sq_norms = np.sum(centroids**2, axis=1)
+        block = 512
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            dist = sq_norms[start:stop, None] + sq_norms[None, :] - 2 * centroids[start:stop] @ centroids.T
+            np.maximum(dist, 0.0, out=dist)
+            cost = sizes[start:stop, None] * sizes[None, :] / (sizes[start:stop, None] + sizes[None, :]) * dist
+            cost[np.arange(stop - start), np.arange(start, stop)] = np.inf
+            best_partner[start:stop] = np.argmin(cost, axis=1)
+            best_cost[start:stop] = cost[np.arange(stop - start), best_partner[start:stop]]
     merges = np.empty((max(n - 1, 0), 2), dtype=np.int64)
     # The merges themselves are compiled: in Python they were a third of select_model's
     # time on digits (1,797 rows).
@@ -363,6 +367,20 @@ def _ward_costs_to_few(columns, sizes, active, i, out, sums):  # pragma: no cove
             out[r] = sizes[r] * sizes[i] / (sizes[r] + sizes[i]) * sums[r]
         else:
             out[r] = np.inf
+
+
+@njit(nogil=True, cache=True)
+def _first_partners_few(columns, sizes, best_cost, best_partner):  # pragma: no cover - compiled
+    # Each row's cheapest partner and its cost, as _ward_merge_steps searches them.
+    n = columns.shape[1]
+    active = np.ones(n, dtype=np.bool_)
+    cost = np.empty(n)
+    sums = np.empty(n)
+    for r in range(n):
+        _ward_costs_to_few(columns, sizes, active, r, cost, sums)
+        best = _first_argmin(cost)
+        best_partner[r] = best
+        best_cost[r] = cost[best]
 
 
 @njit(nogil=True, cache=True)
