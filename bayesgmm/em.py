@@ -775,7 +775,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         With ``stop_collapsed``, also stops (not converged) at the first parameters it
         keeps where a component has collapsed (see :meth:`_degenerate_components`):
-        the multi-start's short runs rank such a run last whatever it does next.
+        the multi-start ranks such a run last whatever it does next.
 
         With ``acceleration="squarem"`` every cycle is two EM steps, an
         extrapolation along them (Varadhan & Roland's SqS3 step length) and one EM
