@@ -22,7 +22,7 @@ math needs Intel's SVML, which the pip wheels of llvmlite do not have. The one
 :func:`_log_at_least_one`, vectorised the same way (1e-15 / 2e-7 relative): the
 libm call was a fifth of the float32 diagonal pass.
 
-Statistics are summed per block of ``_BLOCK`` rows in the data's precision and
+Statistics are summed per block of 256 (or 128) rows in the data's precision and
 added to float64 totals per block, so float32 data lose no accuracy to long sums.
 The residuals are taken against the current means and scaled by the current
 precisions before they are squared (as in the generic pass), so a component far
@@ -42,8 +42,17 @@ from numba.extending import overload
 # Rows per block: the block's transposed rows, log-probabilities and residuals stay
 # in L2 (K x D x 256 values for full covariances). 256 rather than 128: float32 fills
 # 16 lanes of a vector, and 8 trips per inner loop left it only 1.2x faster than
-# float64 (1.4x at 256; float64 the same within noise).
+# float64 (1.4x at 256; float64 the same within noise). Above 16 features, 128: the
+# block's rows then stay nearer the core (30 features, K=5, 569 rows: full 326 ->
+# 301 us, tied 124 -> 112, diag 48 -> 39; 5 and 13 features no faster).
 _BLOCK = 256
+_BLOCK_WIDE = 128
+_WIDE_FEATURES = 16
+
+
+@njit(nogil=True, cache=True)
+def _block_rows(n_features):  # pragma: no cover - compiled
+    return _BLOCK if n_features <= _WIDE_FEATURES else _BLOCK_WIDE
 # Not "nnan"/"ninf": an empty component's log-weight is -inf, and exp(-inf) must stay 0.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
@@ -250,17 +259,18 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
     n_rows, n_features = X.shape
     n_components = means.shape[0]
     dt = X.dtype
-    x_t = np.empty((n_features, _BLOCK), dtype=dt)
-    resp = np.empty((n_components, _BLOCK), dtype=dt)
-    top = np.empty(_BLOCK, dtype=dt)
-    total = np.empty(_BLOCK, dtype=dt)
-    w = np.empty(_BLOCK, dtype=dt)
-    bits = np.empty(_BLOCK, dtype=dt)
+    block = _block_rows(n_features)
+    x_t = np.empty((n_features, block), dtype=dt)
+    resp = np.empty((n_components, block), dtype=dt)
+    top = np.empty(block, dtype=dt)
+    total = np.empty(block, dtype=dt)
+    w = np.empty(block, dtype=dt)
+    bits = np.empty(block, dtype=dt)
     log_norm_dt = log_norm.astype(dt)
     half = np.ones(1, dtype=dt)[0] * np.float32(0.5)  # in the data's precision, as every constant here
     log_likelihood = 0.0
-    for start in range(0, n_rows, _BLOCK):
-        m = min(_BLOCK, n_rows - start)
+    for start in range(0, n_rows, block):
+        m = min(block, n_rows - start)
         _load_block(X, weights, start, m, m, x_t, w)
         # log w_k + log N(x | k), components outer and rows inner
         for k in range(n_components):
@@ -355,26 +365,27 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     n_rows, n_features = X.shape
     n_components = means.shape[0]
     dt = X.dtype
+    block = _block_rows(n_features)
     # A ragged last block is padded with weight-0 rows to a whole number of vectors,
     # so that no inner loop has a scalar remainder.
-    x_t = np.zeros((n_features, _BLOCK), dtype=dt)
-    centred = np.empty((n_features, _BLOCK), dtype=dt)
-    y = np.empty((n_components, n_features, _BLOCK), dtype=dt)
-    log_prob = np.empty((n_components, _BLOCK), dtype=dt)
-    bits = np.empty(_BLOCK, dtype=dt)
-    weighted_y = np.empty((n_features, _BLOCK), dtype=dt)
-    top = np.empty(_BLOCK, dtype=dt)
-    total = np.empty(_BLOCK, dtype=dt)
-    w = np.zeros(_BLOCK, dtype=dt)
+    x_t = np.zeros((n_features, block), dtype=dt)
+    centred = np.empty((n_features, block), dtype=dt)
+    y = np.empty((n_components, n_features, block), dtype=dt)
+    log_prob = np.empty((n_components, block), dtype=dt)
+    bits = np.empty(block, dtype=dt)
+    weighted_y = np.empty((n_features, block), dtype=dt)
+    top = np.empty(block, dtype=dt)
+    total = np.empty(block, dtype=dt)
+    w = np.zeros(block, dtype=dt)
     log_norm_dt = log_norm.astype(dt)
     half = np.ones(1, dtype=dt)[0] * np.float32(0.5)  # in the data's precision, as every constant here
     log_likelihood = 0.0
-    for start in range(0, n_rows, _BLOCK):
-        m = min(_BLOCK, n_rows - start)
+    for start in range(0, n_rows, block):
+        m = min(block, n_rows - start)
         # A ragged block runs to the next multiple of 16 rows (a float32 vector's
-        # lanes), not to _BLOCK: on small data (150-600 rows) the padding was up to
+        # lanes), not to the block: on small data (150-600 rows) the padding was up to
         # half of every pass.
-        n_r = min(_BLOCK, (m + 15) // 16 * 16)
+        n_r = min(block, (m + 15) // 16 * 16)
         _load_block(X, weights, start, m, n_r, x_t, w)
         # y_k = (x - m_k) P_k with P_k upper triangular: y_ke = sum_{d <= e} (x - m_k)_d P_k[d, e]
         for k in range(n_components):
@@ -473,17 +484,18 @@ def _tied_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     n_rows, n_features = X.shape
     n_components = means.shape[0]
     dt = X.dtype
-    x_t = np.zeros((n_features, _BLOCK), dtype=dt)
-    y = np.empty((n_features, _BLOCK), dtype=dt)
-    resid = np.empty((n_features, _BLOCK), dtype=dt)
-    weighted = np.empty((n_features, _BLOCK), dtype=dt)
-    log_prob = np.empty((n_components, _BLOCK), dtype=dt)
-    bits = np.empty(_BLOCK, dtype=dt)
-    top = np.empty(_BLOCK, dtype=dt)
-    total = np.empty(_BLOCK, dtype=dt)
-    row_total = np.empty(_BLOCK, dtype=dt)
-    inv_total = np.empty(_BLOCK, dtype=dt)
-    w = np.zeros(_BLOCK, dtype=dt)
+    block = _block_rows(n_features)
+    x_t = np.zeros((n_features, block), dtype=dt)
+    y = np.empty((n_features, block), dtype=dt)
+    resid = np.empty((n_features, block), dtype=dt)
+    weighted = np.empty((n_features, block), dtype=dt)
+    log_prob = np.empty((n_components, block), dtype=dt)
+    bits = np.empty(block, dtype=dt)
+    top = np.empty(block, dtype=dt)
+    total = np.empty(block, dtype=dt)
+    row_total = np.empty(block, dtype=dt)
+    inv_total = np.empty(block, dtype=dt)
+    w = np.zeros(block, dtype=dt)
     pair = np.zeros((n_components, n_components))
     # c_k = m_k U, in float64 and then in the data's precision
     centre64 = np.zeros((n_components, n_features))
@@ -497,9 +509,9 @@ def _tied_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     log_norm_dt = log_norm.astype(dt)
     half = np.ones(1, dtype=dt)[0] * np.float32(0.5)  # in the data's precision, as every constant here
     log_likelihood = 0.0
-    for start in range(0, n_rows, _BLOCK):
-        m = min(_BLOCK, n_rows - start)
-        n_r = min(_BLOCK, (m + 15) // 16 * 16)  # padded with weight-0 rows (see the full kernel)
+    for start in range(0, n_rows, block):
+        m = min(block, n_rows - start)
+        n_r = min(block, (m + 15) // 16 * 16)  # padded with weight-0 rows (see the full kernel)
         _load_block(X, weights, start, m, n_r, x_t, w)
         # y_e = sum_{d <= e} x_d U[d, e], two outputs per trip over the rows
         e = 0

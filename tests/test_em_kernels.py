@@ -18,10 +18,11 @@ def _generic_pass(monkeypatch, model, Z, weights):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 passes, on purpose
 @pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-5)])
-def test_fused_pass_equals_generic_pass(monkeypatch, cov_type, dtype, rtol):
+@pytest.mark.parametrize("n_features", [3, 20])  # above 16 features the blocks are 128 rows
+def test_fused_pass_equals_generic_pass(monkeypatch, cov_type, dtype, rtol, n_features):
     rng = np.random.default_rng(0)
-    # 1000 rows: several 256-row blocks and a ragged last one.
-    X = np.vstack([rng.normal(0, 1, (500, 3)), rng.normal(4, 0.5, (500, 3))]).astype(dtype)
+    # 1000 rows: several 256-row (or 128-row) blocks and a ragged last one.
+    X = np.vstack([rng.normal(0, 1, (500, n_features)), rng.normal(4, 0.5, (500, n_features))]).astype(dtype)
     weights = rng.uniform(0.5, 2.0, len(X))
     model = GaussianMixtureEM(3, covariance_type=cov_type, max_iter=3, random_state=0).fit(X)
     Z = model.scaling_.transform(X, dtype=X.dtype)
@@ -182,7 +183,7 @@ def test_triangular_inverse_matches_numpy():
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 passes, on purpose
 @pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
-@pytest.mark.parametrize("n_features", [1, 2, 9])
+@pytest.mark.parametrize("n_features", [1, 2, 9, 20])
 def test_compiled_em_pass_equals_the_hooks(cov_type, n_features):
     # One whole compiled pass (small float64 data) against _e_step then _m_step, which it replaces there.
     rng = np.random.default_rng(n_features)
