@@ -12,12 +12,12 @@ export MPLBACKEND := Agg
 install: $(STAMP)
 
 # Re-installs only when the dependency list changes; `make install` is a no-op otherwise.
-$(STAMP): pyproject.toml scripts/ensure_blas.sh
+$(STAMP): pyproject.toml scripts/ensure_blas.sh Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 ($(PYTHON)) is required"; exit 1; }
 	bash scripts/ensure_blas.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,dask,jax]"
+	$(PY) -m pip install -q -e ".[dev,dask,jax,nutpie]"
 	touch $(STAMP)
 
 demo: install

@@ -293,13 +293,15 @@ def _should_retry(idata, options: dict) -> bool:
 def _sample_nutpie(spec: ModelSpec, model, initvals, *, draws, tune, chains, random_seed, progressbar, **kwargs):
     import nutpie
 
+    from ._nutpie import compile_model
+
     compile_kwargs = {}
     if initvals is not None:
         # Jitter weights and covariances per chain but not the means, so every
         # chain keeps EM's labelling.
         jitter = {model[name] for name in initvals if name in ("weights", spec.covariance.latent)}
         compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
-    compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
+    compiled = compile_model(model, **compile_kwargs)  # nutpie's, with its callbacks cached between processes
     seed = None if random_seed is None else int(random_seed)
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
                          **kwargs)
