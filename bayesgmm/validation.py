@@ -67,6 +67,7 @@ __all__ = [
 _METHODS = ("nuts", "advi")
 _COVARIANCE_TYPES = ("full", "diag")
 _INITS = ("em", "em_dispersed")
+_SBC_SAMPLERS = ("pymc", "nutpie")
 _FORMAT_VERSION = 1
 
 #: Fixed held-out points, on the prior's (standardised) scale, at which the mixture's
@@ -107,6 +108,10 @@ class SBCSetting:
         NUTS chains' starts (``BayesianGMM.fit``'s ``init``): the EM optimum, or each
         chain at its own EM optimum (to calibrate that option before it can become a
         default). ADVI takes ``"em"`` only.
+    sampler : {"pymc", "nutpie"}, default="pymc"
+        NUTS's implementation (``BayesianGMM.fit``'s ``sampler``); "nutpie" needs the
+        ``nutpie`` extra and NUTS with ``init="em"``. A setting with another sampler
+        than PyMC's is named with it, e.g. ``"nuts-full-K2-D1-nutpie"``.
 
     Examples
     --------
@@ -127,6 +132,7 @@ class SBCSetting:
     thin: int = 4
     priors: Mapping | None = field(default=None)
     init: str = "em"
+    sampler: str = "pymc"
 
     def __post_init__(self):
         object.__setattr__(self, "method", check_option(self.method, "method", _METHODS))
@@ -139,6 +145,10 @@ class SBCSetting:
         for name, minimum in (("draws", 1), ("tune", 0), ("chains", 1), ("thin", 1)):
             object.__setattr__(self, name, check_integer_param(getattr(self, name), name, minimum=minimum))
         object.__setattr__(self, "init", check_option(self.init, "init", _INITS))
+        object.__setattr__(self, "sampler", check_option(self.sampler, "sampler", _SBC_SAMPLERS))
+        if self.sampler != "pymc" and (self.method != "nuts" or self.init != "em"):
+            raise ValueError(f"sampler={self.sampler!r} samples NUTS chains from one start: it needs "
+                             f"method='nuts' and init='em', got method={self.method!r}, init={self.init!r}.")
         if self.method == "advi":
             if self.init != "em":
                 raise ValueError(f"init={self.init!r} starts NUTS chains; ADVI settings take init='em'.")
@@ -159,8 +169,9 @@ class SBCSetting:
 
     @property
     def name(self) -> str:
-        """``method-covariance-K<k>-D<d>``, e.g. ``"nuts-full-K2-D1"``."""
-        return f"{self.method}-{self.covariance_type}-K{self.n_components}-D{self.n_features}"
+        """``method-covariance-K<k>-D<d>``, e.g. ``"nuts-full-K2-D1"`` (``-nutpie`` appended for that sampler)."""
+        name = f"{self.method}-{self.covariance_type}-K{self.n_components}-D{self.n_features}"
+        return name if self.sampler == "pymc" else f"{name}-{self.sampler}"
 
     @property
     def n_rank_draws(self) -> int:
@@ -423,7 +434,7 @@ def _fit_replication(gmm, setting: SBCSetting, X, fit_seed: int, record: dict):
             if setting.method == "nuts":
                 idata = gmm.fit(X, method="nuts", draws=setting.draws, tune=setting.tune, chains=setting.chains,
                                 cores=1, random_seed=fit_seed, progressbar=False, log_likelihood=False,
-                                init=setting.init)
+                                init=setting.init, sampler=setting.sampler)
             else:
                 idata = gmm.fit(X, method="advi", draws=setting.draws, random_seed=fit_seed, progressbar=False,
                                 log_likelihood=False)

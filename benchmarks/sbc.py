@@ -35,6 +35,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -52,6 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--thin", type=int, default=None, help="rank every thin-th NUTS draw (default 4)")
     parser.add_argument("--init", choices=("em", "em_dispersed"), default=None,
                         help="NUTS chains' starts (default em; em_dispersed: each chain at its own EM optimum)")
+    parser.add_argument("--sampler", choices=("pymc", "nutpie"), default=None,
+                        help="NUTS's implementation for the NUTS settings (default PyMC's; nutpie needs its extra)")
     parser.add_argument("--advi-draws", type=int, default=None, help="ADVI draws ranked (default 200)")
     parser.add_argument("--resume", action="store_true", help="keep the replications already in --out")
     parser.add_argument("--quick", action="store_true", help="tiny run: every setting, 3 replications")
@@ -80,12 +83,11 @@ def main(argv=None) -> int:
             if args.out == "sbc_results.json":
                 args.out = "sbc_quick.json"
         nuts = {k: v for k, v in (("n_samples", args.n), ("draws", args.draws), ("tune", args.tune),
-                                  ("thin", args.thin), ("init", args.init)) if v is not None}
+                                  ("thin", args.thin), ("init", args.init), ("sampler", args.sampler))
+                if v is not None}
         advi = {k: v for k, v in (("n_samples", args.n), ("draws", args.advi_draws)) if v is not None}
-        settings = [s for s in sbc_settings(args.settings, **nuts) if s.method == "nuts"]
-        settings += [s for s in sbc_settings(args.settings, **advi) if s.method == "advi"]
-        order = [s.name for s in sbc_settings(args.settings)]
-        settings.sort(key=lambda s: order.index(s.name))
+        # The grid's order; each method's own options (a NUTS sampler means nothing to ADVI).
+        settings = [replace(s, **(nuts if s.method == "nuts" else advi)) for s in sbc_settings(args.settings)]
         n_jobs = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
         fits = {s.method: s for s in settings}
         how = [f"NUTS {s.chains} chains x ({s.tune} tune + {s.draws} draws), every {s.thin}th ranked (L="

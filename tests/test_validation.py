@@ -210,6 +210,29 @@ def test_init_option_reaches_the_nuts_fit_and_is_checked(monkeypatch):
         SBCSetting("advi", "full", 2, 1, init="em_dispersed")
 
 
+def test_setting_sampler_reaches_the_fit_and_names_the_setting(monkeypatch):
+    import bayesgmm.model as model_module
+
+    seen = {}
+
+    def fake_fit(self, X, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(model_module.BayesianGMM, "fit", fake_fit)
+    setting = SBCSetting("nuts", "full", 2, 1, n_samples=20, sampler="nutpie")
+    assert setting.name == "nuts-full-K2-D1-nutpie" and SBCSetting("nuts", "full", 2, 1).name == "nuts-full-K2-D1"
+    sbc_replication(setting, 0, random_seed=0)
+    assert seen["sampler"] == "nutpie"
+    assert SBCSetting(**setting.to_dict()) == setting
+    with pytest.raises(ValueError, match="sampler"):
+        SBCSetting("nuts", "full", 2, 1, sampler="stan")
+    with pytest.raises(ValueError, match="needs method='nuts' and init='em'"):
+        SBCSetting("advi", "full", 2, 1, sampler="nutpie")
+    with pytest.raises(ValueError, match="needs method='nuts' and init='em'"):
+        SBCSetting("nuts", "full", 2, 1, sampler="nutpie", init="em_dispersed")
+
+
 def test_seed_is_a_deprecated_name_of_random_seed(monkeypatch):
     # The alias must reach every random draw as random_seed does: the fit is replaced by
     # a recorder of what it was given (the mechanics test above runs real fits).
