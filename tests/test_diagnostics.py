@@ -87,6 +87,23 @@ def test_low_ess_advice_says_how_many_draws_at_this_rate():
     assert ("simpler model" in advice) == (expected > 10 * 500)
 
 
+@pytest.mark.parametrize("sampler, recipe", [("pymc", True), ("nutpie", False), (None, False)])
+def test_slow_mixing_under_pymc_advises_the_overlap_recipe(sampler, recipe):
+    from bayesgmm.diagnostics import OVERLAP_RECIPE
+
+    idata = _posterior(n_draws=60)  # too few draws: low ESS, one mode
+    if sampler is not None:
+        idata.attrs["sampler"] = sampler
+    verdict = assess(idata)
+    assert not verdict.reliable and "modes" not in verdict.metrics
+    assert (OVERLAP_RECIPE in verdict.advice) is recipe
+    # Chains in different modes are not a mixing-speed problem: no recipe there.
+    stuck = _posterior(stuck=True)
+    stuck.attrs["sampler"] = "pymc"
+    verdict = assess(stuck)
+    assert len(verdict.metrics["modes"]) == 2 and OVERLAP_RECIPE not in verdict.advice
+
+
 def test_more_draws_advice_names_a_simpler_model_only_when_impractical():
     from bayesgmm.diagnostics import _more_draws_advice
 
