@@ -718,7 +718,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         self.degenerate_components_ = degenerate
         self.degenerate_ = bool(degenerate.size)
         self._warn_about_fit()
-        self.labels_ = self.chunked_e_step(X, keep="labels")[1]
+        if dask_input:
+            self.labels_ = self.chunked_e_step(X, keep="labels")[1]
+        else:
+            # The pass that gives the labels also gives the training data's criteria
+            # sums, which select_model would otherwise compute in a pass of its own.
+            log_px, self.labels_, largest = self._e_step_pass(X, keep="labels")
+            self._training_sums = (X.shape[0], float(log_px.sum()), largest.sum())
         return self.labels_
 
     def _check_fit_input(self, X, sample_weight):
@@ -1028,12 +1034,18 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             from ._dask import chunked_e_step
 
             return chunked_e_step(self, X, keep)
+        return self._e_step_pass(X, keep)[:2]
+
+    def _e_step_pass(self, X, keep: str):
+        """:meth:`chunked_e_step` in memory, plus each row's largest log-responsibility when ``keep="labels"``."""
         self._cov = get_covariance_type(self._fitted_shape[1])
         Z = self.scaling_.transform(X, dtype=X.dtype)
         info = self._begin_pass(Z, self._params)
         n = Z.shape[0]
         log_px = np.empty(n, dtype=np.float64)
         out = np.empty((n, self.n_components), dtype=X.dtype) if keep == "log_resp" else np.empty(n, np.intp)
+        # max_k (log_prob - norm): what criteria's ICL sums from the log-responsibilities.
+        largest = np.empty(n, dtype=X.dtype) if keep == "labels" else None
 
         def work(a: int, b: int) -> None:
             log_prob, _ = self._log_prob_chunk(Z[a:b], info)
@@ -1043,9 +1055,10 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                 out[a:b] = log_prob - norm[:, None]
             else:
                 out[a:b] = log_prob.argmax(axis=1)
+                largest[a:b] = log_prob.max(axis=1) - norm
 
         _map_chunks(work, info.bounds, self._threads())
-        return log_px - self.scaling_.log_scale_sum, out
+        return log_px - self.scaling_.log_scale_sum, out, largest
 
     def block_worker(self, fitted: bool = False) -> GaussianMixtureEM:
         """A small copy that carries to dask's blocks only what the in-memory code needs.
@@ -1171,10 +1184,16 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         if is_dask_collection(X):  # the same sums, as one reduction over the blocks
             from ._dask import criteria_sums
 
-            n, log_likelihood, map_log_resp = criteria_sums(self, X)
-        else:
-            log_px, log_resp = self._estimate_log_resp(X)
-            n, log_likelihood, map_log_resp = X.shape[0], float(log_px.sum()), log_resp.max(axis=1).sum()
+            return self._criteria_from_sums(*criteria_sums(self, X))
+        log_px, log_resp = self._estimate_log_resp(X)
+        return self._criteria_from_sums(X.shape[0], float(log_px.sum()), log_resp.max(axis=1).sum())
+
+    def _training_criteria(self) -> dict[str, float]:
+        """:meth:`criteria` of the data the model was fitted on (in memory), from the fit's last pass."""
+        check_is_fitted(self)
+        return self._criteria_from_sums(*self._training_sums)
+
+    def _criteria_from_sums(self, n: int, log_likelihood: float, map_log_resp: float) -> dict[str, float]:
         p = self.n_parameters()
         bic = -2 * log_likelihood + p * np.log(n)
         return {

@@ -80,7 +80,8 @@ def _fit_one(X, k, cov_type, params):
                    icl=np.nan, converged=False, degenerate=False, n_iter=0, error=str(err))
         return row, None
     row.update(
-        **model.criteria(X),  # one pass over X for all criteria
+        # In memory, the criteria of X come from the fit's last pass; out of core, one more reduction.
+        **(model.criteria(X) if is_dask_collection(X) else model._training_criteria()),
         n_parameters=model.n_parameters(),
         converged=bool(model.converged_),
         degenerate=bool(model.degenerate_),

@@ -85,6 +85,18 @@ def test_criteria_and_parallel_agree(faithful):
     assert isinstance(seq.best_estimator_, GaussianMixtureEM)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_table_criteria_are_those_of_a_separate_pass(faithful, dtype):
+    # The table takes them from the fit's last pass, not from a pass of its own: the same numbers to the bit.
+    X = np.asarray(faithful, dtype=dtype) * [1e-100, 1e100] if dtype == np.float64 else np.asarray(faithful, dtype)
+    result = select_model(X, n_components=range(1, 4), random_state=0)
+    assert len(result.table) == 12
+    for _, row in result.table.iterrows():
+        model = result.estimators[(row["n_components"], row["covariance_type"])]
+        for name, value in model.criteria(X).items():
+            assert row[name] == value, (row["n_components"], row["covariance_type"], name)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
