@@ -615,8 +615,8 @@ def _cmd_fit(args) -> int:
     data = table.data
     _check_rows(data, [args.components])
     sampler = _sampler_values(args)
-    nuts_options = {"target_accept": args.target_accept} if sampler["method"] == "nuts" and args.target_accept else {}
-    kwargs = fit_settings(nuts_options, **sampler, random_seed=args.seed, progressbar=not args.quiet)
+    kwargs = fit_settings(_nuts_options(args, sampler["method"]), **sampler, random_seed=args.seed,
+                          progressbar=not args.quiet)
     model = BayesianGMM(args.components, covariance_type=args.covariance)
     idata = model.fit(data, **kwargs)
     if idata is not None:
@@ -643,6 +643,16 @@ def _sampler_values(args) -> dict:
 _SAMPLER_FLAGS = ("method", "draws", "tune", "chains")
 
 
+def _nuts_options(args, method: str) -> dict:
+    """``--sampler`` and ``--target-accept`` where given; an error with ``--method advi`` (they are NUTS's)."""
+    options = {name: value for name, value in (("sampler", args.sampler), ("target_accept", args.target_accept))
+               if value is not None}
+    if options and method != "nuts":
+        flags = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise CLIError(f"{flags} set(s) NUTS's sampler; --method {method} does not use it")
+    return options
+
+
 def _cmd_report(args) -> int:
     from . import analysis as analysis_module
     from . import report
@@ -660,7 +670,8 @@ def _cmd_report(args) -> int:
         settings = AnalysisSettings(
             n_components=args.components, select=[args.components] if args.components else args.select or
             AnalysisSettings().select, **_sampler_values(args), seed=args.seed, progressbar=not args.quiet,
-            source=str(args.data), dropped_rows=table.dropped, k_rule=args.k_rule)
+            source=str(args.data), dropped_rows=table.dropped, k_rule=args.k_rule,
+            fit_options=_nuts_options(args, _sampler_values(args)["method"]))
     data = table.data
     _check_rows(data, settings.ks)
     settings.fit_kwargs()  # the fit settings are checked before anything is fitted
@@ -682,7 +693,8 @@ def _report_from_posterior(args):
     from .analysis import AnalysisSettings
     from .fit_settings import FIT_DEFAULTS
 
-    given = [f"--{name}" for name in _SAMPLER_FLAGS if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in (*_SAMPLER_FLAGS, "sampler", "target_accept")
+             if getattr(args, name) is not None]
     if args.select is not None:
         given.insert(0, "--select")
     if given:
@@ -813,13 +825,19 @@ def _data_options(p) -> None:
 
 def _sampler_options(p) -> None:
     """The Bayesian fit's flags; unset, they are those of every fit (``FIT_DEFAULTS``, see ``_sampler_values``)."""
-    from .fit_settings import FIT_DEFAULTS
+    from .fit_settings import FIT_DEFAULTS, SAMPLERS
 
     p.add_argument("--method", choices=["nuts", "advi"], default=None,
                    help=f"default: {FIT_DEFAULTS['method']}")
     p.add_argument("--draws", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['draws']}")
     p.add_argument("--tune", type=_nonnegative_int, default=None, help=f"default: {FIT_DEFAULTS['tune']}")
     p.add_argument("--chains", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['chains']}")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help=f"NUTS's implementation (default: {FIT_DEFAULTS['sampler']}); where components overlap, "
+                        "nutpie with --chains 4 --draws 6000 --target-accept 0.95 mixes far better (needs the "
+                        "nutpie extra)")
+    p.add_argument("--target-accept", type=_probability, default=None,
+                   help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
 
 
 def _output_options(p, assignments: bool = True) -> None:
@@ -867,8 +885,6 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(fit)
     _sampler_options(fit)
     fit.add_argument("--components", type=_positive_int, required=True)
-    fit.add_argument("--target-accept", type=_probability, default=None,
-                     help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
     fit.add_argument("--covariance", default="full", choices=["full", "tied", "diag", "spherical"])
     _output_options(fit)
     _assignments_options(fit)

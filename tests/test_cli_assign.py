@@ -307,6 +307,8 @@ def test_report_posterior_checks_its_inputs(fitted, tmp_path, capsys):
     assert "does not match the saved fit" in _error([*base, train, "--components", "3"], capsys)
     assert "--select" in _error([*base, train, "--select", "1..3"], capsys)
     assert "--draws" in _error([*base, train, "--draws", "10"], capsys)
+    assert "--sampler, --target-accept cannot" in _error([*base, train, "--sampler", "nutpie", "--target-accept",
+                                                          "0.9"], capsys)
     assert "no such file" in _error(["report", "--posterior", tmp_path / "nope.nc", train, "--out", out], capsys)
     assert "input fit" in _error(["report", "--posterior", fit, train, "--out", fit, "--force"], capsys)
     assert not out.exists()

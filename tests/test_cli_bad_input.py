@@ -71,6 +71,12 @@ FLAG_CASES = [
     (["fit", "{good}", "--components", "2", "--target-accept", "1.5", "--out", "{out}"], "--target-accept"),
     (["fit", "{good}", "--components", "2", "--target-accept", "nan", "--out", "{out}"], "--target-accept"),
     (["fit", "{good}", "--components", "2", "--covariance", "bogus", "--out", "{out}"], "--covariance"),
+    (["fit", "{good}", "--components", "2", "--sampler", "stan", "--out", "{out}"], "--sampler"),
+    (["fit", "{good}", "--components", "2", "--method", "advi", "--sampler", "nutpie", "--out", "{out}"],
+     "--sampler set"),
+    (["report", "{good}", "--components", "2", "--method", "advi", "--target-accept", "0.9", "--out", "{out}"],
+     "--target-accept set"),
+    (["report", "{good}", "--components", "2", "--target-accept", "2", "--out", "{out}"], "--target-accept"),
     (["fit", "{good}", "--components", "2", "--covariance", "all", "--out", "{out}"], "--covariance"),
     (["fit", "{good}", "--components", "2", "--method", "mcmc", "--out", "{out}"], "--method"),
     (["fit", "{good}", "--components", "2"], "--out"),
@@ -371,7 +377,11 @@ def test_quiet_keeps_our_diagnostics_and_drops_library_noise(good, tmp_path, mon
     finally:
         logging.getLogger("pymc").removeHandler(handler)
     assert code == 0, err
-    assert seen["progressbar"] is False and seen["target_accept"] == 0.9
+    assert seen["progressbar"] is False and seen["target_accept"] == 0.9 and seen["sampler"] == "pymc"
+    code, _, err = _run(["fit", good, "--components", "2", "--out", tmp_path / "h.nc", "--quiet",
+                         "--sampler", "nutpie"], capsys)
+    assert code == 0, err
+    assert seen["sampler"] == "nutpie"
     assert "bayesgmm: warning: UNRELIABLE posterior: 3 divergent transitions" in err  # the verdict first
     assert "deprecation" not in err and "library note" not in err and records == []
     assert logging.getLogger("pymc").level == level  # restored afterwards

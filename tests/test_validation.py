@@ -257,9 +257,12 @@ def test_seed_is_a_deprecated_name_of_random_seed(monkeypatch):
 # ------------------------------------------------------------------------------ slow
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_small_sbc_run_is_calibrated(tmp_path):
+@pytest.mark.parametrize("sampler", ["pymc", "nutpie"])
+def test_small_sbc_run_is_calibrated(tmp_path, sampler):
     """30 replications of NUTS, full, K=2, D=1 on two processes: loose check of calibration."""
-    settings = sbc_settings("nuts-full-K2-D1")
+    if sampler == "nutpie":
+        pytest.importorskip("nutpie")
+    settings = sbc_settings("nuts-full-K2-D1", sampler=sampler)
     results = run_sbc(settings, reps=30, n_jobs=2, out=tmp_path / "sbc.json", random_seed=1)
     tests = uniformity_tests(results)
     assert len(tests) == 8 and (tests["n"] >= 27).all()  # at most a few failed fits
