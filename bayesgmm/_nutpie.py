@@ -112,7 +112,7 @@ def _cached_callback(template: str, name: str, signature, inner, shared_names: l
     with warnings.catch_warnings():
         # A wrapper numba cannot cache must not pass silently (it would cost the
         # compile in every process again): it falls back instead.
-        warnings.simplefilter("error", numba.NumbaWarning)
+        warnings.filterwarnings("error", message="Cannot cache compiled function", category=numba.NumbaWarning)
         return numba.cfunc(signature, cache=True)(function)
 
 
