@@ -23,16 +23,17 @@ or PyTensor's cache are not as expected, :func:`compile_model` falls back to
 from __future__ import annotations
 
 import hashlib
-import logging
+import threading
 import warnings
 
 import numpy as np
 
 __all__ = ["compile_model"]
 
-_log = logging.getLogger(__name__)
 # Part of every cache key: change it whenever the generated source's meaning changes.
 _WRAPPER_VERSION = "1"
+# The warning filters that turn "cannot cache" into a fallback are process-wide.
+_COMPILE_LOCK = threading.Lock()
 
 _LOGP_SOURCE = """
 def logp_callback(dim, x_, out_, logp_, user_data_):
@@ -80,9 +81,9 @@ def _shared_reads(names: list[str], shared_data: dict[str, np.ndarray]) -> tuple
     lines, arguments = [], []
     for i, name in enumerate(names):
         array = shared_data[name]
-        shape = "".join(f"shared['shape']['{name}'][{axis}], " for axis in range(array.ndim))
-        lines.append(f"        s{i} = numba.carray(address_as_void_pointer(shared['data']['{name}'][()]), "
-                     f"({shape}), np.dtype('{array.dtype.str}'))")
+        shape = "".join(f"shared['shape'][{name!r}][{axis}], " for axis in range(array.ndim))
+        lines.append(f"        s{i} = numba.carray(address_as_void_pointer(shared['data'][{name!r}][()]), "
+                     f"({shape}), np.dtype({array.dtype.str!r}))")
         arguments.append(f", s{i}")
     return "\n".join(lines) or "        pass", "".join(arguments)
 
@@ -92,6 +93,7 @@ def _cached_callback(template: str, name: str, signature, inner, shared_names: l
     """``numba.cfunc(signature, cache=True)`` of the generated ``name`` that calls ``inner``."""
     import numba
     import nutpie
+    import pytensor
     from nutpie.compile_pymc import address_as_void_pointer
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
@@ -101,7 +103,7 @@ def _cached_callback(template: str, name: str, signature, inner, shared_names: l
     extract, arguments = _shared_reads(shared_names, shared_data)
     source = template.format(extract=extract, arguments=arguments)
     key = hashlib.sha256(repr((_WRAPPER_VERSION, source, inner_key, str(record_dtype), sorted(constants.items()),
-                               nutpie.__version__, numba.__version__)).encode()).hexdigest()
+                               nutpie.__version__, numba.__version__, pytensor.__version__)).encode()).hexdigest()
     # __name__ names an importable module: numba rebuilds a cached function's
     # environment from it when loading.
     namespace = dict(__name__=__name__, numba=numba, np=np, INNER=inner, RECORD=record_dtype,
@@ -109,9 +111,9 @@ def _cached_callback(template: str, name: str, signature, inner, shared_names: l
     exec(compile(source, f"<bayesgmm nutpie {name}>", "exec"), namespace)
     function = namespace[name]
     CACHED_SRC_FUNCTIONS[function] = key
-    with warnings.catch_warnings():
+    with _COMPILE_LOCK, warnings.catch_warnings():
         # A wrapper numba cannot cache must not pass silently (it would cost the
-        # compile in every process again): it falls back instead.
+        # compile in every process again): it falls back instead, with a warning.
         warnings.filterwarnings("error", message="Cannot cache compiled function", category=numba.NumbaWarning)
         return numba.cfunc(signature, cache=True)(function)
 
@@ -174,6 +176,7 @@ def compile_model(model, initial_points: dict | None = None, jitter_rvs: set | N
             model=model, overrides=initial_points, default_strategy="support_point", jitter_rvs=jitter,
             return_transformed=True))
         return _compile_cached(model, initial_point_fn)
-    except (AttributeError, ImportError, RuntimeError, TypeError, Warning) as error:
-        _log.info("nutpie's cached compile is not available (%s); compiling with nutpie.compile_pymc_model", error)
+    except Exception as error:  # noqa: BLE001 - nutpie's own compile is the answer (it raises where the model is bad)
+        warnings.warn(f"nutpie's callbacks could not be cached ({type(error).__name__}: {error}); compiling them "
+                      "with nutpie.compile_pymc_model, as every process will", RuntimeWarning, stacklevel=2)
         return nutpie.compile_pymc_model(model, initial_points=initial_points, jitter_rvs=jitter)

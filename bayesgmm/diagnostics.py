@@ -490,8 +490,9 @@ def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> No
     if low_bulk or low_tail:
         n_draws = max((int(da.sizes.get("draw", 0)) for da in quantities.values()), default=0)
         found.advice.append(_more_draws_advice(min([*low_bulk.values(), *low_tail.values()]), n_draws, n_chains))
-    slow = len(found.reasons) > n_reasons and "modes" not in found.metrics
-    if slow and idata.attrs.get("sampler") == "pymc":
+    # Slow mixing within one mode: not where the chains' log-likelihoods disagree (modes).
+    one_mode = "modes" not in found.metrics and rhats.get("log-likelihood", 1.0) <= MODE_RHAT
+    if len(found.reasons) > n_reasons and one_mode and idata.attrs.get("sampler") == "pymc":
         found.advice.append(OVERLAP_RECIPE)
 
 

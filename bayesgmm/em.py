@@ -704,6 +704,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         d = X.shape[1]
         warm = self._can_warm_start(d)
         self._cov = cov
+        self._training_sums = None  # set by this fit's last pass (in memory)
         if not warm:
             self.scaling_ = data_scaling if data_scaling is not None else FeatureScaling.from_data(
                 X, sample_weight, feature_names=self.fit_feature_names(d))
@@ -1191,6 +1192,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     def _training_criteria(self) -> dict[str, float]:
         """:meth:`criteria` of the data the model was fitted on (in memory), from the fit's last pass."""
         check_is_fitted(self)
+        if getattr(self, "_training_sums", None) is None:
+            raise ValueError("The training data's criteria are kept only by an in-memory fit; use criteria(X).")
         return self._criteria_from_sums(*self._training_sums)
 
     def _criteria_from_sums(self, n: int, log_likelihood: float, map_log_resp: float) -> dict[str, float]:

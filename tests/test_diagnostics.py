@@ -104,6 +104,20 @@ def test_slow_mixing_under_pymc_advises_the_overlap_recipe(sampler, recipe):
     assert len(verdict.metrics["modes"]) == 2 and OVERLAP_RECIPE not in verdict.advice
 
 
+def test_no_recipe_where_the_chains_disagree_even_without_modes_found(monkeypatch):
+    import bayesgmm.diagnostics as diagnostics
+
+    def no_pointwise(idata):
+        raise ValueError("no pointwise log-likelihood")
+
+    monkeypatch.setattr(diagnostics, "chain_modes", no_pointwise)
+    stuck = _posterior(stuck=True)
+    stuck.attrs["sampler"] = "pymc"
+    verdict = assess(stuck)
+    assert "modes" not in verdict.metrics and any("different modes" in r for r in verdict.reasons)
+    assert diagnostics.OVERLAP_RECIPE not in verdict.advice
+
+
 def test_more_draws_advice_names_a_simpler_model_only_when_impractical():
     from bayesgmm.diagnostics import _more_draws_advice
 

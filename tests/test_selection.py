@@ -97,6 +97,16 @@ def test_table_criteria_are_those_of_a_separate_pass(faithful, dtype):
             assert row[name] == value, (row["n_components"], row["covariance_type"], name)
 
 
+def test_training_criteria_only_after_an_in_memory_fit(faithful):
+    da = pytest.importorskip("dask.array")
+    X = np.asarray(faithful, dtype=float)
+    model = GaussianMixtureEM(2, random_state=0).fit(X)
+    assert model._training_criteria() == model.criteria(X)
+    model.fit(da.from_array(X, chunks=100))  # a refit out of core forgets the in-memory sums
+    with pytest.raises(ValueError, match="in-memory fit"):
+        model._training_criteria()
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
