@@ -641,12 +641,12 @@ def _sampler_values(args) -> dict:
 
 
 _SAMPLER_FLAGS = ("method", "draws", "tune", "chains")
+_NUTS_FLAGS = ("sampler", "target_accept")
 
 
 def _nuts_options(args, method: str) -> dict:
     """``--sampler`` and ``--target-accept`` where given; an error with ``--method advi`` (they are NUTS's)."""
-    options = {name: value for name, value in (("sampler", args.sampler), ("target_accept", args.target_accept))
-               if value is not None}
+    options = {name: getattr(args, name) for name in _NUTS_FLAGS if getattr(args, name) is not None}
     if options and method != "nuts":
         flags = ", ".join("--" + name.replace("_", "-") for name in options)
         raise CLIError(f"{flags} set(s) NUTS's sampler; --method {method} does not use it")
@@ -667,11 +667,12 @@ def _cmd_report(args) -> int:
         table, settings, extra = _report_from_posterior(args)
     else:
         table = load_table(args.data, args.columns, args.drop, args.dropna)
+        sampler = _sampler_values(args)
         settings = AnalysisSettings(
             n_components=args.components, select=[args.components] if args.components else args.select or
-            AnalysisSettings().select, **_sampler_values(args), seed=args.seed, progressbar=not args.quiet,
+            AnalysisSettings().select, **sampler, seed=args.seed, progressbar=not args.quiet,
             source=str(args.data), dropped_rows=table.dropped, k_rule=args.k_rule,
-            fit_options=_nuts_options(args, _sampler_values(args)["method"]))
+            fit_options=_nuts_options(args, sampler["method"]))
     data = table.data
     _check_rows(data, settings.ks)
     settings.fit_kwargs()  # the fit settings are checked before anything is fitted
@@ -693,7 +694,7 @@ def _report_from_posterior(args):
     from .analysis import AnalysisSettings
     from .fit_settings import FIT_DEFAULTS
 
-    given = [f"--{name.replace('_', '-')}" for name in (*_SAMPLER_FLAGS, "sampler", "target_accept")
+    given = [f"--{name.replace('_', '-')}" for name in (*_SAMPLER_FLAGS, *_NUTS_FLAGS)
              if getattr(args, name) is not None]
     if args.select is not None:
         given.insert(0, "--select")
