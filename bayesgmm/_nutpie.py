@@ -160,7 +160,7 @@ def compile_model(model, initial_points: dict | None = None, jitter_rvs: set | N
     Parameters
     ----------
     model : pymc.Model
-        The model (PyTensor operations only: numba compiles its graph).
+        The model (PyTensor operations with a numba implementation: numba compiles its graph).
     initial_points : dict, optional
         Start values by variable name, as for ``nutpie.compile_pymc_model``.
     jitter_rvs : set of variables, optional

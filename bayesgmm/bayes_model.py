@@ -31,8 +31,9 @@ def declare_model(spec: ModelSpec, data: PreparedData, *, batch_size: int | None
         Use a ``pm.Minibatch`` of this many rows (for minibatch ADVI).
     likelihood : {"kernel", "graph"}, default="kernel"
         "kernel": one PyTensor Op running compiled loops
-        (:class:`bayesgmm._likelihood.MixtureLogLike`); "graph": plain PyTensor
-        operations that the JAX and numba backends can compile. Same values and
+        (:class:`bayesgmm._likelihood.MixtureLogLike`; PyTensor's C and numba
+        backends run it, so PyMC's sampler, ADVI and nutpie); "graph": plain PyTensor
+        operations, which the JAX backend (numpyro) can compile. Same values and
         gradients.
 
     Returns
@@ -103,7 +104,7 @@ def _mixture_logp(K: int, D: int, full: bool, likelihood: str):
 
     ``params`` is (K, P): packed lower Cholesky factors (``full``) or sds. Both
     versions live in :mod:`bayesgmm._likelihood`: the compiled kernel Op and the
-    plain-graph one that the JAX and numba backends compile themselves.
+    plain-graph one that the JAX backend compiles itself.
     """
     import pytensor.tensor as pt
 

@@ -232,9 +232,9 @@ def fit_nuts(spec: ModelSpec, data: PreparedData, *, draws, tune, chains, random
     with fewer divergent transitions is returned; both counts are kept in the
     attributes.
     """
-    # JAX (numpyro) and numba (nutpie) compile the graph themselves: they need plain
-    # PyTensor operations, not our compiled-kernel Op.
-    model = declare_model(spec, data, likelihood="kernel" if sampler == "pymc" else "graph")
+    # numpyro's JAX compiles the graph itself and needs plain PyTensor operations; PyMC's
+    # sampler and nutpie (PyTensor's numba backend) run the kernel Op.
+    model = declare_model(spec, data, likelihood="graph" if sampler == "numpyro" else "kernel")
     initvals, em = start_values(spec, model, data, init, random_seed)
     if init == "em_dispersed" and initvals is not None:
         initvals = dispersed_starts(spec, data, initvals, chains, random_seed)

@@ -184,10 +184,10 @@ class BayesianGMM(PosteriorPredictionMixin):
             Initial values of free variables (see :meth:`fit`'s ``init``).
         likelihood : {"kernel", "graph"}, default="kernel"
             How ``obs``'s log-density is written: "kernel" is one PyTensor Op
-            running compiled loops (fast with PyMC's own sampler and ADVI);
-            "graph" is plain PyTensor operations that the JAX and numba backends
-            (``sampler="numpyro"`` / ``"nutpie"``) can compile. Both give the same
-            values and gradients.
+            running compiled loops (PyMC's own sampler, ADVI and nutpie);
+            "graph" is plain PyTensor operations that the JAX backend
+            (``sampler="numpyro"``) can compile. Both give the same values and
+            gradients.
 
         Returns
         -------

@@ -183,7 +183,9 @@ def test_healthy_nuts_fit_is_not_falsely_unreliable(three_blobs):
     X, _ = three_blobs
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        idata = BayesianGMM(3).fit(X, draws=600, tune=400, chains=2, random_seed=1, progressbar=False)
+        # 2 x 2000 draws: at 2 x 600 the healthy fit's R-hat is 1.001-1.017 between seeds (over
+        # 1.01 in 2 of 8, with either likelihood kernel); at 2 x 2000 it is 1.001-1.003.
+        idata = BayesianGMM(3).fit(X, draws=2000, tune=500, chains=2, random_seed=1, progressbar=False)
     verdict = assess(idata)
     assert not any("R-hat" in r for r in verdict.reasons), verdict.details()
     assert verdict.metrics["divergences"] == 0 and verdict.metrics["max_rhat"] <= 1.01
