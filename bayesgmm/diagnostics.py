@@ -410,6 +410,7 @@ def _assess_mcmc(idata, n_chains: int, n_draws: int, relabel_draws) -> Verdict:
                        "ess_threshold": ESS_MIN, "ebfmi_threshold": EBFMI_MIN})
     stats = idata.get("sample_stats")
     _check_divergences(found, stats, total, idata.attrs)
+    _check_collapsed_components(found, idata)  # first: it tells what a "mode" below may be
     _check_rhat_ess(found, idata, n_chains, relabel_draws)
     _check_ebfmi(found, idata, stats)
     _note_treedepth(found, stats)
@@ -497,11 +498,11 @@ def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> No
 
 
 #: What reached the mixing targets where PyMC's sampler mixes slowly within one mode
-#: (docs/sampling.md: Old Faithful K=3, 14 of 16 seeds, median 19.6 s against 6.7 s
-#: for the default's single run; nutpie makes about 4x more steps per second there).
-OVERLAP_RECIPE = ("where components overlap, fit(..., sampler='nutpie', chains=4, draws=7500, target_accept=0.95) "
+#: (docs/sampling.md: Old Faithful K=3, 14 of 16 seeds, 13 of them with no divergent
+#: transition at all, median 14.6 s against 6.7 s for the default's single run).
+OVERLAP_RECIPE = ("where components overlap, fit(..., sampler='nutpie', chains=4, draws=10000, target_accept=0.97) "
                   "(pip install 'bayesgmm[nutpie]'): on Old Faithful K=3 it met R-hat <= 1.01 and ESS >= 400 in 14 "
-                  "of 16 seeds at about three times the default's time")
+                  "of 16 seeds at about twice the default's time")
 
 
 #: Where reaching the ESS target would take more than this many times the draws made,
@@ -553,6 +554,63 @@ def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok:
     found.advice.append("run longer chains (more draws and tune)")
     if not labels_ok and "log-likelihood" not in bad_rhat:
         found.advice.append("if chains settled on different labellings, summarise with bayesgmm.relabel first")
+
+
+#: A component whose Cholesky factor has a diagonal entry (a conditional sd) below this
+#: fraction of the data's sd in that feature, in a chain's median draw, has collapsed.
+COLLAPSED_SD_FRACTION = 1e-3
+
+
+def _check_collapsed_components(found: _Findings, idata) -> None:
+    """Chains that sit where a component's covariance has collapsed onto tied rows.
+
+    Where several rows share a value (rounded data: Old Faithful's waiting times are
+    whole minutes), a component can shrink onto them and the likelihood grows without
+    bound: the posterior's density is unbounded there whatever the sampler. Long
+    chains find such spikes (docs/sampling.md: K=4, a chain 400 log-likelihood units
+    above the others, with one component's waiting-time sd at 0 on the 78-minute
+    rows). They are not clusters, and their stacking weight is no measure of anything.
+    """
+    post = idata.posterior
+    if "chol" not in post or "component" not in post["chol"].dims:
+        return
+    chol = post["chol"].transpose("chain", "draw", "component", "feature", "feature_bis").values
+    scale = _data_scale(idata, chol.shape[-1])
+    if scale is None:
+        return
+    # Conditional sds relative to the data's sd, per (chain, component, feature), at the chain's median draw.
+    relative = np.median(np.diagonal(chol, axis1=-2, axis2=-1) / scale, axis=1)
+    collapsed = np.argwhere(relative < COLLAPSED_SD_FRACTION)
+    if collapsed.size == 0:
+        return
+    chains = sorted({int(c) for c, _, _ in collapsed})
+    c, k, j = (int(v) for v in collapsed[np.argmin(relative[tuple(collapsed.T)])])
+    features = [str(f) for f in post["chol"]["feature"].values]
+    weight = float(post["weights"].isel(chain=c, component=k).median()) if "weights" in post else float("nan")
+    mean = (float(post["means"].isel(chain=c, component=k).median("draw").values[j])
+            if "means" in post else float("nan"))
+    found.metrics["collapsed_chains"] = chains
+    found.reasons.append(
+        f"chain{'s' if len(chains) > 1 else ''} {', '.join(map(str, chains))} sit{'' if len(chains) > 1 else 's'} "
+        f"on a collapsed component (chain {c}: a component of weight {weight:.2f} whose sd of {features[j]!r} "
+        f"given the others is {relative[c, k, j]:.1e} of the data's, at {mean:.4g}): rows tied at one value make "
+        "the likelihood unbounded there, an artefact of rounded or repeated values, not a cluster")
+    found.advice.append(f"do not use these chains (idata.sel(chain=...) without {chains}); fit fewer components, or "
+                        "check the data for rounded or repeated values")
+
+
+def _data_scale(idata, n_features: int) -> np.ndarray | None:
+    """Each feature's sd in the training data: from the observed data, else the fit's recorded scale."""
+    observed = idata.get("observed_data")
+    if observed is not None and "obs" in observed and observed["obs"].ndim == 2:
+        scale = np.asarray(observed["obs"].values, dtype=float).std(axis=0)
+    elif "data_scale" in idata.attrs:
+        scale = np.asarray(idata.attrs["data_scale"], dtype=float).ravel()
+    else:
+        return None
+    if scale.shape != (n_features,) or not np.all(np.isfinite(scale) & (scale > 0)):
+        return None
+    return scale
 
 
 def _check_ebfmi(found: _Findings, idata, stats) -> None:

@@ -321,3 +321,39 @@ def test_chain_modes_refuses_what_it_cannot_weigh():
     no_loglik = az.from_dict(posterior={"weights": np.full((2, 50, 2), 0.5)})
     with pytest.raises(ValueError, match="pointwise log-likelihood"):
         chain_modes(no_loglik)
+
+
+def _with_factors(idata, collapsed_chain=None, units=1.0):
+    """Add ``chol`` (data units) and the observed data to a hand-made posterior; one chain's component 1 collapsed."""
+    post = idata.posterior
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    chol = np.ones((n_chains, n_draws, 2, 1, 1)) * units
+    if collapsed_chain is not None:
+        chol[collapsed_chain, :, 1] = 1e-9 * units  # as on Old Faithful's tied waiting times
+    x = np.tile([-units, units], 20)[:, None]  # sd exactly `units`
+    return az.from_dict(
+        posterior={**{k: post[k].values for k in ("weights", "means")}, "chol": chol},
+        observed_data={"obs": x},
+        dims={"weights": ["component"], "means": ["component", "feature"],
+              "chol": ["component", "feature", "feature_bis"], "obs": ["obs_id", "feature"]},
+    )
+
+
+@pytest.mark.parametrize("units", [1e-100, 1.0, 1e100])
+def test_a_chain_on_a_collapsed_component_is_named_first(units):
+    verdict = assess(_with_factors(_posterior(n_chains=3, n_draws=400), collapsed_chain=2, units=units))
+    assert not verdict.reliable and verdict.metrics["collapsed_chains"] == [2]
+    assert verdict.reasons[0].startswith("chain 2 sits on a collapsed component (chain 2: a component of weight 0.60")
+    assert "1.0e-09 of the data's" in verdict.reasons[0] and "not a cluster" in verdict.reasons[0]
+    assert any("idata.sel(chain=...) without [2]" in a for a in verdict.advice)
+    healthy = assess(_with_factors(_posterior(n_chains=3, n_draws=400), units=units))
+    assert "collapsed_chains" not in healthy.metrics and not any("collapsed" in r for r in healthy.reasons)
+
+
+def test_collapse_is_measured_against_the_recorded_scale_without_observed_data():
+    idata = _with_factors(_posterior(n_draws=400), collapsed_chain=0)
+    del idata.observed_data
+    idata.attrs["data_scale"] = [1.0]
+    assert assess(idata).metrics["collapsed_chains"] == [0]
+    idata.attrs["data_scale"] = [float("nan")]  # no usable scale: no judgement rather than a wrong one
+    assert "collapsed_chains" not in assess(idata).metrics
