@@ -80,6 +80,9 @@ def _whiten(X, n, centre, inv_scale, mu, L, inv_diag, k, y):
     return maha
 
 
+# The kernels below call _em_kernels' exp and log. numba's own disk cache checks only the
+# calling function's file, so after editing _em_kernels.py alone, delete
+# bayesgmm/__pycache__/_likelihood.*.nb[ic] (a fresh install has none).
 # Rows per block: the block's transposed rows, whitened residuals and log-densities
 # stay in L1/L2 while every loop over the block's rows vectorises (as in _em_kernels).
 _BLOCK = 128
@@ -198,8 +201,8 @@ def _log_density_rows(log_prob, top, m, start, out, resp):
         elif top[r] == -np.inf:  # zero density under every component
             out[start + r] = -np.inf
             resp[start + r] = 0.0
-        elif top[r] == np.inf:
-            out[start + r] = np.inf
+        elif top[r] == np.inf:  # a degenerate factor: no density to report
+            out[start + r] = np.nan
             resp[start + r] = np.nan
         else:
             total = 0.0
@@ -257,10 +260,12 @@ def _log_likelihood_grad(X, centre, scale, w, mu, params, full, log_p, resp, g):
         _load_standardised(X, start, m, centre, inv_scale, x_t)
         for k in range(K):
             total = 0.0
+            n_weighted = 0
             for r in range(m):
                 weight[r] = g[start + r] * resp[start + r, k]
                 total += weight[r]
-            if total == 0.0:  # no row here belongs to k (nor could its residuals matter)
+                n_weighted += weight[r] != 0.0
+            if n_weighted == 0:  # no row here belongs to k (nor could its residuals matter)
                 continue
             resp_sum[k] += total
             _whiten_block(x_t, m, mu, L, inv_diag, k, y)
@@ -275,7 +280,8 @@ def _log_likelihood_grad(X, centre, scale, w, mu, params, full, log_p, resp, g):
                     v[i, r] *= inv_diag[k, i]
             for i in range(D):
                 for r in range(m):
-                    v[i, r] *= weight[r]  # now r v
+                    # now r v; a row of weight 0 adds 0 even where its residual overflowed (inf * 0)
+                    v[i, r] = v[i, r] * weight[r] if weight[r] != 0.0 else 0.0
                 acc = 0.0
                 for r in range(m):
                     acc += v[i, r]
@@ -283,7 +289,7 @@ def _log_likelihood_grad(X, centre, scale, w, mu, params, full, log_p, resp, g):
                 for j in range(0 if full else i, i + 1):
                     acc = 0.0
                     for r in range(m):
-                        acc += v[i, r] * y[j, r]
+                        acc += v[i, r] * y[j, r] if weight[r] != 0.0 else 0.0
                     grad_L[k, i, j] += acc
     grad_w = np.empty(K)
     grad_params = np.zeros(params.shape)
@@ -406,7 +412,16 @@ def _kernel_source_version() -> int:
 
     from . import _em_kernels
 
-    source = Path(__file__).read_bytes() + Path(_em_kernels.__file__).read_bytes()
+    try:
+        source = Path(__file__).read_bytes() + Path(_em_kernels.__file__).read_bytes()
+    except OSError:  # no source files (e.g. a zipped install): the installed version instead
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            source = version("bayesgmm").encode()
+        except PackageNotFoundError:
+            source = b"unknown"
+
     return int(hashlib.sha256(source).hexdigest()[:15], 16)
 
 

@@ -409,8 +409,8 @@ def _assess_mcmc(idata, n_chains: int, n_draws: int, relabel_draws) -> Verdict:
     found = _Findings({"kind": "mcmc", "n_chains": n_chains, "n_draws": total, "rhat_threshold": RHAT_MAX,
                        "ess_threshold": ESS_MIN, "ebfmi_threshold": EBFMI_MIN})
     stats = idata.get("sample_stats")
+    _check_collapsed_components(found, idata)  # first: it explains divergences and "modes" below
     _check_divergences(found, stats, total, idata.attrs)
-    _check_collapsed_components(found, idata)  # first: it tells what a "mode" below may be
     _check_rhat_ess(found, idata, n_chains, relabel_draws)
     _check_ebfmi(found, idata, stats)
     _note_treedepth(found, stats)
@@ -556,9 +556,12 @@ def _judge_rhat(found: _Findings, rhats: dict, loglik, n_chains: int, labels_ok:
         found.advice.append("if chains settled on different labellings, summarise with bayesgmm.relabel first")
 
 
-#: A component whose Cholesky factor has a diagonal entry (a conditional sd) below this
-#: fraction of the data's sd in that feature, in a chain's median draw, has collapsed.
-COLLAPSED_SD_FRACTION = 1e-3
+#: A component whose Cholesky factor has a diagonal entry (the sd of a feature given the
+#: features before it) below this fraction of the data's own, in a chain's median draw, has
+#: collapsed. Old Faithful's K=4 spike was at 4.1e-14; clusters 1e6 sds apart would be needed
+#: for a real one to come this low.
+COLLAPSED_SD_FRACTION = 1e-6
+_FACTOR_DIMS = ("chain", "draw", "component", "feature", "feature_bis")
 
 
 def _check_collapsed_components(found: _Findings, idata) -> None:
@@ -566,51 +569,67 @@ def _check_collapsed_components(found: _Findings, idata) -> None:
 
     Where several rows share a value (rounded data: Old Faithful's waiting times are
     whole minutes), a component can shrink onto them and the likelihood grows without
-    bound: the posterior's density is unbounded there whatever the sampler. Long
-    chains find such spikes (docs/sampling.md: K=4, a chain 400 log-likelihood units
-    above the others, with one component's waiting-time sd at 0 on the 78-minute
-    rows). They are not clusters, and their stacking weight is no measure of anything.
+    bound: the posterior's density is unbounded there whatever the sampler (docs/model.md,
+    "Tied values"). Long chains find such spikes (docs/sampling.md: K=4, a chain 400
+    log-likelihood units above the others, with one component's waiting-time sd at 0 on
+    the 78-minute rows). They are not clusters, and their stacking weight measures
+    nothing, so this reason comes first.
     """
     post = idata.posterior
-    if "chol" not in post or "component" not in post["chol"].dims:
+    if "chol" not in post or not set(_FACTOR_DIMS) <= set(post["chol"].dims):
         return
-    chol = post["chol"].transpose("chain", "draw", "component", "feature", "feature_bis").values
-    scale = _data_scale(idata, chol.shape[-1])
-    if scale is None:
+    chol = post["chol"].transpose(*_FACTOR_DIMS)
+    reference = _data_factor_diagonal(idata, chol.sizes["feature"])
+    if reference is None:
         return
-    # Conditional sds relative to the data's sd, per (chain, component, feature), at the chain's median draw.
-    relative = np.median(np.diagonal(chol, axis1=-2, axis2=-1) / scale, axis=1)
+    diagonal = np.abs(np.diagonal(chol.values, axis1=-2, axis2=-1))  # (chain, draw, component, feature)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws: not judged
+        relative = np.nanmedian(diagonal / reference, axis=1)
     collapsed = np.argwhere(relative < COLLAPSED_SD_FRACTION)
     if collapsed.size == 0:
         return
-    chains = sorted({int(c) for c, _, _ in collapsed})
+    labels = post["chol"]["chain"].values
+    chains = sorted({labels[c].item() for c, _, _ in collapsed})
     c, k, j = (int(v) for v in collapsed[np.argmin(relative[tuple(collapsed.T)])])
     features = [str(f) for f in post["chol"]["feature"].values]
     weight = float(post["weights"].isel(chain=c, component=k).median()) if "weights" in post else float("nan")
     mean = (float(post["means"].isel(chain=c, component=k).median("draw").values[j])
             if "means" in post else float("nan"))
+    given = " given the features before it" if j > 0 else ""
     found.metrics["collapsed_chains"] = chains
     found.reasons.append(
         f"chain{'s' if len(chains) > 1 else ''} {', '.join(map(str, chains))} sit{'' if len(chains) > 1 else 's'} "
-        f"on a collapsed component (chain {c}: a component of weight {weight:.2f} whose sd of {features[j]!r} "
-        f"given the others is {relative[c, k, j]:.1e} of the data's, at {mean:.4g}): rows tied at one value make "
-        "the likelihood unbounded there, an artefact of rounded or repeated values, not a cluster")
-    found.advice.append(f"do not use these chains (idata.sel(chain=...) without {chains}); fit fewer components, or "
-                        "check the data for rounded or repeated values")
+        f"on a collapsed component (chain {labels[c].item()}: a component of weight {weight:.2f} whose sd of "
+        f"{features[j]!r}{given} is {relative[c, k, j]:.1e} of the data's, at {mean:.4g}): rows tied at one value "
+        "make the likelihood unbounded there: most likely an artefact of rounded or repeated values, not a cluster")
+    found.advice.append(f"leave those chains out (idata.sel(chain=[c for c in idata.posterior.chain.values if c not "
+                        f"in {chains}])); fit fewer components, or check the data for rounded or repeated values")
 
 
-def _data_scale(idata, n_features: int) -> np.ndarray | None:
-    """Each feature's sd in the training data: from the observed data, else the fit's recorded scale."""
+def _data_factor_diagonal(idata, n_features: int) -> np.ndarray | None:
+    """The diagonal of the training data's covariance Cholesky factor (sds given the features before).
+
+    From the observed data (scaled first, so that 1e-200 or 1e200 units neither underflow
+    nor overflow), else the fit's recorded per-feature scale; None if neither is usable.
+    """
     observed = idata.get("observed_data")
     if observed is not None and "obs" in observed and observed["obs"].ndim == 2:
-        scale = np.asarray(observed["obs"].values, dtype=float).std(axis=0)
-    elif "data_scale" in idata.attrs:
+        x = np.asarray(observed["obs"].values, dtype=float)
+        if x.shape[1] == n_features and x.shape[0] > n_features and np.all(np.isfinite(x)):
+            unit = np.abs(x).max(axis=0)
+            if np.all(unit > 0):
+                try:
+                    return unit * np.diag(np.linalg.cholesky(np.atleast_2d(np.cov(x / unit, rowvar=False))))
+                except np.linalg.LinAlgError:  # collinear features: their sds alone
+                    scale = unit * (x / unit).std(axis=0)
+                    if np.all(scale > 0):
+                        return scale
+    if "data_scale" in idata.attrs:
         scale = np.asarray(idata.attrs["data_scale"], dtype=float).ravel()
-    else:
-        return None
-    if scale.shape != (n_features,) or not np.all(np.isfinite(scale) & (scale > 0)):
-        return None
-    return scale
+        if scale.shape == (n_features,) and np.all(np.isfinite(scale) & (scale > 0)):
+            return scale
+    return None
 
 
 def _check_ebfmi(found: _Findings, idata, stats) -> None:

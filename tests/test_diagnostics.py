@@ -341,13 +341,31 @@ def _with_factors(idata, collapsed_chain=None, units=1.0):
 
 @pytest.mark.parametrize("units", [1e-100, 1.0, 1e100])
 def test_a_chain_on_a_collapsed_component_is_named_first(units):
-    verdict = assess(_with_factors(_posterior(n_chains=3, n_draws=400), collapsed_chain=2, units=units))
+    idata = _with_factors(_posterior(n_chains=3, n_draws=400), collapsed_chain=2, units=units)
+    idata.add_groups(sample_stats={"diverging": np.eye(3, 400, dtype=bool)})  # 3 divergences: still second
+    verdict = assess(idata)
     assert not verdict.reliable and verdict.metrics["collapsed_chains"] == [2]
     assert verdict.reasons[0].startswith("chain 2 sits on a collapsed component (chain 2: a component of weight 0.60")
-    assert "1.0e-09 of the data's" in verdict.reasons[0] and "not a cluster" in verdict.reasons[0]
-    assert any("idata.sel(chain=...) without [2]" in a for a in verdict.advice)
+    assert "9.9e-10 of the data's" in verdict.reasons[0] and "not a cluster" in verdict.reasons[0]
+    assert verdict.reasons[1].startswith("3 divergent transitions")
+    advice = next(a for a in verdict.advice if a.startswith("leave those chains out"))
+    kept = eval(advice.split("(", 1)[1].split("); ")[0], {"idata": idata})  # the advice runs as written
+    assert kept.posterior.chain.values.tolist() == [0, 1]
     healthy = assess(_with_factors(_posterior(n_chains=3, n_draws=400), units=units))
     assert "collapsed_chains" not in healthy.metrics and not any("collapsed" in r for r in healthy.reasons)
+
+
+def test_collapsed_chains_are_named_by_their_label_not_their_position():
+    idata = _with_factors(_posterior(n_chains=4, n_draws=400), collapsed_chain=3).sel(chain=[1, 3])
+    verdict = assess(idata)
+    assert verdict.metrics["collapsed_chains"] == [3] and verdict.reasons[0].startswith("chain 3 sits")
+
+
+def test_a_tight_but_real_cluster_is_not_called_collapsed():
+    # Two clusters of sd 1 placed 1e4 apart: a component sd of 2e-4 of the data's, which is real.
+    idata = _with_factors(_posterior(n_chains=2, n_draws=400))
+    idata.posterior["chol"] = idata.posterior["chol"] * 2e-4
+    assert "collapsed_chains" not in assess(idata).metrics
 
 
 def test_collapse_is_measured_against_the_recorded_scale_without_observed_data():

@@ -9,7 +9,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from bayesgmm import BayesianGMM
-from bayesgmm._likelihood import MixtureLogLike
+from bayesgmm._likelihood import MixtureLogLike, _log_likelihood, _log_likelihood_grad
 from bayesgmm.datasets import make_mixture
 from bayesgmm.density import pointwise_log_likelihood
 
@@ -130,19 +130,42 @@ def test_degenerate_factor_gives_minus_inf_not_an_exception(n_rows):
 
 
 def test_a_row_with_zero_density_is_minus_inf_and_its_block_neighbours_exact():
-    # Every component's weight but one is 0 and that one's factor is singular in the
-    # first feature: rows off its line have zero density, in the middle of a block
-    # whose other rows go through the vectorised path's row-by-row fallback.
+    # Both factors singular in the first feature: the rows on its line x0 = 0 have a huge but
+    # finite density, row 57 (off the line) zero density. Its block takes the row-by-row path.
     X = np.zeros((200, 2))
     X[:, 1] = np.linspace(-1, 1, 200)
-    X[57, 0] = 1.0  # off the line
-    params = np.array([[1e-300, 0.0, 1.0], [1.0, 0.0, 1.0]])
-    log_p, resp = (o.eval() for o in MixtureLogLike(True)(X, np.zeros(2), np.ones(2), [0.0, 1.0],
+    X[57, 0] = 1.0
+    params = np.array([[1e-300, 0.0, 1.0], [1e-300, 0.0, 1.0]])
+    log_p, resp = (o.eval() for o in MixtureLogLike(True)(X, np.zeros(2), np.ones(2), [0.5, 0.5],
                                                           np.zeros((2, 2)), params))
-    expected = multivariate_normal(np.zeros(2), np.eye(2)).logpdf(X)
+    expected = -np.log(2 * np.pi) - np.log(1e-300) - 0.5 * X[:, 1] ** 2
+    assert log_p[57] == -np.inf and np.all(resp[57] == 0.0)
     np.testing.assert_allclose(np.delete(log_p, 57), np.delete(expected, 57), rtol=1e-12)
-    np.testing.assert_allclose(np.delete(resp, 57, axis=0), [[0.0, 1.0]] * 199)
-    assert log_p[57] == pytest.approx(expected[57], rel=1e-12)
+    np.testing.assert_allclose(np.delete(resp, 57, axis=0), 0.5)
+
+
+def test_gradient_of_rows_whose_weights_cancel_is_not_dropped():
+    # A general output gradient can cancel over a block (here 1 - 1): the rows still count.
+    X = np.array([[0.5], [-1.5]])
+    w, mu, params = np.array([1.0]), np.zeros((1, 1)), np.ones((1, 1))
+    log_p, resp = _log_likelihood(X, np.zeros(1), np.ones(1), w, mu, params, False)
+    _, grad_mu, grad_sd = _log_likelihood_grad(X, np.zeros(1), np.ones(1), w, mu, params, False, log_p, resp,
+                                               np.array([1.0, -1.0]))
+    # d/dmu of log N(0.5) - log N(-1.5) = 0.5 - (-1.5); d/dsd = (0.25 - 1) - (2.25 - 1)
+    np.testing.assert_allclose(grad_mu, [[2.0]])
+    np.testing.assert_allclose(grad_sd, [[-2.0]])
+
+
+def test_a_row_of_responsibility_zero_cannot_make_the_gradient_nan():
+    # Component 1's sd is 1e-160: row 1 (x = 1) is 1e160 sds from it (its residual's square
+    # overflows), but that row's responsibility there is 0 and must add exactly 0.
+    X = np.array([[0.0], [1.0]])
+    w, mu, params = np.array([0.5, 0.5]), np.zeros((2, 1)), np.array([[1.0], [1e-160]])
+    log_p, resp = _log_likelihood(X, np.zeros(1), np.ones(1), w, mu, params, False)
+    assert np.all(np.isfinite(log_p)) and resp[1, 1] == 0.0
+    grads = _log_likelihood_grad(X, np.zeros(1), np.ones(1), w, mu, params, False, log_p, resp, np.ones(2))
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    np.testing.assert_allclose(grads[1], [[1.0], [0.0]])
 
 
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
