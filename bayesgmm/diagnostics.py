@@ -270,11 +270,16 @@ def chain_modes(idata) -> xr.Dataset:
                          "(or keep the observed_data group).")
     values = pointwise.transpose("chain", "draw", ...).values.reshape(n_chains, pointwise.sizes["draw"], -1)
     total = values.sum(axis=2)
+    # Stacking exponentiates the pointwise values, and a density in data units carries
+    # -log(units) per feature (about +460 per feature at 1e-100 units): centred per point,
+    # which leaves the stacking weights unchanged, they neither overflow nor underflow.
+    top = values.max(axis=(0, 1), keepdims=True)
+    centred = values - np.where(np.isfinite(top), top, 0.0)
     with warnings.catch_warnings():
         # PSIS on one chain may warn about Pareto k; the weights are still the stacking weights.
         warnings.simplefilter("ignore")
         elpd = {c: az.loo(az.from_dict(posterior={"_": np.zeros((1, values.shape[1]))},
-                                       log_likelihood={"obs": values[c][None]}), pointwise=True)
+                                       log_likelihood={"obs": centred[c][None]}), pointwise=True)
                 for c in range(n_chains)}
         weights = az.compare(elpd, method="stacking")["weight"].reindex(range(n_chains)).to_numpy(float)
         parent = list(range(n_chains))

@@ -313,6 +313,19 @@ def test_chains_in_different_modes_are_grouped_and_weighted_by_stacking():
     assert chain_modes(_posterior(n_chains=4)).attrs["n_modes"] == 1
 
 
+@pytest.mark.parametrize("shift", [-1000.0, 1000.0])
+def test_stacking_weights_do_not_depend_on_the_units(shift):
+    # Data in other units shift every pointwise log-density by -D log(units) (about +460 per
+    # feature at 1e-100): the weights once went to 1/4 each, from exp overflowing.
+    from bayesgmm.diagnostics import chain_modes
+
+    idata = _posterior(n_chains=4, stuck=True)
+    reference = chain_modes(idata)["stacking_weight"].values
+    idata.log_likelihood["obs"] = idata.log_likelihood["obs"] + shift
+    np.testing.assert_allclose(chain_modes(idata)["stacking_weight"].values, reference, atol=1e-6)
+    assert reference[1] < 0.01
+
+
 def test_chain_modes_refuses_what_it_cannot_weigh():
     from bayesgmm.diagnostics import chain_modes
 
