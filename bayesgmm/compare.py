@@ -272,6 +272,7 @@ def _loo_table(idatas: dict, em: ModelSelection, covariance_type: str) -> pd.Dat
         # ArviZ 0.23's own call of a pandas API deprecated in pandas 3.1; nothing a caller can change.
         warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values")
         table = az.compare(dict(idatas), ic="loo")
+        table["weight"] = az.compare(_centred_log_likelihoods(idatas), ic="loo")["weight"].reindex(table.index)
     table.index = pd.Index([int(k) for k in table.index], name="K")
     em_table = em.table[em.table["covariance_type"] == covariance_type].set_index("n_components")
     table["n_components"] = table.index.to_numpy()
@@ -279,6 +280,24 @@ def _loo_table(idatas: dict, em: ModelSelection, covariance_type: str) -> pd.Dat
     table["em_icl"] = table["n_components"].map(em_table["icl"])
     table["em_bic_rank"] = table["em_bic"].rank(method="min").astype("Int64")
     return table
+
+
+def _centred_log_likelihoods(idatas: dict) -> dict:
+    """Each fit's pointwise log-likelihood less, per point, its largest value over all fits and draws.
+
+    Stacking weights exponentiate the pointwise values; in data units a density carries
+    -log(units) per feature (about +460 per feature at 1e-100 units), and ArviZ's weights
+    then came out equal for every K. The same shift for every fit leaves the weights as
+    they are and keeps the values near 0; the table's elpd columns stay in data units.
+    """
+    import arviz as az
+
+    values = {k: idata.log_likelihood["obs"].transpose("chain", "draw", ...).values for k, idata in idatas.items()}
+    flat = {k: v.reshape(v.shape[0], v.shape[1], -1) for k, v in values.items()}
+    top = np.max([v.max(axis=(0, 1)) for v in flat.values()], axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return {k: az.from_dict(posterior={"_": np.zeros(v.shape[:2])}, log_likelihood={"obs": v - top})
+            for k, v in flat.items()}
 
 
 def check_ks(n_components, n_samples: int | None) -> list[int]:

@@ -1,5 +1,6 @@
 import warnings
 
+import numpy as np
 import pytest
 
 from bayesgmm import BayesianGMM, GaussianMixtureEM, compare_fits, compare_k, em_to_idata
@@ -61,3 +62,25 @@ def test_compare_k_table_shape_small():
     assert list(sorted(result.table["n_components"])) == [1, 2]
     assert result.best_bic == 2
     assert result.best_loo == 2
+
+
+@pytest.mark.parametrize("shift", [-1000.0, 1000.0])
+def test_compare_k_stacking_weights_do_not_depend_on_the_units(shift):
+    # In data units every pointwise log-density carries -D log(units): at 1e-100 units
+    # ArviZ's stacking weights overflowed to equal weights for every K.
+    import arviz as az
+
+    from bayesgmm.compare import _centred_log_likelihoods
+
+    rng = np.random.default_rng(0)
+    better = rng.normal(-1.0, 0.3, (2, 200, 30))
+    worse = better - rng.uniform(0, 0.5, 30)
+
+    def fits(offset):
+        return {k: az.from_dict(posterior={"x": np.zeros((2, 200))}, log_likelihood={"obs": ll + offset})
+                for k, ll in ((2, better), (3, worse))}
+
+    reference = az.compare(fits(0.0), ic="loo")["weight"]
+    weights = az.compare(_centred_log_likelihoods(fits(shift)), ic="loo")["weight"]
+    np.testing.assert_allclose(weights.sort_index().to_numpy(), reference.sort_index().to_numpy(), atol=1e-6)
+    assert reference[2] > 0.99
