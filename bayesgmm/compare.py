@@ -283,21 +283,17 @@ def _loo_table(idatas: dict, em: ModelSelection, covariance_type: str) -> pd.Dat
 
 
 def _centred_log_likelihoods(idatas: dict) -> dict:
-    """Each fit's pointwise log-likelihood less, per point, its largest value over all fits and draws.
+    """Each fit's pointwise log-likelihood, centred per point over all fits, for stacking weights.
 
-    Stacking weights exponentiate the pointwise values; in data units a density carries
-    -log(units) per feature (about +460 per feature at 1e-100 units), and ArviZ's weights
-    then came out equal for every K. The same shift for every fit leaves the weights as
-    they are and keeps the values near 0; the table's elpd columns stay in data units.
+    The table's elpd columns stay in data units; only its ``weight`` column comes from these
+    (see :func:`bayesgmm.diagnostics.centre_per_point`).
     """
-    import arviz as az
+    from .diagnostics import centre_per_point
 
-    values = {k: idata.log_likelihood["obs"].transpose("chain", "draw", ...).values for k, idata in idatas.items()}
-    flat = {k: v.reshape(v.shape[0], v.shape[1], -1) for k, v in values.items()}
-    top = np.max([v.max(axis=(0, 1)) for v in flat.values()], axis=0)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return {k: az.from_dict(posterior={"_": np.zeros(v.shape[:2])}, log_likelihood={"obs": v - top})
-            for k, v in flat.items()}
+    values = [idata.log_likelihood["obs"].transpose("chain", "draw", ...).values for idata in idatas.values()]
+    centred = centre_per_point([v.reshape(v.shape[0], v.shape[1], -1) for v in values])
+    return {k: az.from_dict(posterior={"_": np.zeros(v.shape[:2])}, log_likelihood={"obs": v})
+            for k, v in zip(idatas, centred)}
 
 
 def check_ks(n_components, n_samples: int | None) -> list[int]:

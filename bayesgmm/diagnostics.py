@@ -270,16 +270,12 @@ def chain_modes(idata) -> xr.Dataset:
                          "(or keep the observed_data group).")
     values = pointwise.transpose("chain", "draw", ...).values.reshape(n_chains, pointwise.sizes["draw"], -1)
     total = values.sum(axis=2)
-    # Stacking exponentiates the pointwise values, and a density in data units carries
-    # -log(units) per feature (about +460 per feature at 1e-100 units): centred per point,
-    # which leaves the stacking weights unchanged, they neither overflow nor underflow.
-    top = values.max(axis=(0, 1), keepdims=True)
-    centred = values - np.where(np.isfinite(top), top, 0.0)
+    centred = centre_per_point([values[c][None] for c in range(n_chains)])
     with warnings.catch_warnings():
         # PSIS on one chain may warn about Pareto k; the weights are still the stacking weights.
         warnings.simplefilter("ignore")
         elpd = {c: az.loo(az.from_dict(posterior={"_": np.zeros((1, values.shape[1]))},
-                                       log_likelihood={"obs": centred[c][None]}), pointwise=True)
+                                       log_likelihood={"obs": centred[c]}), pointwise=True)
                 for c in range(n_chains)}
         weights = az.compare(elpd, method="stacking")["weight"].reindex(range(n_chains)).to_numpy(float)
         parent = list(range(n_chains))
@@ -299,6 +295,19 @@ def chain_modes(idata) -> xr.Dataset:
         coords={"chain": idata.posterior.chain.values},
         attrs={"n_modes": len(groups), "method": "stacking of chains (Yao, Vehtari & Gelman 2022)"},
     )
+
+
+def centre_per_point(pointwise: list[np.ndarray]) -> list[np.ndarray]:
+    """Pointwise log-likelihoods (chain, draw, point) less, per point, their largest value over all of them.
+
+    Stacking (ArviZ's ``az.compare``) exponentiates the pointwise values, and a density
+    in data units carries -log(units) per feature (about +460 per feature at 1e-100
+    units): the weights then overflowed to equal ones. The same shift for every array
+    leaves the stacking weights as they are.
+    """
+    top = np.max([np.max(v, axis=(0, 1)) for v in pointwise], axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return [v - top for v in pointwise]
 
 
 def _root(parent: list, i: int) -> int:
