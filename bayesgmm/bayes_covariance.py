@@ -46,7 +46,7 @@ import numpy as np
 
 from ._lkj import draw_packed, identity_packed, unpack_cholesky
 
-__all__ = ["BayesCovariance", "FullBayesCovariance", "DiagBayesCovariance", "TiedBayesCovariance",
+__all__ = ["add_noise", "BayesCovariance", "FullBayesCovariance", "DiagBayesCovariance", "TiedBayesCovariance",
            "SphericalBayesCovariance", "BAYES_COVARIANCE_TYPES", "get_bayes_covariance"]
 
 #: Relative per-chain jitter of the covariance latents (positive entries stay positive).
@@ -91,6 +91,40 @@ class BayesCovariance(ABC):
     def draw_prior(self, rng: np.random.Generator, priors, n_components: int, n_features: int) -> np.ndarray:
         """One draw from the prior as Cholesky factors (K, D, D)."""
 
+    def with_noise(self, params, noise_variance, n_components: int, n_features: int, likelihood: str = "kernel"):
+        """The symbolic (K, P) likelihood parameters of ``Sigma_k + diag(noise_variance)``.
+
+        ``noise_variance`` (D,) is the rounding error's variance (standardised scale).
+        ``likelihood="kernel"`` refactors with a compiled Op
+        (:class:`bayesgmm._likelihood.NoisyFactor`), ``"graph"`` with PyTensor's
+        Cholesky (which the JAX backend compiles).
+        """
+        import pytensor.tensor as pt
+
+        if not self.kernel_full:
+            return pt.sqrt(pt.square(params) + noise_variance[None, :])
+        if likelihood == "kernel":
+            from ._likelihood import NoisyFactor
+
+            return NoisyFactor()(params, noise_variance)
+        rows, cols = np.tril_indices(n_features)
+        factor = pt.zeros((n_components, n_features, n_features))[:, rows, cols].set(params)
+        covariance = factor @ pt.swapaxes(factor, -1, -2) + pt.diag(noise_variance)[None]
+        return pt.linalg.cholesky(covariance)[:, rows, cols]
+
+    def start_without_noise(self, covariances: np.ndarray, weights: np.ndarray,
+                            noise_variance: np.ndarray) -> np.ndarray:
+        """:meth:`start` at ``covariances`` less the rounding error (each variance kept >= 1/4 of its own).
+
+        A start given as observed-value covariances (an EM fit's) is ``Sigma_k +
+        diag(noise_variance)`` in the model; the cap keeps every matrix positive definite.
+        """
+        covariances = np.array(covariances, dtype=float)
+        diagonal = np.diagonal(covariances, axis1=-2, axis2=-1)
+        reduced = np.maximum(diagonal - noise_variance, diagonal / 4)
+        shrink = np.sqrt(reduced / diagonal)
+        return self.start(covariances * shrink[..., :, None] * shrink[..., None, :], weights)
+
     def jitter(self, value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A slightly perturbed start (each entry times exp(N(0, 0.05^2)): positive stays positive)."""
         value = np.asarray(value, dtype=float)
@@ -98,6 +132,14 @@ class BayesCovariance(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def add_noise(chol: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
+    """Cholesky factors (..., K, D, D) of ``L L' + diag(noise_variance)``: the observed values' covariances."""
+    noise_variance = np.asarray(noise_variance, dtype=float)
+    if not np.any(noise_variance > 0):
+        return chol
+    return np.linalg.cholesky(chol @ np.swapaxes(chol, -1, -2) + np.diag(noise_variance))
 
 
 # --------------------------------------------------------------- LKJ-Cholesky

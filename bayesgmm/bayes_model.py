@@ -13,7 +13,10 @@ import numpy as np
 from ._validation import check_integer_param, check_option
 from .pipeline import ModelSpec, PreparedData
 
-__all__ = ["declare_model", "LIKELIHOODS"]
+__all__ = ["declare_model", "LIKELIHOODS", "NOISE_VARIANCE"]
+
+#: Name of the ``pm.Data`` holding the rounding error's variance per feature (standardised scale).
+NOISE_VARIANCE = "noise_variance_z"
 
 #: How the observed variable's log-density is written (see :func:`declare_model`).
 LIKELIHOODS = ("kernel", "graph")
@@ -70,6 +73,9 @@ def declare_model(spec: ModelSpec, data: PreparedData, *, batch_size: int | None
         weights = pm.Dirichlet("weights", a=spec.priors.alpha_vector(K), dims="component")
         means_z = _declare_means(spec.priors, K, names, order_feature)
         params = covariance.kernel_params(covariance.declare(spec.priors, K, D), K, D)
+        if data.rounded:  # the observed values' covariances: Sigma_k + diag(h^2 / 12)
+            noise = pm.Data(NOISE_VARIANCE, data.noise_variance_z, dims="feature")
+            params = covariance.with_noise(params, noise, K, D, likelihood)
         pm.CustomDist(
             "obs", weights, means_z, params, logp=_mixture_logp(K, D, covariance.kernel_full, likelihood),
             observed=observed, dims=None if batch_size is not None else ("obs_id", "feature"),

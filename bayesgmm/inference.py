@@ -25,7 +25,8 @@ import xarray as xr
 from sklearn.exceptions import ConvergenceWarning
 
 from ._posterior import parameters_dataset
-from .bayes_model import declare_model
+from .bayes_covariance import add_noise
+from .bayes_model import NOISE_VARIANCE, declare_model
 from .density import pointwise_log_likelihood
 from .em import DegenerateFitWarning, GaussianMixtureEM
 from .fit_settings import NUTS_STEP_OPTIONS, SAMPLERS
@@ -69,7 +70,7 @@ def em_start(spec: ModelSpec, data: PreparedData, random_seed) -> tuple[dict, Ga
         em = GaussianMixtureEM(spec.n_components, covariance_type=spec.covariance.name, n_init=3, tol=1e-6,
                                max_iter=500, random_state=random_seed).fit(data.Z)
     cov_z = np.asarray(em.full_covariances_, dtype=float)
-    return _initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float), np.asarray(em.means_, dtype=float),
+    return _initvals_at(spec, data, np.asarray(em.weights_, dtype=float), np.asarray(em.means_, dtype=float),
                         cov_z), em
 
 
@@ -92,12 +93,18 @@ def fitted_em_start(spec: ModelSpec, em: GaussianMixtureEM, data: PreparedData) 
                          f"{list(data.names)}.")
     means_z = (np.asarray(em.means_, dtype=float) - data.centre) / data.scale
     cov_z = np.asarray(em.full_covariances_, dtype=float) / np.outer(data.scale, data.scale)
-    return _initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float), means_z, cov_z)
+    return _initvals_at(spec, data, np.asarray(em.weights_, dtype=float), means_z, cov_z)
 
 
-def _initvals_at(spec: ModelSpec, names: list, weights: np.ndarray, means_z: np.ndarray, cov_z: np.ndarray) -> dict:
-    """The free variables' values at a mixture given on the standardised scale (covariances (K, D, D))."""
+def _initvals_at(spec: ModelSpec, data: PreparedData, weights: np.ndarray, means_z: np.ndarray,
+                 cov_z: np.ndarray) -> dict:
+    """The free variables' values at a mixture given on the standardised scale (covariances (K, D, D)).
+
+    The covariances are the observed values' (an EM fit's): the rounding error is
+    taken out of them for the latent covariances.
+    """
     K, D = means_z.shape
+    names = data.names
     order_feature = spec.order_feature(names)
     # Components in a canonical order (by the ordered feature's mean, else by the
     # first feature's and so on): EM's restarts can tie up to rounding with their
@@ -118,7 +125,7 @@ def _initvals_at(spec: ModelSpec, names: list, weights: np.ndarray, means_z: np.
             if j == order_feature:  # the ordered transform needs strictly increasing values
                 column = column + np.arange(K) * 1e-6
             initvals[key] = column
-    initvals[spec.covariance.latent] = spec.covariance.start(cov_z, weights)
+    initvals[spec.covariance.latent] = spec.covariance.start_without_noise(cov_z, weights, data.noise_variance_z)
     if not all(np.all(np.isfinite(v)) for v in initvals.values()):
         raise ValueError("the EM solution has non-finite parameters")
     return initvals
@@ -148,7 +155,7 @@ def dispersed_starts(spec: ModelSpec, data: PreparedData, best: dict, chains: in
                 if em.degenerate_:
                     starts.append(best)
                     continue
-                starts.append(_initvals_at(spec, data.names, np.asarray(em.weights_, dtype=float),
+                starts.append(_initvals_at(spec, data, np.asarray(em.weights_, dtype=float),
                                            np.asarray(em.means_, dtype=float),
                                            np.asarray(em.full_covariances_, dtype=float)))
             except (ValueError, FloatingPointError, np.linalg.LinAlgError):
@@ -391,7 +398,9 @@ def pymc_nuts_step(spec: ModelSpec, model, n_features: int, adaptation: str, ran
     from ._compile_cache import cache_key, logp_dlogp_function
 
     start = model.initial_point()  # transformed; cheap because every start value is set
-    func = logp_dlogp_function(model, cache_key(spec.config, n_features), start)
+    # The rounding error's variance is data (a pm.Data), but whether it is in the graph is structure.
+    structure = {**spec.config, "rounded": NOISE_VARIANCE in model.named_vars}
+    func = logp_dlogp_function(model, cache_key(structure, n_features), start)
     # NUTS always passes one float64 vector: skip PyTensor's per-call input checks. PyMC's
     # ValueGradFunction exposes its compiled function only as _pytensor_function (PyMC 5.28
     # has no public accessor), hence this one reach into a third-party private attribute.
@@ -638,7 +647,8 @@ def finalize(spec: ModelSpec, idata, data: PreparedData, log_likelihood: bool | 
     post = idata.posterior
     (N, D), K = data.X.shape, spec.n_components
     weights, means_z = post["weights"].values, post["means_z"].values
-    chol_z = spec.covariance.cholesky(post[spec.covariance.latent].values, K, D)
+    # The observed values' covariances: the latent ones plus the rounding error.
+    chol_z = add_noise(spec.covariance.cholesky(post[spec.covariance.latent].values, K, D), data.noise_variance_z)
     parameters = parameters_dataset(weights, means_z, chol_z, data.names, centre=data.centre, scale=data.scale,
                                     correlations=spec.covariance.correlated, chain=post.chain.values,
                                     draw=post.draw.values)
@@ -664,6 +674,8 @@ def finalize(spec: ModelSpec, idata, data: PreparedData, log_likelihood: bool | 
     result = az.InferenceData(**groups)
     result.attrs.update({k: idata.attrs[k] for k in _RETRY_ATTRS if k in idata.attrs})
     result.attrs.update(data_centre=[float(v) for v in data.centre], data_scale=[float(v) for v in data.scale],
+                        data_rounding=[float(v) for v in (data.rounding if data.rounding is not None else
+                                                          np.zeros(D))],
                         covariance_type=spec.covariance.name, n_components=K)
     return result
 

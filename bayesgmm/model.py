@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_integer_param, check_n_components, check_option
-from .bayes_covariance import BAYES_COVARIANCE_TYPES, get_bayes_covariance
+from .bayes_covariance import BAYES_COVARIANCE_TYPES, add_noise, get_bayes_covariance
 from .cost import CostEstimate, ExpensiveFitWarning, estimate_cost
 from .fit_settings import FIT_DEFAULTS, check_random_seed, fit_settings
 from .pipeline import ModelSpec, PreparedData, prepare_data
@@ -52,9 +52,13 @@ class BayesianGMM(PosteriorPredictionMixin):
             \quad (\text{i.e. } \mathcal{N}(c_j, (\text{mean\_scale}\cdot s_j)^2) \text{ in data units}) \\
         \sigma &\sim \text{sd\_dist}(\text{sd\_scale}) \quad \text{(default HalfNormal)},
             \qquad \Omega \sim \mathrm{LKJ}(\eta) \\
-        p(z_n) &= \textstyle\sum_k w_k\, \mathcal{N}(z_n \mid \mu_k, \Sigma_k)
+        p(z_n) &= \textstyle\sum_k w_k\, \mathcal{N}(z_n \mid \mu_k, \Sigma_k + \mathrm{diag}(h_z^2 / 12))
 
-    with, by ``covariance_type``:
+    where :math:`h_z = h / s` is the step each feature was recorded to
+    (``priors["rounding"]``; by default the median spacing of a feature's distinct
+    values where it has tied values, else 0): rounding adds an error of variance
+    :math:`h^2/12`, and without it tied values make the posterior improper. With,
+    by ``covariance_type``:
 
     * ``"full"``: :math:`\Sigma_k = \mathrm{diag}(\sigma_k)\,\Omega_k\,\mathrm{diag}(\sigma_k)`,
       one :math:`\sigma_k \in \mathbb{R}^D` and one :math:`\Omega_k` per component;
@@ -233,7 +237,9 @@ class BayesianGMM(PosteriorPredictionMixin):
         ``w ~ Dirichlet(alpha)``, ``mu_z[k, j] ~ N(0, mean_scale^2)``, the
         covariances from their prior (the covariance type's strategy object),
         each row's component ``~ Categorical(w)`` and its value
-        ``~ N(mu_z[k], Sigma_z[k])``; then ``x = location + scale * z``. With
+        ``~ N(mu_z[k], Sigma_z[k] + diag(h_z^2 / 12))`` (``h_z`` the fixed
+        ``rounding`` over ``scale``; 0 with ``"auto"``, whose data are
+        continuous); then ``x = location + scale * z``. With
         ``ordered``, the components are sorted by their mean along that feature
         (the ordered prior is that of sorted draws). (Long only for its docstring.)
 
@@ -252,7 +258,8 @@ class BayesianGMM(PosteriorPredictionMixin):
         dict
             ``"X"`` (n_samples, n_features) and ``"labels"`` (n_samples,), the
             component of each row; the parameters drawn, in the data's units:
-            ``"weights"`` (K,), ``"means"`` (K, D), ``"covariances"`` (K, D, D).
+            ``"weights"`` (K,), ``"means"`` (K, D), ``"covariances"`` (K, D, D)
+            (the observed values', rounding error included, as a fit reports them).
 
         Raises
         ------
@@ -280,6 +287,9 @@ class BayesianGMM(PosteriorPredictionMixin):
         if order_feature is not None:  # components are exchangeable: sorting gives the ordered prior
             order = np.argsort(means_z[:, order_feature], kind="stable")
             weights, means_z, chol_z = weights[order], means_z[order], chol_z[order]
+        rounding = priors.rounding_vector(D)
+        if rounding is not None:  # the observed values carry the rounding error: Sigma_k + diag(h^2 / 12)
+            chol_z = add_noise(chol_z, (rounding / scale) ** 2 / 12.0)
         labels = rng.choice(K, size=n_samples, p=weights / weights.sum())
         noise = rng.standard_normal((n_samples, D))
         Z = means_z[labels] + np.einsum("nde,ne->nd", chol_z[labels], noise)

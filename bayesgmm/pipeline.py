@@ -31,7 +31,7 @@ from .bayes_covariance import BayesCovariance
 from .priors import Priors
 from .scaling import FeatureScaling
 
-__all__ = ["PreparedData", "ModelSpec", "prepare_data", "as_matrix"]
+__all__ = ["PreparedData", "ModelSpec", "prepare_data", "as_matrix", "recording_resolution"]
 
 #: Data whose mean lies more than this many prior scales from a fixed ``priors.location``, or
 #: whose sd differs from a fixed ``priors.scale`` by more than this factor, get a warning.
@@ -50,6 +50,20 @@ class PreparedData(NamedTuple):
     names: list
     centre: np.ndarray
     scale: np.ndarray
+    #: Per feature, the step (data units) the values were recorded to; 0 where exact.
+    rounding: np.ndarray | None = None
+
+    @property
+    def noise_variance_z(self) -> np.ndarray:
+        """The rounding error's variance ``(h / s)**2 / 12`` per feature, on the standardised scale."""
+        if self.rounding is None:
+            return np.zeros(len(self.names))
+        return (np.asarray(self.rounding, dtype=float) / self.scale) ** 2 / 12.0
+
+    @property
+    def rounded(self) -> bool:
+        """True when some feature carries a rounding error (the model then adds it to every covariance)."""
+        return bool(np.any(self.noise_variance_z > 0))
 
     @property
     def scaling(self) -> dict:
@@ -130,7 +144,43 @@ def prepare_data(X, *, n_components: int = 1, priors: Priors | None = None) -> P
                              "priors['scale'] (values out of range); check that they are in X's units.")
         # Not reached with the data's own scaling: FeatureScaling's limits rule it out.
         raise ValueError("X cannot be standardised in float64 (values out of range); rescale its columns.")
-    return PreparedData(X, Z, names, np.asarray(scaling.centre, dtype=float), np.asarray(scaling.scale, dtype=float))
+    rounding = priors.rounding_vector(X.shape[1])
+    if rounding is None:
+        rounding = recording_resolution(X)
+    return PreparedData(X, Z, names, np.asarray(scaling.centre, dtype=float), np.asarray(scaling.scale, dtype=float),
+                        rounding)
+
+
+def recording_resolution(X) -> np.ndarray:
+    """Per feature, the step its values look recorded to: what ``priors["rounding"] = "auto"`` uses.
+
+    A feature whose values are all distinct gets 0: no component can collapse onto
+    one of its values. A feature with tied values gets the median spacing between
+    its distinct values (the grid step for values rounded to a grid, e.g. 1 for
+    whole minutes, robust to a few finer gaps where the grid is irregular). It
+    scales with the data, so the model does not depend on the units.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Finite values.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> recording_resolution(np.array([[1.0, 0.5], [2.0, 0.25], [2.0, 0.75], [3.0, 0.125]])).tolist()
+    [1.0, 0.0]
+    """
+    X = np.asarray(X, dtype=float)
+    out = np.zeros(X.shape[1])
+    for j in range(X.shape[1]):
+        distinct = np.unique(X[:, j])
+        if 1 < distinct.size < X.shape[0]:
+            out[j] = float(np.median(np.diff(distinct)))
+    return out
 
 
 def _prior_scaling(priors: Priors, data_scaling: FeatureScaling, names: list[str]) -> FeatureScaling:

@@ -57,6 +57,17 @@ class Priors:
     scale : float or sequence of float, optional
         ``s`` (finite, > 0), in the data's units: one value for every feature or one
         per feature. None (default): the training data's standard deviation.
+    rounding : "auto", float or sequence of float, default="auto"
+        Not a prior on a parameter but a fixed part of the data model: the step
+        ``h_j >= 0`` (data units) to which feature ``j`` was recorded. Values
+        rounded to a grid of step ``h`` carry a rounding error of variance
+        ``h**2 / 12``, which is added to every component's covariance
+        (``Sigma_k + diag(h**2 / 12)``: the observed values' covariance, which the
+        fit reports). Without it, rows tied at one value make the likelihood
+        unbounded and the posterior improper (see the model docs). ``0`` means
+        recorded exactly. ``"auto"``: for each feature with tied values, the
+        median spacing between its distinct values; 0 for a feature without ties.
+        For a generative model give numbers (``"auto"`` looks at the data).
 
     Notes
     -----
@@ -86,6 +97,7 @@ class Priors:
     sd_dist: str = "halfnormal"
     location: float | tuple[float, ...] | None = None
     scale: float | tuple[float, ...] | None = None
+    rounding: str | float | tuple[float, ...] = "auto"
 
     def __post_init__(self):
         if not isinstance(self.sd_dist, str):
@@ -110,6 +122,15 @@ class Priors:
             object.__setattr__(self, name, _check_positive(getattr(self, name), name))
         object.__setattr__(self, "location", _check_per_feature(self.location, "location", positive=False))
         object.__setattr__(self, "scale", _check_per_feature(self.scale, "scale", positive=True))
+        if not (isinstance(self.rounding, str) and self.rounding == "auto"):
+            if isinstance(self.rounding, str) or self.rounding is None:
+                raise ValueError(f"priors['rounding'] must be 'auto' or a finite number >= 0 (or one per feature), "
+                                 f"got {self.rounding!r}.")
+            rounding = _check_per_feature(self.rounding, "rounding", positive=False)
+            if np.any(np.asarray(rounding) < 0):
+                raise ValueError(f"priors['rounding'] must be 'auto' or a finite number >= 0 (or one per feature), "
+                                 f"got {self.rounding!r}.")
+            object.__setattr__(self, "rounding", rounding)
 
     @property
     def generative(self) -> bool:
@@ -149,6 +170,10 @@ class Priors:
         """``scale`` as a vector of length ``n_features`` (None when not set)."""
         return _per_feature_vector(self.scale, "scale", n_features)
 
+    def rounding_vector(self, n_features: int) -> np.ndarray | None:
+        """``rounding`` as a vector of length ``n_features`` in data units (None for ``"auto"``)."""
+        return None if self.rounding == "auto" else _per_feature_vector(self.rounding, "rounding", n_features)
+
     def sd_distribution(self, name: str, dims):
         """Declare the component sds' prior (standardised scale) in the current PyMC model."""
         import pymc as pm
@@ -170,7 +195,7 @@ class Priors:
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable)."""
         out = asdict(self)
-        for name in ("alpha", "location", "scale"):
+        for name in ("alpha", "location", "scale", "rounding"):
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
         return out

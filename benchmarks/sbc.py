@@ -25,6 +25,7 @@ Usage:
 
 from __future__ import annotations
 
+import ast
 import os
 
 # One thread per worker process; set before NumPy loads any BLAS.
@@ -36,6 +37,13 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def main(argv=None) -> int:
@@ -55,6 +63,8 @@ def main(argv=None) -> int:
                         help="NUTS chains' starts (default em; em_dispersed: each chain at its own EM optimum)")
     parser.add_argument("--sampler", choices=("pymc", "nutpie"), default=None,
                         help="NUTS's implementation for the NUTS settings (default PyMC's; nutpie needs its extra)")
+    parser.add_argument("--prior", action="append", default=[], metavar="KEY=VALUE",
+                        help="a prior setting for every setting, e.g. rounding=0.3 (repeatable)")
     parser.add_argument("--advi-draws", type=int, default=None, help="ADVI draws ranked (default 200)")
     parser.add_argument("--resume", action="store_true", help="keep the replications already in --out")
     parser.add_argument("--quick", action="store_true", help="tiny run: every setting, 3 replications")
@@ -87,14 +97,17 @@ def main(argv=None) -> int:
                 if v is not None}
         advi = {k: v for k, v in (("n_samples", args.n), ("draws", args.advi_draws)) if v is not None}
         # The grid's order; each method's own options (a NUTS sampler means nothing to ADVI).
-        settings = [replace(s, **(nuts if s.method == "nuts" else advi)) for s in sbc_settings(args.settings)]
+        priors = {key: _value(value) for key, _, value in (item.partition("=") for item in args.prior)}
+        settings = [replace(s, **(nuts if s.method == "nuts" else advi), **({"priors": priors} if priors else {}))
+                    for s in sbc_settings(args.settings)]
         n_jobs = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
         fits = {s.method: s for s in settings}
         how = [f"NUTS {s.chains} chains x ({s.tune} tune + {s.draws} draws), every {s.thin}th ranked (L="
                f"{s.n_rank_draws})" for s in [fits.get("nuts")] if s is not None]
         how += [f"ADVI defaults, L={s.n_rank_draws} draws ranked" for s in [fits.get("advi")] if s is not None]
         print(f"SBC: {len(settings)} setting(s) x {args.reps} replications on {n_jobs} process(es), "
-              f"N={settings[0].n_samples}; {'; '.join(how)}; results -> {args.out}", flush=True)
+              f"N={settings[0].n_samples}; {'; '.join(how)}; priors {priors or 'default'}; results -> {args.out}",
+              flush=True)
         start = time.perf_counter()
         state = {"last": start}
 
