@@ -403,37 +403,31 @@ class MixtureLogLikeGrad(Op):
 
 # ------------------------------------------------------------ rounding error
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _unpack_lower(packed, out):
-    """Row-major packed lower triangle (D(D+1)/2,) into the lower triangle of out (D, D); zeros above."""
-    D = out.shape[0]
-    for i in range(D):
-        for j in range(D):
-            out[i, j] = packed[i * (i + 1) // 2 + j] if j <= i else 0.0
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _noisy_factor(params, noise):
     """Packed factors (K, P) of ``L_k L_k' + diag(noise)``, from packed factors L_k (K, P) and noise (D,).
 
-    A variance that is not positive gives NaN (the sampler rejects the point).
+    Row-major packed lower triangles (entry (i, j) at i(i+1)/2 + j). Loops, not
+    matrix products: for the D of a mixture, BLAS calls and temporaries would cost
+    more than the arithmetic. A variance that is not positive gives NaN (the sampler
+    rejects the point).
     """
     K, D = params.shape[0], noise.shape[0]
     out = np.empty_like(params)
-    L, S = np.empty((D, D)), np.empty((D, D))
     for k in range(K):
-        _unpack_lower(params[k], L)
-        S[:] = L @ L.T
-        for i in range(D):
-            S[i, i] += noise[i]
-        for i in range(D):  # Cholesky-Banachiewicz, written into the packed output
+        L, C = params[k], out[k]
+        for i in range(D):  # Cholesky-Banachiewicz on S = L L' + diag(noise), S formed on the fly
+            row_i = i * (i + 1) // 2
             for j in range(i + 1):
-                s = S[i, j]
+                row_j = j * (j + 1) // 2
+                s = noise[i] if i == j else 0.0
+                for m in range(j + 1):
+                    s += L[row_i + m] * L[row_j + m]
                 for m in range(j):
-                    s -= out[k, i * (i + 1) // 2 + m] * out[k, j * (j + 1) // 2 + m]
+                    s -= C[row_i + m] * C[row_j + m]
                 if i == j:
-                    out[k, i * (i + 1) // 2 + i] = np.sqrt(s) if s > 0 else np.nan
+                    C[row_i + i] = np.sqrt(s) if s > 0 else np.nan
                 else:
-                    out[k, i * (i + 1) // 2 + j] = s / out[k, j * (j + 1) // 2 + j]
+                    C[row_i + j] = s / C[row_j + j]
     return out
 
 
@@ -449,31 +443,40 @@ def _noisy_factor_grad(params, noise, factor, g):
     K, D = params.shape[0], noise.shape[0]
     grad_params = np.zeros_like(params)
     grad_noise = np.zeros(D)
-    L, C, G, C_inv = np.empty((D, D)), np.empty((D, D)), np.empty((D, D)), np.zeros((D, D))
+    phi, c_inv, t, m_full = np.zeros((D, D)), np.zeros((D, D)), np.zeros((D, D)), np.zeros((D, D))
     for k in range(K):
-        _unpack_lower(params[k], L)
-        _unpack_lower(factor[k], C)
-        _unpack_lower(g[k], G)
-        A = C.T @ G
-        for i in range(D):
-            A[i, i] *= 0.5
-            for j in range(i + 1, D):
-                A[i, j] = 0.0
-        for j in range(D):  # the inverse of the lower factor, column by column
-            for i in range(D):
-                if i < j:
-                    C_inv[i, j] = 0.0
-                    continue
+        L, C, G = params[k], factor[k], g[k]
+        for i in range(D):  # Phi(C' G): (C' G)_ij = sum_{m >= i} C_mi G_mj, for j <= i
+            for j in range(i + 1):
+                s = 0.0
+                for m in range(i, D):
+                    s += C[m * (m + 1) // 2 + i] * G[m * (m + 1) // 2 + j]
+                phi[i, j] = 0.5 * s if i == j else s
+        for j in range(D):  # C^{-1}, lower, column by column
+            for i in range(j, D):
                 s = 1.0 if i == j else 0.0
                 for m in range(j, i):
-                    s -= C[i, m] * C_inv[m, j]
-                C_inv[i, j] = s / C[i, i]
-        M = C_inv.T @ A @ C_inv
-        B = (M + M.T) @ L
-        for i in range(D):
-            grad_noise[i] += M[i, i]
+                    s -= C[i * (i + 1) // 2 + m] * c_inv[m, j]
+                c_inv[i, j] = s / C[i * (i + 1) // 2 + i]
+        for i in range(D):  # t = Phi C^{-1}, lower
+            for b in range(i + 1):
+                s = 0.0
+                for j in range(b, i + 1):
+                    s += phi[i, j] * c_inv[j, b]
+                t[i, b] = s
+        for a in range(D):  # M = C^{-T} t
+            for b in range(D):
+                s = 0.0
+                for i in range(max(a, b), D):
+                    s += c_inv[i, a] * t[i, b]
+                m_full[a, b] = s
+        for i in range(D):  # tril((M + M') L); diag(M) for the noise
+            grad_noise[i] += m_full[i, i]
             for j in range(i + 1):
-                grad_params[k, i * (i + 1) // 2 + j] = B[i, j]
+                s = 0.0
+                for m in range(j, D):
+                    s += (m_full[i, m] + m_full[m, i]) * L[m * (m + 1) // 2 + j]
+                grad_params[k, i * (i + 1) // 2 + j] = s
     return grad_params, grad_noise
 
 

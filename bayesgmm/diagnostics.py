@@ -361,6 +361,11 @@ def _sample_stat(stats, *names):
 
 
 # ---------------------------------------------------------------------------- assess
+def _percent(value: float) -> str:
+    """A percentage that does not print a few divergences in 40,000 draws as 0.0%."""
+    return f"{value:.1f}%" if value >= 0.1 else f"{value:.2g}%"
+
+
 def assess(idata, *, relabel_draws: bool | str = "auto") -> Verdict:
     """Judge whether a posterior can be trusted, using ArviZ's diagnostics.
 
@@ -451,7 +456,7 @@ def _check_divergences(found: _Findings, stats, total: int, attrs) -> None:
             f"{attrs.get('second_run_target_accept')}; these draws are the {attrs.get('kept_run')} run's")
     if n_div:
         found.reasons.append(f"{n_div} divergent transition{'s' if n_div != 1 else ''} "
-                             f"({found.metrics['divergence_pct']:.1f}% of draws)")
+                             f"({_percent(found.metrics['divergence_pct'])} of draws)")
         if retried:
             found.advice.append("divergences persist at target_accept 0.95: the posterior has a region NUTS "
                                 "cannot step through (often a component with few points); try fewer components, "

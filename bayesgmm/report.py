@@ -426,7 +426,13 @@ def render_appendix(a: ClusteringAnalysis) -> list[str]:
     """Priors, settings and package versions: what it takes to reproduce the report."""
     settings = pd.DataFrame([(k, str(v)) for k, v in vars(a.settings).items()
                              if k not in ("dropped_rows", "progressbar")], columns=["setting", "value"])
-    priors = pd.DataFrame([(k, str(v)) for k, v in a.model.priors.to_dict().items()], columns=["prior", "value"])
+    rows = [(k, str(v)) for k, v in a.model.priors.to_dict().items()]
+    rounding = a.idata.attrs.get("data_rounding") if a.idata is not None else None
+    if rounding is not None:  # what "auto" found: the step each feature was taken as recorded to
+        names = list(a.idata.posterior["feature"].values)
+        rows.append(("rounding used (data units; rounding error of variance h^2/12 in every covariance)",
+                     ", ".join(f"{name}: {float(h):.4g}" for name, h in zip(names, np.ravel(rounding)))))
+    priors = pd.DataFrame(rows, columns=["prior", "value"])
     return ["<h3>Priors</h3>", _table(priors),
             "<h3>Settings</h3>" + _table(settings),
             "<h3>Package versions</h3>" + _table(_versions()),

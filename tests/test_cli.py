@@ -56,6 +56,8 @@ def test_report_has_every_section_and_decodable_images(report_path):
     assert "http://" not in text.replace("http://www.w3.org", "") and "<script" not in text  # nothing fetched
     for needle in ("LOO", "BIC", "R-hat", "Adjusted Rand index", "Priors", "Package versions", "seed"):
         assert needle in text
+    # What priors["rounding"] = "auto" found on Old Faithful: whole minutes of waiting.
+    assert "rounding used" in text and re.search(r"eruptions: 0\.017, waiting: 1\b", text)
 
 
 def test_report_renders_in_headless_chromium(report_path, tmp_path):
