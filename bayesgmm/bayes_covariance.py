@@ -101,8 +101,8 @@ class BayesCovariance(ABC):
         """
         import pytensor.tensor as pt
 
-        if not self.kernel_full:
-            return pt.sqrt(pt.square(params) + noise_variance[None, :])
+        if not self.kernel_full:  # static shapes: the JAX backend (numpyro) needs them for the gradient
+            return pt.sqrt(pt.square(pt.specify_shape(params, (n_components, n_features))) + noise_variance[None, :])
         if likelihood == "kernel":
             from ._likelihood import NoisyFactor
 

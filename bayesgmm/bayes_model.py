@@ -47,6 +47,7 @@ def declare_model(spec: ModelSpec, data: PreparedData, *, batch_size: int | None
 
     configure_pytensor()
     import pymc as pm
+    import pytensor.tensor as pt
 
     likelihood = check_option(likelihood, "likelihood", LIKELIHOODS)
     if batch_size is not None:
@@ -75,6 +76,7 @@ def declare_model(spec: ModelSpec, data: PreparedData, *, batch_size: int | None
         params = covariance.kernel_params(covariance.declare(spec.priors, K, D), K, D)
         if data.rounded:  # the observed values' covariances: Sigma_k + diag(h^2 / 12)
             noise = pm.Data(NOISE_VARIANCE, data.noise_variance_z, dims="feature")
+            noise = pt.specify_shape(noise, (D,))  # static: the JAX backend (numpyro) needs it for the gradient
             params = covariance.with_noise(params, noise, K, D, likelihood)
         pm.CustomDist(
             "obs", weights, means_z, params, logp=_mixture_logp(K, D, covariance.kernel_full, likelihood),

@@ -195,3 +195,17 @@ def test_prior_predictive_with_fixed_rounding_includes_its_variance():
         10, n_features=2, random_seed=0)
     np.testing.assert_allclose(draw["covariances"] - plain["covariances"],
                                np.broadcast_to(np.diag([0.03, 0.0]), (2, 2, 2)), atol=1e-12)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
+def test_rounded_graph_compiles_with_jax_and_matches_the_kernel(cov_type):
+    # numpyro runs the graph (PyTensor's Cholesky, in JAX); PyMC's sampler and nutpie the Op.
+    pytest.importorskip("jax")
+    X = _rounded_data(40)
+    gmm = BayesianGMM(2, covariance_type=cov_type)
+    graph, kernel = gmm.build_model(X, likelihood="graph"), gmm.build_model(X, likelihood="kernel")
+    assert "noise_variance_z" in graph.named_vars
+    point = graph.initial_point()
+    reference = kernel.compile_dlogp()(point)
+    np.testing.assert_allclose(graph.compile_dlogp(mode="JAX")(point), reference, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(graph.compile_logp(mode="JAX")(point), kernel.compile_logp()(point), rtol=1e-10)
