@@ -52,6 +52,7 @@ from .em import DegenerateFitWarning, GaussianMixtureEM
 from .fit_settings import FIT_DEFAULTS, fit_settings
 from .labels import relabel
 from .model import BayesianGMM
+from .priors import Priors
 from .selection import ModelSelection, select_model
 from .summaries import assignments, marginal_density, predictive_density, summary
 
@@ -119,6 +120,9 @@ class AnalysisSettings:
         How the data were read (shown in the report's overview).
     fit_options : dict
         Other fit settings (keys of ``FIT_DEFAULTS`` or NUTS options such as ``target_accept``).
+    rounding : "auto", float or sequence of float
+        The step each feature was recorded to, for every Bayesian fit (see
+        :class:`~bayesgmm.Priors`' ``rounding``; default ``"auto"``).
     """
 
     n_components: int | None = None
@@ -139,6 +143,14 @@ class AnalysisSettings:
     standardized: bool = False
     dropped_rows: list[int] = field(default_factory=list)
     fit_options: dict = field(default_factory=dict)
+    rounding: str | float | tuple = "auto"
+
+    @property
+    def priors(self) -> dict:
+        """The priors of every Bayesian fit beyond the defaults (checked)."""
+        if isinstance(self.rounding, str) and self.rounding == "auto":
+            return {}
+        return {"rounding": Priors(rounding=self.rounding).to_dict()["rounding"]}
 
     @property
     def ks(self) -> list[int]:
@@ -374,6 +386,7 @@ def analyse(X, settings: AnalysisSettings | None = None, *,
 def _check_k_settings(settings: AnalysisSettings) -> None:
     """``k_rule`` and ``sparse_alpha``, checked before anything is fitted."""
     check_option(settings.k_rule, "k_rule", K_RULES)
+    Priors(rounding=settings.rounding)  # a clear error before anything is fitted
     if settings.sparse_alpha is not None:
         check_real_param(settings.sparse_alpha, "sparse_alpha", minimum=0.0, strict=True)
     elif settings.k_rule == "sparse":
@@ -395,7 +408,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
         fit_kwargs = {**fit_kwargs, "log_likelihood": True}  # LOO needs it
     models, fits = {}, {}
     for k in _loo_ks(ks, selection, settings.loo_neighbours):
-        models[k], fits[k] = _bayesian_fit(data, selection, k, fit_kwargs, prefit)
+        models[k], fits[k] = _bayesian_fit(data, selection, k, fit_kwargs, prefit, settings.priors)
     if not choosing:
         K = selection.best_estimator_.n_components
         table = _k_table(selection, ks, cov, None, None)
@@ -408,7 +421,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
         nxt = _next_loo_k(loo, fits, available) if len(extra) < settings.loo_extra_fits else None
         if nxt is None:
             break
-        models[nxt], fits[nxt] = _bayesian_fit(data, selection, nxt, fit_kwargs, prefit)
+        models[nxt], fits[nxt] = _bayesian_fit(data, selection, nxt, fit_kwargs, prefit, settings.priors)
         extra.append(nxt)
     sparse = sparse_idata = None
     kmax = max(available)
@@ -417,11 +430,11 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PosteriorDiagnosticsWarning)
             sparse, sparse_idata = sparse_dirichlet_fit(data, kmax, cov, selection, settings_sparse,
-                                                        settings.sparse_alpha, _SPARSE_WEIGHT)
+                                                        settings.sparse_alpha, _SPARSE_WEIGHT, priors=settings.priors)
     winners = _winners(selection, cov, available, loo, sparse)
     K, reason = _apply_rule(settings.k_rule, winners, loo, sparse)
     if K not in fits:  # the sparse rule's mode, away from the K LOO compared
-        models[K], fits[K] = _bayesian_fit(data, selection, K, fit_kwargs, prefit)
+        models[K], fits[K] = _bayesian_fit(data, selection, K, fit_kwargs, prefit, settings.priors)
         loo = _loo(fits, selection, cov)
         winners["loo"] = None if loo is None else loo.best_loo
     notes = _notes(winners, ks, available, cov, fits, loo, extra, settings, sparse)
@@ -607,7 +620,8 @@ def _check_prefit(models, data: pd.DataFrame) -> dict:
     return dict(models)
 
 
-def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwargs: dict, prefit: Mapping):
+def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwargs: dict, prefit: Mapping,
+                  priors: dict):
     """The Bayesian fit of K, of the EM winner's covariance type, started from the grid's EM fit of that K."""
     cov = selection.best_estimator_.covariance_type
     if k in prefit:
@@ -616,7 +630,7 @@ def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwa
             raise ValueError(f"models[{k}] has covariance_type={model.covariance_type!r}, but EM's grid chose "
                              f"{cov!r}; give covariance_types=({model.covariance_type!r},) in the settings.")
         return model, model.idata_
-    model = BayesianGMM(k, covariance_type=cov)
+    model = BayesianGMM(k, covariance_type=cov, priors=priors)
     # Each fit is assessed once, by analyse (on the aligned posterior for the chosen K), not inside fit.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PosteriorDiagnosticsWarning)  # ADVI's: the verdict reports it

@@ -52,6 +52,21 @@ def _parse_range(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def _parse_rounding(text: str):
+    """``auto``, or the step each feature was recorded to: one number for all, or comma-separated per feature."""
+    text = str(text).strip()
+    if text == "auto":
+        return "auto"
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', a number >= 0 or one per feature separated by commas "
+                                         f"(e.g. 0.01,1), got {text!r}") from None
+    if not all(np.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"rounding steps must be finite numbers >= 0, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _integer(text: str, low: int, what: str, high: int | None = None) -> int:
     try:
         value = int(str(text).strip())
@@ -617,7 +632,7 @@ def _cmd_fit(args) -> int:
     sampler = _sampler_values(args)
     kwargs = fit_settings(_nuts_options(args, sampler["method"]), **sampler, random_seed=args.seed,
                           progressbar=not args.quiet)
-    model = BayesianGMM(args.components, covariance_type=args.covariance)
+    model = BayesianGMM(args.components, covariance_type=args.covariance, priors={"rounding": args.rounding})
     idata = model.fit(data, **kwargs)
     if idata is not None:
         from .diagnostics import assess
@@ -672,7 +687,7 @@ def _cmd_report(args) -> int:
             n_components=args.components, select=[args.components] if args.components else args.select or
             AnalysisSettings().select, **sampler, seed=args.seed, progressbar=not args.quiet,
             source=str(args.data), dropped_rows=table.dropped, k_rule=args.k_rule,
-            fit_options=_nuts_options(args, sampler["method"]))
+            fit_options=_nuts_options(args, sampler["method"]), rounding=args.rounding)
     data = table.data
     _check_rows(data, settings.ks)
     settings.fit_kwargs()  # the fit settings are checked before anything is fitted
@@ -839,6 +854,11 @@ def _sampler_options(p) -> None:
                         "nutpie extra)")
     p.add_argument("--target-accept", type=_probability, default=None,
                    help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
+    p.add_argument("--rounding", type=_parse_rounding, default="auto",
+                   help="the step each feature was recorded to, in its units: one number, one per feature "
+                        "(comma-separated), 0 for exact values, or 'auto' (default: for every feature with tied "
+                        "values, the median spacing of its distinct values); the rounding error's variance "
+                        "step^2/12 is added to every component's covariance")
 
 
 def _output_options(p, assignments: bool = True) -> None:

@@ -251,7 +251,7 @@ def _fit_one_k(X, k: int, covariance_type: str, em: ModelSelection, settings: di
 
 
 def sparse_dirichlet_fit(X, k: int, covariance_type: str, em: ModelSelection, settings: dict, alpha: float,
-                         threshold: float = 0.05):
+                         threshold: float = 0.05, *, priors: dict | None = None):
     """The overfitted sparse-Dirichlet fit of :func:`compare_k` and :func:`bayesgmm.analysis.analyse`.
 
     ``k`` components with ``Dirichlet(alpha)`` weights (a small ``alpha`` empties the
@@ -259,8 +259,9 @@ def sparse_dirichlet_fit(X, k: int, covariance_type: str, em: ModelSelection, se
     are checked fit settings (:func:`bayesgmm.fit_settings.fit_settings`). Returns
     ``(effective_components(fit, weight_threshold=threshold), fit)``: the posterior of the
     number of components holding more than ``threshold`` of the weight, and the fit.
+    ``priors`` are other priors of the fit (e.g. ``{"rounding": 0}``).
     """
-    fit = _fit_one_k(X, k, covariance_type, em, settings, priors={"alpha": alpha})
+    fit = _fit_one_k(X, k, covariance_type, em, settings, priors={**(priors or {}), "alpha": alpha})
     return effective_components(fit, weight_threshold=threshold), fit
 
 

@@ -156,9 +156,11 @@ def test_fit_writes_a_loadable_posterior(tmp_path):
 
     out = tmp_path / "fit.nc"
     assert main(["fit", FAITHFUL, "--components", "2", "--method", "advi", "--draws", "50", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--rounding", "0.001,1", "--quiet"]) == 0
     loaded = BayesianGMM.load(out, n_components=2)
     assert loaded.idata_.posterior.sizes["component"] == 2
+    np.testing.assert_allclose(loaded.idata_.attrs["data_rounding"], [0.001, 1.0])
+    assert loaded.priors.rounding == (0.001, 1.0)
 
 
 def test_em_command_prints_table(capsys):

@@ -209,3 +209,16 @@ def test_rounded_graph_compiles_with_jax_and_matches_the_kernel(cov_type):
     reference = kernel.compile_dlogp()(point)
     np.testing.assert_allclose(graph.compile_dlogp(mode="JAX")(point), reference, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(graph.compile_logp(mode="JAX")(point), kernel.compile_logp()(point), rtol=1e-10)
+
+
+def test_analysis_passes_rounding_to_every_fit_and_refuses_bad_values():
+    from bayesgmm.analysis import AnalysisSettings, analyse
+
+    with pytest.raises(ValueError, match="rounding"):
+        analyse(_rounded_data(40), AnalysisSettings(n_components=2, rounding=-1.0, method="advi"))
+    settings = AnalysisSettings(n_components=2, rounding=0.0, method="advi", draws=50, progressbar=False,
+                                fit_options={"n_iterations": 2000})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyse(_rounded_data(40), settings)
+    assert result.idata.attrs["data_rounding"] == [0.0, 0.0] and result.model.priors.rounding == 0.0
