@@ -850,8 +850,8 @@ def _sampler_options(p) -> None:
     p.add_argument("--chains", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['chains']}")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help=f"NUTS's implementation (default: {FIT_DEFAULTS['sampler']}); where components overlap, "
-                        "nutpie with --chains 4 --draws 10000 --target-accept 0.97 mixes far better (needs the "
-                        "nutpie extra)")
+                        "nutpie with --chains 4 --tune 2000 --draws 10000 --target-accept 0.97 mixes far better "
+                        "(needs the nutpie extra)")
     p.add_argument("--target-accept", type=_probability, default=None,
                    help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
     p.add_argument("--rounding", type=_parse_rounding, default="auto",

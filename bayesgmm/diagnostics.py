@@ -518,11 +518,12 @@ def _check_rhat_ess(found: _Findings, idata, n_chains: int, relabel_draws) -> No
 
 #: What reached the mixing targets where PyMC's sampler mixes slowly within one mode
 #: (docs/sampling.md, ninth session, with the rounding error modelled: Old Faithful K=3 in
-#: 15 of 16 seeds, median 15.8 s against 6.7 s for the default's single run; K=4 in 14 of 16).
-OVERLAP_RECIPE = ("where components overlap, fit(..., sampler='nutpie', chains=4, draws=10000, target_accept=0.97) "
-                  "(pip install 'bayesgmm[nutpie]'): on Old Faithful it met R-hat <= 1.01, bulk ESS >= 400 and "
-                  "divergences <= 0.1% in 15 of 16 seeds with K=3 (about 2.4x the default's time) and 14 of 16 "
-                  "with K=4")
+#: 16 of 16 seeds, median 17.7 s against 6.7 s for the default's single run; K=4 in 15 of
+#: 16, median 50.7 s against 13.6 s; no divergent transition in any of the 32 runs).
+OVERLAP_RECIPE = ("where components overlap, fit(..., sampler='nutpie', chains=4, tune=2000, draws=10000, "
+                  "target_accept=0.97) (pip install 'bayesgmm[nutpie]'): on Old Faithful it met R-hat <= 1.01, "
+                  "bulk ESS >= 400 and divergences <= 0.1% in 16 of 16 seeds with K=3 (about 2.6x the default's "
+                  "time) and 15 of 16 with K=4 (3.7x)")
 
 
 #: Where reaching the ESS target would take more than this many times the draws made,
