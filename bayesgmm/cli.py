@@ -85,6 +85,18 @@ def _nonnegative_int(text: str) -> int:
     return _integer(text, 0, "an integer >= 0")
 
 
+def _or_auto(parse):
+    """A flag's parser that also takes 'auto' (``draws``, ``tune``, ``chains``: chosen for the sampler)."""
+    def parse_or_auto(text: str):
+        if str(text).strip() == "auto":
+            return "auto"
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"{err} or 'auto'") from None
+    return parse_or_auto
+
+
 def _seed(text: str) -> int:
     return _integer(text, 0, "an integer in 0..4294967295", 2**32 - 1)
 
@@ -728,7 +740,8 @@ def _report_from_posterior(args):
         n_components=K, select=[K], covariance_types=(covariance,), seed=_stored_seed(idata, args.seed),
         method=str(idata.attrs.get("inference_method", FIT_DEFAULTS["method"])),
         draws=int(post.sizes.get("draw", FIT_DEFAULTS["draws"])), chains=int(post.sizes.get("chain", 1)),
-        tune=int(post.attrs.get("tuning_steps", FIT_DEFAULTS["tune"])), progressbar=not args.quiet,
+        tune=int(post.attrs["tuning_steps"]) if "tuning_steps" in post.attrs else FIT_DEFAULTS["tune"],
+        progressbar=not args.quiet,
         source=str(args.data), dropped_rows=table.dropped, loo_neighbours=0)
     return table, settings, {"models": {K: model}}
 
@@ -796,10 +809,11 @@ def _cmd_demo(args) -> int:
     print(f"EM model selection (K = {ks[0]}..{ks[-1]}, {', '.join(settings.covariance_types)} covariances), "
           "best 12 by BIC:")
     _print_selection(analysis.selection)
-    fit = settings.fit_kwargs()
+    sizes = analysis.idata.posterior.sizes  # the draws made ("auto" decides how many)
     print(f"\nChoice of K: {analysis.k_choice.headline()}")
     print(f"\nBayesian mixture, K={analysis.K} with {analysis.covariance_type} covariance, "
-          f"NUTS {fit['chains']} chains x {fit['draws']} draws, labels aligned to EM:")
+          f"NUTS ({analysis.idata.attrs.get('sampler')}) {sizes['chain']} chains x {sizes['draw']} draws, "
+          "labels aligned to EM:")
     # The verdict before any number: reliable, or why not and what to do.
     print(analysis.verdict.details())
     _print_posterior(analysis.summary)
@@ -845,13 +859,16 @@ def _sampler_options(p) -> None:
 
     p.add_argument("--method", choices=["nuts", "advi"], default=None,
                    help=f"default: {FIT_DEFAULTS['method']}")
-    p.add_argument("--draws", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['draws']}")
-    p.add_argument("--tune", type=_nonnegative_int, default=None, help=f"default: {FIT_DEFAULTS['tune']}")
-    p.add_argument("--chains", type=_positive_int, default=None, help=f"default: {FIT_DEFAULTS['chains']}")
-    p.add_argument("--sampler", choices=SAMPLERS, default=None,
-                   help=f"NUTS's implementation (default: {FIT_DEFAULTS['sampler']}); where components overlap, "
-                        "nutpie with --chains 4 --tune 2000 --draws 10000 --target-accept 0.97 mixes far better "
-                        "(needs the nutpie extra)")
+    p.add_argument("--draws", type=_or_auto(_positive_int), default=None,
+                   help="draws per chain (default: auto: with nutpie, sample until the diagnostics pass, checked "
+                        "at 1000 to 10000 draws per chain; 1000 otherwise)")
+    p.add_argument("--tune", type=_or_auto(_nonnegative_int), default=None,
+                   help="warm-up iterations per chain (default: auto: 2000 with nutpie, 1000 otherwise)")
+    p.add_argument("--chains", type=_or_auto(_positive_int), default=None,
+                   help="default: auto: 4 with nutpie, 2 otherwise")
+    p.add_argument("--sampler", choices=("auto", *SAMPLERS), default=None,
+                   help=f"NUTS's implementation (default: {FIT_DEFAULTS['sampler']}: the environment variable "
+                        "BAYESGMM_SAMPLER if set, else nutpie, at target acceptance 0.97)")
     p.add_argument("--target-accept", type=_probability, default=None,
                    help="NUTS target acceptance rate in (0, 1) (default: the sampler's)")
     p.add_argument("--rounding", type=_parse_rounding, default="auto",
@@ -889,8 +906,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the bundled Old Faithful data")
     demo.add_argument("--out", default="report.html")
-    demo.add_argument("--draws", type=_positive_int, default=FIT_DEFAULTS["draws"],
-                      help="NUTS draws and tuning steps per chain")
+    demo.add_argument("--draws", type=_or_auto(_positive_int), default=FIT_DEFAULTS["draws"],
+                      help="NUTS draws and tuning steps per chain (default: auto, see 'bayesgmm fit --help')")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
 

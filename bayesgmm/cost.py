@@ -23,6 +23,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from .fit_settings import AUTO_DRAWS_CHECKPOINTS
+
 __all__ = ["CostEstimate", "ExpensiveFitWarning", "estimate_cost", "EXPENSIVE_FIT_SECONDS"]
 
 #: Above this estimated wall time a fit warns before it starts.
@@ -88,7 +90,7 @@ def gradient_seconds(n_rows: int, n_features: int, n_components: int) -> float:
 
 
 def estimate_cost(n_parameters: int, n_rows: int, n_features: int, n_components: int, *, method: str = "nuts",
-                  draws: int = 1000, tune: int = 1000, chains: int = 2, cores: int | None = None,
+                  draws: int | str = 1000, tune: int = 1000, chains: int = 2, cores: int | None = None,
                   max_treedepth: int = 10, n_iterations: int = 20_000, batch_rows: int | None = None
                   ) -> CostEstimate:
     """Estimate the wall time of a fit before running it.
@@ -100,7 +102,10 @@ def estimate_cost(n_parameters: int, n_rows: int, n_features: int, n_components:
     n_rows, n_features, n_components : int
     method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
     draws, tune, chains : int
-        NUTS settings (chains run ``cores`` at a time).
+        NUTS settings (chains run ``cores`` at a time). ``draws="auto"`` (nutpie
+        sampling until the diagnostics pass) is costed at its first checkpoint,
+        1000 draws: the least it takes; a slowly mixing posterior takes up to
+        10 times the draws.
     cores : int, optional
         Parallel chains; default the machine's CPU count.
     max_treedepth : int, default=10
@@ -114,6 +119,8 @@ def estimate_cost(n_parameters: int, n_rows: int, n_features: int, n_components:
     -------
     CostEstimate
     """
+    if isinstance(draws, str):  # "auto"
+        draws = AUTO_DRAWS_CHECKPOINTS[0]
     if method == "nuts":
         per_gradient = gradient_seconds(n_rows, n_features, n_components)
         steps = min(max(n_parameters, _MIN_STEPS), 2**max_treedepth - 1)

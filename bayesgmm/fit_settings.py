@@ -9,21 +9,31 @@ once.
 Examples
 --------
 >>> from bayesgmm.fit_settings import fit_settings
->>> settings = fit_settings({"draws": 500}, chains=4, target_accept=0.9)
+>>> settings = fit_settings({"draws": 500}, sampler="pymc", chains=4, target_accept=0.9)
 >>> settings["draws"], settings["chains"], settings["tune"], settings["target_accept"]
 (500, 4, 1000, 0.9)
+
+``"auto"`` settings are resolved here, for the sampler chosen: with nutpie (the
+default where it is installed) ``draws="auto"`` samples until the diagnostics
+pass (see :data:`SAMPLER_DEFAULTS`).
+
+>>> fit_settings(sampler="nutpie")["tune"]
+2000
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Mapping
 
 import numpy as np
 
 from ._validation import check_integer_param, check_option, check_probability, check_real_param
 
-__all__ = ["FIT_DEFAULTS", "FIT_ARGUMENTS", "NUTS_STEP_OPTIONS", "PYMC_SAMPLE_OPTIONS", "SAMPLERS", "METHODS",
-           "INITS", "MAX_SEED", "check_random_seed", "check_sampler_options", "fit_settings"]
+__all__ = ["FIT_DEFAULTS", "FIT_ARGUMENTS", "SAMPLER_DEFAULTS", "SAMPLER_ENV", "AUTO_DRAWS_CHECKPOINTS",
+           "NUTS_STEP_OPTIONS", "PYMC_SAMPLE_OPTIONS", "SAMPLERS", "METHODS", "INITS", "auto_sampler",
+           "MAX_SEED", "check_random_seed", "check_sampler_options", "fit_settings"]
 
 #: The fitting methods of :meth:`BayesianGMM.fit`.
 METHODS = ("nuts", "advi", "fullrank_advi")
@@ -34,16 +44,17 @@ INITS = ("em", "em_dispersed", "prior")
 #: Seeds are stored in the saved file's attributes and passed to every backend.
 MAX_SEED = 2**32 - 1
 
-#: Defaults of every fit setting (the keyword defaults of :meth:`BayesianGMM.fit`).
+#: Defaults of every fit setting (the keyword defaults of :meth:`BayesianGMM.fit`);
+#: the ``"auto"`` ones are resolved by :func:`fit_settings` for the sampler chosen.
 FIT_DEFAULTS: dict = {
     "method": "nuts",
-    "draws": 1000,
-    "tune": 1000,
-    "chains": 2,
+    "draws": "auto",
+    "tune": "auto",
+    "chains": "auto",
     "random_seed": None,
     "progressbar": True,
     "init": "em",
-    "sampler": "pymc",
+    "sampler": "auto",
     "mass_matrix": "auto",
     "warmup_start": "laplace",
     "batch_size": "auto",
@@ -54,10 +65,42 @@ FIT_DEFAULTS: dict = {
     "retry_on_divergence": True,
 }
 
+#: ``sampler="auto"`` takes this environment variable's sampler where it is set
+#: (e.g. ``BAYESGMM_SAMPLER=pymc`` to keep PyMC's sampler without changing code).
+SAMPLER_ENV = "BAYESGMM_SAMPLER"
+
+#: What ``draws``, ``tune`` and ``chains`` set to ``"auto"`` mean for each NUTS
+#: sampler, and the ``target_accept`` used where none is given. nutpie's are the
+#: settings that made Old Faithful's overlapping K=3 and K=4 posteriors mix
+#: (docs/sampling.md): four chains, a longer warm-up, smaller steps, and
+#: ``draws="auto"``, which samples until the diagnostics pass, looking at the
+#: draws per chain in :data:`AUTO_DRAWS_CHECKPOINTS`. PyMC's and numpyro's runs
+#: cannot be extended, so "auto" is a fixed 1000 draws there.
+SAMPLER_DEFAULTS: dict = {
+    "nutpie": {"draws": "auto", "tune": 2000, "chains": 4, "target_accept": 0.97},
+    "pymc": {"draws": 1000, "tune": 1000, "chains": 2},
+    "numpyro": {"draws": 1000, "tune": 1000, "chains": 2},
+}
+#: ADVI: draws from the fitted approximation (tune and chains are NUTS's and unused).
+_VI_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 2}
+#: ``draws="auto"`` (nutpie): the draws per chain at which the diagnostics are
+#: checked; sampling stops at the first where the verdict is "reliable", or at the last.
+AUTO_DRAWS_CHECKPOINTS = (1000, 2000, 4000, 6000, 8000, 10000)
+
 
 # ------------------------------------------------------------------ checkers
 def _integer(minimum=None, maximum=None):
     return lambda value, name: check_integer_param(value, name, minimum=minimum, maximum=maximum)
+
+
+def _integer_or_auto(minimum):
+    def check(value, name):
+        if isinstance(value, str) and value == "auto":
+            return value
+        if isinstance(value, str):
+            raise TypeError(f"{name} must be an integer >= {minimum} or 'auto', got {value!r} (str).")
+        return check_integer_param(value, name, minimum=minimum)
+    return check
 
 
 def _option(*options):
@@ -134,13 +177,13 @@ def _anything(value, name):
 #: Every fit setting and what it may be.
 FIT_ARGUMENTS = {
     "method": _option(*METHODS),
-    "draws": _integer(1),
-    "tune": _integer(0),
-    "chains": _integer(1),
+    "draws": _integer_or_auto(1),
+    "tune": _integer_or_auto(0),
+    "chains": _integer_or_auto(1),
     "random_seed": check_random_seed,
     "progressbar": _flag,
     "init": _init,
-    "sampler": _option(*SAMPLERS),
+    "sampler": _option("auto", *SAMPLERS),
     "mass_matrix": _option("auto", "full", "diag"),
     "warmup_start": _option("laplace", "identity"),
     "batch_size": _batch_size,
@@ -269,6 +312,34 @@ def fit_settings(overrides: Mapping | None = None, **kwargs) -> dict:
     merged = {**(overrides or {}), **kwargs}
     settings = FIT_DEFAULTS | {k: v for k, v in merged.items() if k in FIT_DEFAULTS}
     checked = {name: FIT_ARGUMENTS[name](value, name) for name, value in settings.items()}
+    if checked["sampler"] == "auto":
+        checked["sampler"] = auto_sampler(checked["init"])
     options = {k: v for k, v in merged.items() if k not in FIT_DEFAULTS}
     checked.update(check_sampler_options(checked["method"], checked["sampler"], options))
+    nuts = checked["method"] == "nuts"
+    defaults = SAMPLER_DEFAULTS[checked["sampler"]] if nuts else _VI_DEFAULTS
+    for name in ("draws", "tune", "chains"):
+        if checked[name] == "auto":
+            checked[name] = defaults[name]
+    nested = checked.get("nuts", {})
+    if nuts and "target_accept" in defaults and "target_accept" not in checked and "target_accept" not in nested:
+        checked["target_accept"] = defaults["target_accept"]
     return checked
+
+
+def auto_sampler(init="em") -> str:
+    """What ``sampler="auto"`` runs: ``$BAYESGMM_SAMPLER`` if set, else nutpie where installed, else PyMC's.
+
+    nutpie is a dependency of bayesgmm, so "pymc" is the fallback for an install
+    without it. ``init="em_dispersed"`` (a start per chain, which nutpie cannot
+    take) also gets PyMC's sampler.
+    """
+    chosen = os.environ.get(SAMPLER_ENV, "").strip()
+    if chosen:
+        if chosen not in SAMPLERS:
+            raise ValueError(f"the environment variable {SAMPLER_ENV} must be one of {SAMPLERS} (or unset), "
+                             f"got {chosen!r}.")
+        return chosen
+    if isinstance(init, str) and init == "em_dispersed":
+        return "pymc"
+    return "nutpie" if importlib.util.find_spec("nutpie") is not None else "pymc"

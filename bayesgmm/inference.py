@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import time
 import warnings
 
 import arviz as az
@@ -29,7 +30,7 @@ from .bayes_covariance import add_noise
 from .bayes_model import NOISE_VARIANCE, declare_model
 from .density import pointwise_log_likelihood
 from .em import DegenerateFitWarning, GaussianMixtureEM
-from .fit_settings import NUTS_STEP_OPTIONS, SAMPLERS
+from .fit_settings import AUTO_DRAWS_CHECKPOINTS, NUTS_STEP_OPTIONS, SAMPLERS
 from .pipeline import ModelSpec, PreparedData
 
 __all__ = ["SAMPLERS", "check_sampler", "em_start", "fitted_em_start", "start_values", "dispersed_starts",
@@ -245,6 +246,12 @@ def fit_nuts(spec: ModelSpec, data: PreparedData, *, draws, tune, chains, random
     initvals, em = start_values(spec, model, data, init, random_seed)
     if init == "em_dispersed" and initvals is not None:
         initvals = dispersed_starts(spec, data, initvals, chains, random_seed)
+    if sampler == "nutpie" and draws == "auto":
+        # Every chain runs at once (threads), so that all reach each checkpoint together.
+        kwargs["cores"] = chains
+        return _sample_nutpie_until_reliable(spec, model, data, initvals, tune=tune, chains=chains,
+                                             random_seed=random_seed, progressbar=progressbar,
+                                             log_likelihood=log_likelihood, **kwargs), em
     kwargs.setdefault("cores", min(chains, os.cpu_count() or 1))
     common = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed, progressbar=progressbar)
     if sampler == "nutpie":
@@ -297,9 +304,7 @@ def _should_retry(idata, options: dict) -> bool:
     return n_draws > 0 and _n_divergent(idata) > RETRY_DIVERGENCE_SHARE * n_draws
 
 
-def _sample_nutpie(spec: ModelSpec, model, initvals, *, draws, tune, chains, random_seed, progressbar, **kwargs):
-    import nutpie
-
+def _compile_nutpie(spec: ModelSpec, model, initvals):
     from ._nutpie import compile_model
 
     compile_kwargs = {}
@@ -308,10 +313,81 @@ def _sample_nutpie(spec: ModelSpec, model, initvals, *, draws, tune, chains, ran
         # chain keeps EM's labelling.
         jitter = {model[name] for name in initvals if name in ("weights", spec.covariance.latent)}
         compile_kwargs = {"initial_points": initvals, "jitter_rvs": jitter}
-    compiled = compile_model(model, **compile_kwargs)  # nutpie's, with its callbacks cached between processes
+    return compile_model(model, **compile_kwargs)  # nutpie's, with its callbacks cached between processes
+
+
+def _sample_nutpie(spec: ModelSpec, model, initvals, *, draws, tune, chains, random_seed, progressbar, **kwargs):
+    import nutpie
+
     seed = None if random_seed is None else int(random_seed)
-    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
-                         **kwargs)
+    return nutpie.sample(_compile_nutpie(spec, model, initvals), draws=draws, tune=tune, chains=chains, seed=seed,
+                         progress_bar=progressbar, **kwargs)
+
+
+#: How often ``draws="auto"`` looks at how far the chains have got.
+_AUTO_DRAWS_POLL_SECONDS = 0.25
+
+
+def _sample_nutpie_until_reliable(spec: ModelSpec, model, data: PreparedData, initvals, *, tune, chains, random_seed,
+                                  progressbar, log_likelihood, **kwargs):
+    """``draws="auto"``: one nutpie run, judged at each of :data:`AUTO_DRAWS_CHECKPOINTS` until reliable.
+
+    The run is started for the last checkpoint's draws and runs in the
+    background. When every chain has made a checkpoint's draws it is paused and
+    the first that many draws of each chain are finalised and judged by
+    :func:`~bayesgmm.diagnostics.assess`, exactly as the user's result will be:
+    the first "reliable" verdict, or the last checkpoint, ends the run. Each
+    chain's draws depend only on the seed, not on when it was paused, so a seed
+    gives the same result every time. Returns the finalised result.
+    """
+    import nutpie
+
+    from .diagnostics import assess
+
+    seed = None if random_seed is None else int(random_seed)
+    checkpoints = AUTO_DRAWS_CHECKPOINTS
+    sampler = nutpie.sample(_compile_nutpie(spec, model, initvals), draws=checkpoints[-1], tune=tune,
+                            chains=chains, seed=seed, progress_bar=progressbar, blocking=False, **kwargs)
+    checked, finished = [], None
+    try:
+        for n_draws in checkpoints:
+            if finished is None and _wait_for_draws(sampler, tune + n_draws, chains):
+                finished = sampler.wait()  # all draws made (or a chain failed: wait() raises its error)
+            if finished is not None:
+                trace = finished
+            else:
+                sampler.pause()
+                trace = sampler.inspect()
+            result = finalize(spec, trace.isel(draw=slice(0, n_draws)), data, log_likelihood)
+            checked.append(n_draws)
+            reliable = assess(result).reliable
+            if reliable or n_draws == checkpoints[-1]:
+                result.attrs.update(auto_draws_checked=checked, auto_draws_stop="reliable" if reliable else "limit")
+                return result
+            if finished is None:
+                sampler.resume()
+    finally:
+        if not _is_finished(sampler):
+            sampler.cancel()
+    raise AssertionError("unreachable: the last checkpoint returns")  # pragma: no cover
+
+
+def _is_finished(sampler) -> bool:
+    # nutpie 0.16's is_finished raises TimeoutError while the chains still run.
+    try:
+        return bool(sampler.is_finished)
+    except TimeoutError:
+        return False
+
+
+def _wait_for_draws(sampler, rows: int, chains: int) -> bool:
+    """Block until every chain has ``rows`` draws (warm-up included); True if the run has finished."""
+    while not _is_finished(sampler):
+        batches, _ = sampler._sampler.inspect().get_arrow_trace()
+        if len(batches) == chains and min(batch.num_rows for batch in batches) >= rows:
+            return False
+        time.sleep(_AUTO_DRAWS_POLL_SECONDS)
+    return True
 
 
 def _sample_pymc(spec: ModelSpec, model, data: PreparedData, initvals, *, sampler, mass_matrix, warmup_start,

@@ -308,9 +308,9 @@ class BayesianGMM(PosteriorPredictionMixin):
         X,
         method: str = FIT_DEFAULTS["method"],
         *,
-        draws: int = FIT_DEFAULTS["draws"],
-        tune: int = FIT_DEFAULTS["tune"],
-        chains: int = FIT_DEFAULTS["chains"],
+        draws: int | str = FIT_DEFAULTS["draws"],
+        tune: int | str = FIT_DEFAULTS["tune"],
+        chains: int | str = FIT_DEFAULTS["chains"],
         random_seed: int | None = FIT_DEFAULTS["random_seed"],
         progressbar: bool = FIT_DEFAULTS["progressbar"],
         init: str = FIT_DEFAULTS["init"],
@@ -335,11 +335,22 @@ class BayesianGMM(PosteriorPredictionMixin):
         ----------
         X : array-like of shape (n_samples, n_features), or PreparedData
         method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
-        draws : int, default=1000
-            Posterior draws per chain (NUTS) or from the fitted approximation (ADVI).
-        tune : int, default=1000
-            NUTS warm-up iterations per chain (0 or more).
-        chains : int, default=2
+        draws : int or "auto", default="auto"
+            Posterior draws per chain (NUTS) or from the fitted approximation
+            (ADVI). "auto" with nutpie samples until the diagnostics pass: the
+            run is judged (:func:`bayesgmm.assess`) at 1000, 2000, 4000, 6000,
+            8000 and 10000 draws per chain and stops at the first "reliable"
+            verdict (``idata.attrs["auto_draws_checked"]`` lists the checkpoints
+            looked at, ``"auto_draws_stop"`` says "reliable" or "limit"); a
+            well-separated mixture stops at 1000, Old Faithful's overlapping K=3
+            and K=4 at 2000-10000 (docs/sampling.md). Every chain then runs at
+            once (``cores`` is set to ``chains``). With PyMC's sampler, numpyro
+            or ADVI, "auto" is 1000.
+        tune : int or "auto", default="auto"
+            NUTS warm-up iterations per chain (0 or more); "auto": 2000 with
+            nutpie, 1000 otherwise.
+        chains : int or "auto", default="auto"
+            "auto": 4 with nutpie, 2 otherwise.
         random_seed : int, optional
             An integer in [0, 2**32 - 1]. The same seed gives identical draws, and
             so does the same seed on the same data in other units (see the class
@@ -358,13 +369,18 @@ class BayesianGMM(PosteriorPredictionMixin):
             :class:`~bayesgmm.GaussianMixtureEM` (on X, in the data's units, with the
             same ``n_components``) is used as the start as it is, without fitting EM
             again; another covariance type gives the nearest start of this model's.
-        sampler : {"pymc", "nutpie", "numpyro"}, default="pymc"
-            NUTS implementation. "pymc" is PyMC's own sampler on PyTensor's C
-            backend linked to OpenBLAS (see the README). "nutpie" needs the
-            ``nutpie`` extra and "numpyro" the ``jax`` extra (installed by
-            ``make install``). numpyro supports every covariance type; with full
-            and tied covariances it agrees with "pymc" on the reference problem
-            (see docs/sampling.md).
+        sampler : {"auto", "nutpie", "pymc", "numpyro"}, default="auto"
+            NUTS implementation. "auto" is the ``BAYESGMM_SAMPLER`` environment
+            variable's sampler where it is set, else nutpie (a dependency of
+            bayesgmm: Rust's NUTS on PyTensor's numba backend), else "pymc";
+            ``init="em_dispersed"`` gets "pymc". Where no ``target_accept`` is
+            given, nutpie runs at 0.97: smaller steps, which Old Faithful's
+            overlapping components needed to sample without divergences.
+            "pymc" is PyMC's own sampler on PyTensor's C backend linked to
+            OpenBLAS (see the README). "numpyro" needs the ``jax`` extra
+            (installed by ``make install``); it supports every covariance type
+            and with full and tied covariances agrees with "pymc" on the
+            reference problem (see docs/sampling.md).
         mass_matrix : {"auto", "full", "diag"}, default="auto"
             NUTS with ``sampler="pymc"``: the mass matrix adapted during tuning.
             "full" (dense) learns the posterior's correlations, e.g. between a

@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The research notebooks live in ../notebooks (jupytext percent scripts); copy them in
 # and execute them in fast mode so the rendered pages carry real outputs.
 os.environ["BAYESGMM_FAST"] = "1"
+# Like the test suite, the build pins PyMC's sampler: the default (nutpie) compiles each
+# model structure once per machine (8-30 s each), which would dominate a fresh build.
+os.environ.setdefault("BAYESGMM_SAMPLER", "pymc")
 # The kernels must use matplotlib's inline backend so figures land in the pages.
 os.environ.pop("MPLBACKEND", None)
 _nb_dir = Path(__file__).parent / "notebooks"

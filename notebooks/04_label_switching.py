@@ -54,5 +54,6 @@ axes = az.plot_trace(fixed, var_names=["means"])
 
 # %%
 ordered = bg.BayesianGMM(2, covariance_type="diag", priors={"sd_scale": 0.2}, ordered=True)
-idata_ordered = ordered.fit(X, init="prior", chains=4, draws=DRAWS, tune=DRAWS, random_seed=4, progressbar=False)
+idata_ordered = ordered.fit(X, init="prior", sampler="pymc", chains=4, draws=DRAWS, tune=DRAWS, random_seed=4,
+                            progressbar=False)
 print(f"ordered model, raw R-hat: {float(az.rhat(idata_ordered.posterior[['means']])['means'].max()):.3f}")

@@ -1,6 +1,14 @@
+import os
 import warnings
 
 import pytest
+
+# sampler="auto" is nutpie, whose numba compile costs 8-30 s for each model
+# structure the first time on a machine; the suite fits dozens of structures with
+# small draws, so it pins PyMC's sampler (set before bayesgmm is imported, so the
+# notebooks and CLI subprocesses inherit it). tests/test_auto_sampling.py unsets it
+# to test the default itself, and test_nutpie.py names nutpie.
+os.environ["BAYESGMM_SAMPLER"] = "pymc"
 
 from bayesgmm import BayesianGMM
 from bayesgmm.datasets import make_mixture

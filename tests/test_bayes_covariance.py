@@ -228,7 +228,8 @@ def test_prior_predictive_for_tied_and_spherical():
 
 # ---------------------------------------------------------- settings, layout
 def test_fit_settings_merge_and_check():
-    assert fit_settings() == FIT_DEFAULTS
+    # The "auto" defaults are resolved for the sampler (PyMC's here: tests/conftest.py pins it).
+    assert fit_settings() == {**FIT_DEFAULTS, "sampler": "pymc", "draws": 1000, "tune": 1000, "chains": 2}
     settings = fit_settings({"draws": 10, "chains": 3}, chains=4, target_accept=0.9)
     assert (settings["draws"], settings["chains"], settings["target_accept"]) == (10, 4, 0.9)
     with pytest.raises(TypeError, match="bogus"):

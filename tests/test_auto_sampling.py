@@ -1,0 +1,96 @@
+"""The defaults: sampler="auto" (nutpie where installed) and draws="auto" (sample until reliable)."""
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pytest
+
+from bayesgmm import BayesianGMM, inference
+from bayesgmm.datasets import make_mixture
+from bayesgmm.diagnostics import assess
+from bayesgmm.fit_settings import SAMPLER_DEFAULTS, SAMPLER_ENV, fit_settings
+
+
+@pytest.fixture
+def unpinned(monkeypatch):
+    """The user's defaults: without the suite's BAYESGMM_SAMPLER=pymc (tests/conftest.py)."""
+    monkeypatch.delenv(SAMPLER_ENV, raising=False)
+
+
+def test_auto_is_nutpie_with_its_settings(unpinned):
+    settings = fit_settings()
+    assert settings["sampler"] == "nutpie"
+    assert {k: settings[k] for k in ("draws", "tune", "chains", "target_accept")} == SAMPLER_DEFAULTS["nutpie"]
+    assert fit_settings(settings) == settings  # resolving twice changes nothing
+
+
+def test_environment_variable_chooses(monkeypatch):
+    monkeypatch.setenv(SAMPLER_ENV, "pymc")
+    settings = fit_settings()
+    assert (settings["sampler"], settings["draws"], settings["tune"], settings["chains"]) == ("pymc", 1000, 1000, 2)
+    assert "target_accept" not in settings  # PyMC's own default, and the retry on divergences stays on
+    monkeypatch.setenv(SAMPLER_ENV, "stan")
+    with pytest.raises(ValueError, match="BAYESGMM_SAMPLER must be one of"):
+        fit_settings()
+
+
+def test_given_settings_win(unpinned):
+    settings = fit_settings(draws=300, tune=100, chains=2, target_accept=0.9)
+    assert (settings["draws"], settings["tune"], settings["chains"], settings["target_accept"]) == (300, 100, 2, 0.9)
+    assert fit_settings(sampler="pymc", draws="auto")["draws"] == 1000
+
+
+def test_auto_outside_nutpie(unpinned, monkeypatch):
+    assert fit_settings(init="em_dispersed")["sampler"] == "pymc"  # a start per chain: nutpie cannot
+    advi = fit_settings(method="advi")
+    assert advi["draws"] == 1000 and "target_accept" not in advi
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nutpie" else real(name, *a))
+    assert fit_settings()["sampler"] == "pymc"
+
+
+@pytest.mark.parametrize(("name", "value"), [("draws", "many"), ("draws", 0), ("tune", "longer"), ("tune", -1),
+                                             ("chains", 0), ("chains", 2.5), ("sampler", "stan")])
+def test_bad_values_named(name, value):
+    with pytest.raises((ValueError, TypeError), match=name):
+        fit_settings({name: value})
+
+
+# ------------------------------------------------------------ sampling until reliable
+@pytest.fixture(scope="module")
+def two_blobs():
+    X, _ = make_mixture(100, n_components=2, n_features=2, random_state=3, separation=8)
+    return X
+
+
+def _fit(X, seed=0, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return BayesianGMM(2).fit(X, random_seed=seed, progressbar=False, **kwargs)
+
+
+def test_stops_at_the_first_reliable_checkpoint(two_blobs, unpinned, monkeypatch):
+    monkeypatch.setattr(inference, "AUTO_DRAWS_CHECKPOINTS", (300, 600, 1200, 2400))
+    idata = _fit(two_blobs)
+    checked = list(np.atleast_1d(idata.attrs["auto_draws_checked"]))
+    assert idata.attrs["sampler"] == "nutpie" and idata.attrs["auto_draws_stop"] == "reliable"
+    assert idata.posterior.sizes["chain"] == 4 and idata.posterior.sizes["draw"] == checked[-1]
+    assert checked == [300, 600, 1200, 2400][:len(checked)]
+    assert assess(idata).reliable
+    for n_draws in checked[:-1]:  # every earlier look was judged unreliable
+        assert not assess(idata.isel(draw=slice(0, n_draws))).reliable
+    assert any("stopped at the first reliable verdict" in note for note in assess(idata).notes)
+
+
+def test_limit_reached_is_said_and_reproducible(two_blobs, unpinned, monkeypatch):
+    # 4 chains x 20 draws cannot reach a bulk ESS of 400: the run stops at the last checkpoint.
+    monkeypatch.setattr(inference, "AUTO_DRAWS_CHECKPOINTS", (10, 20))
+    first, second = _fit(two_blobs, seed=4), _fit(two_blobs, seed=4)
+    assert first.attrs["auto_draws_stop"] == "limit"
+    assert list(np.atleast_1d(first.attrs["auto_draws_checked"])) == [10, 20]
+    assert first.posterior.sizes["draw"] == 20
+    verdict = assess(first)
+    assert not verdict.reliable and any("stopped at its limit" in note for note in verdict.notes)
+    # Each chain's draws depend on the seed only, not on when the run was paused.
+    np.testing.assert_array_equal(first.posterior["means"].values, second.posterior["means"].values)
