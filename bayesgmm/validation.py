@@ -68,6 +68,10 @@ _METHODS = ("nuts", "advi")
 _COVARIANCE_TYPES = ("full", "diag")
 _INITS = ("em", "em_dispersed")
 _SBC_SAMPLERS = ("pymc", "nutpie")
+#: ``draws="auto"``: the evenly spaced draws of each chain that are ranked. The run
+#: stops with a bulk ESS of at least 400 over its chains, so 50 per chain (200 over
+#: four) are close to independent.
+AUTO_RANK_DRAWS = 50
 _FORMAT_VERSION = 1
 
 #: Fixed held-out points, on the prior's (standardised) scale, at which the mixture's
@@ -94,8 +98,11 @@ class SBCSetting:
         D, 1 or 2 (the held-out points are defined for those).
     n_samples : int, default=50
         Rows of each simulated dataset.
-    draws : int, default=200
-        NUTS: draws per chain; ADVI: draws from the fitted approximation.
+    draws : int or "auto", default=200
+        NUTS: draws per chain; ADVI: draws from the fitted approximation. NUTS
+        with "auto" (nutpie: sampling until the diagnostics pass, as
+        ``BayesianGMM.fit`` does by default) ranks :data:`AUTO_RANK_DRAWS` evenly
+        spaced draws of each chain, whatever their number (``thin`` is unused).
     tune : int, default=200
         NUTS warm-up per chain (ignored by ADVI).
     chains : int, default=2
@@ -126,7 +133,7 @@ class SBCSetting:
     n_components: int
     n_features: int
     n_samples: int = 50
-    draws: int = 200
+    draws: int | str = 200
     tune: int = 200
     chains: int = 2
     thin: int = 4
@@ -143,6 +150,10 @@ class SBCSetting:
                            check_integer_param(self.n_features, "n_features", minimum=1, maximum=2))
         object.__setattr__(self, "n_samples", check_integer_param(self.n_samples, "n_samples", minimum=2))
         for name, minimum in (("draws", 1), ("tune", 0), ("chains", 1), ("thin", 1)):
+            if name == "draws" and self.auto_draws:
+                if self.method != "nuts":
+                    raise ValueError("draws='auto' samples NUTS until its diagnostics pass; ADVI takes a number.")
+                continue
             object.__setattr__(self, name, check_integer_param(getattr(self, name), name, minimum=minimum))
         object.__setattr__(self, "init", check_option(self.init, "init", _INITS))
         object.__setattr__(self, "sampler", check_option(self.sampler, "sampler", _SBC_SAMPLERS))
@@ -171,13 +182,21 @@ class SBCSetting:
     def name(self) -> str:
         """``method-covariance-K<k>-D<d>``, e.g. ``"nuts-full-K2-D1"`` (``-nutpie`` appended for that sampler)."""
         name = f"{self.method}-{self.covariance_type}-K{self.n_components}-D{self.n_features}"
-        return name if self.sampler == "pymc" else f"{name}-{self.sampler}"
+        name = name if self.sampler == "pymc" else f"{name}-{self.sampler}"
+        return f"{name}-auto" if self.auto_draws else name
+
+    @property
+    def auto_draws(self) -> bool:
+        """Whether NUTS samples until its diagnostics pass (``draws="auto"``)."""
+        return isinstance(self.draws, str) and self.draws == "auto"
 
     @property
     def n_rank_draws(self) -> int:
         """L: the posterior draws each true value is ranked among."""
         if self.method == "advi":
             return self.draws
+        if self.auto_draws:
+            return self.chains * AUTO_RANK_DRAWS
         return self.chains * len(range(self.thin - 1, self.draws, self.thin))
 
     def model(self):
@@ -460,7 +479,10 @@ def _rank_replication(idata, setting: SBCSetting, truth: dict, rank_seed: int, r
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
         record["error"] = f"posterior quantities: {type(err).__name__}: {err}"
         return
-    keep = np.arange(setting.thin - 1, n_draw, setting.thin)
+    if setting.auto_draws:  # as many draws as the run needed: rank evenly spaced ones
+        keep = np.arange(1, AUTO_RANK_DRAWS + 1) * n_draw // AUTO_RANK_DRAWS - 1
+    else:
+        keep = np.arange(setting.thin - 1, n_draw, setting.thin)
     rng = np.random.default_rng(rank_seed)
     ranks, us = {}, {}
     for name, values in q.items():

@@ -56,7 +56,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="sbc_results.json", help="results file (JSON, written as fits finish)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=None, help="rows per simulated dataset (default 50)")
-    parser.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (default 200)")
+    parser.add_argument("--draws", type=lambda t: t if t == "auto" else int(t), default=None,
+                        help="NUTS draws per chain, or 'auto' (nutpie: until the diagnostics pass; 50 evenly "
+                             "spaced draws per chain ranked) (default 200)")
+    parser.add_argument("--chains", type=int, default=None, help="NUTS chains (default 2)")
     parser.add_argument("--tune", type=int, default=None, help="NUTS warm-up per chain (default 200)")
     parser.add_argument("--thin", type=int, default=None, help="rank every thin-th NUTS draw (default 4)")
     parser.add_argument("--init", choices=("em", "em_dispersed"), default=None,
@@ -93,6 +96,7 @@ def main(argv=None) -> int:
             if args.out == "sbc_results.json":
                 args.out = "sbc_quick.json"
         nuts = {k: v for k, v in (("n_samples", args.n), ("draws", args.draws), ("tune", args.tune),
+                                  ("chains", args.chains),
                                   ("thin", args.thin), ("init", args.init), ("sampler", args.sampler))
                 if v is not None}
         advi = {k: v for k, v in (("n_samples", args.n), ("draws", args.advi_draws)) if v is not None}
@@ -102,7 +106,8 @@ def main(argv=None) -> int:
                     for s in sbc_settings(args.settings)]
         n_jobs = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
         fits = {s.method: s for s in settings}
-        how = [f"NUTS {s.chains} chains x ({s.tune} tune + {s.draws} draws), every {s.thin}th ranked (L="
+        how = [f"NUTS {s.chains} chains x ({s.tune} tune + {s.draws} draws), "
+               + ("50 evenly spaced per chain" if s.auto_draws else f"every {s.thin}th") + f" ranked (L="
                f"{s.n_rank_draws})" for s in [fits.get("nuts")] if s is not None]
         how += [f"ADVI defaults, L={s.n_rank_draws} draws ranked" for s in [fits.get("advi")] if s is not None]
         print(f"SBC: {len(settings)} setting(s) x {args.reps} replications on {n_jobs} process(es), "
