@@ -70,7 +70,9 @@ def one_fit(K: int, seed: int, settings: dict, covariance: str, priors: dict | N
             "draws": int(idata.posterior.sizes["draw"]), "modes": modes, "headline": verdict.headline(),
             # fit(retry_on_divergence=True): the first run's count when it sampled twice, and which run it kept
             "first_run_divergences": idata.attrs.get("first_run_divergences"),
-            "kept_run": idata.attrs.get("kept_run")}
+            "kept_run": idata.attrs.get("kept_run"), "sampler": idata.attrs.get("sampler"),
+            # draws="auto" (nutpie): where sampling stopped, and why ("reliable" or "limit")
+            "auto_draws_stop": idata.attrs.get("auto_draws_stop")}
 
 
 def _value(text: str):
@@ -86,16 +88,22 @@ def meets(row: dict) -> dict:
             "ess": row["min_ess_bulk"] is not None and row["min_ess_bulk"] >= ESS_MIN}
 
 
+def _draws(row: dict) -> str:
+    """Chains x draws per chain, with "auto"'s stop ("reliable"/"limit") when draws="auto" chose them."""
+    stop = row.get("auto_draws_stop")
+    return f"{row['chains']}x{row['draws']}" + ("" if stop is None else f" {stop[:3]}")
+
+
 def print_table(rows: list[dict]) -> None:
     print(f"{'K':>2} {'seed':>4} {'1st':>5} {'div':>5} {'div%':>6} {'R-hat':>7} {'on':<20} {'ESS':>6} "
-          f"{'ll R-hat':>8} {'ll ESS':>7} {'sec':>6}  verdict")
+          f"{'ll R-hat':>8} {'ll ESS':>7} {'draws':>11} {'sec':>6}  verdict")
     for r in sorted(rows, key=lambda r: (r["K"], r["seed"])):
         first = r.get("first_run_divergences")
         first = "-" if first is None else f"{first}{'*' if r.get('kept_run') == 'first' else ''}"
         print(f"{r['K']:>2} {r['seed']:>4} {first:>5} {r['divergences']:>5} {r['divergence_pct']:>6.2f} "
               f"{r['max_rhat']:>7.3f} "
               f"{str(r['max_rhat_on']):<20} {r['min_ess_bulk']:>6.0f} {r['loglik_rhat']:>8.3f} "
-              f"{r['loglik_ess']:>7.0f} {r['seconds']:>6.1f}  {r['headline'][:90]}")
+              f"{r['loglik_ess']:>7.0f} {_draws(r):>11} {r['seconds']:>6.1f}  {r['headline'][:90]}")
     for K in sorted({r["K"] for r in rows}):
         sub = [r for r in rows if r["K"] == K]
         ok = [meets(r) for r in sub]
