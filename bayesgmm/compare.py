@@ -250,6 +250,10 @@ def _fit_one_k(X, k: int, covariance_type: str, em: ModelSelection, settings: di
     return BayesianGMM(k, covariance_type=covariance_type, priors=priors).fit(X, **{**settings, "init": start})
 
 
+#: Draws per chain of the sparse-Dirichlet fit where the settings say ``draws="auto"``.
+SPARSE_AUTO_DRAWS = 1000
+
+
 def sparse_dirichlet_fit(X, k: int, covariance_type: str, em: ModelSelection, settings: dict, alpha: float,
                          threshold: float = 0.05, *, priors: dict | None = None):
     """The overfitted sparse-Dirichlet fit of :func:`compare_k` and :func:`bayesgmm.analysis.analyse`.
@@ -260,7 +264,14 @@ def sparse_dirichlet_fit(X, k: int, covariance_type: str, em: ModelSelection, se
     ``(effective_components(fit, weight_threshold=threshold), fit)``: the posterior of the
     number of components holding more than ``threshold`` of the weight, and the fit.
     ``priors`` are other priors of the fit (e.g. ``{"rounding": 0}``).
+
+    ``draws="auto"`` becomes :data:`SPARSE_AUTO_DRAWS` here: the emptied components
+    wander over their prior by design, so the fit's verdict never passes and sampling
+    until it does would always run to the limit; the number of occupied components,
+    which is what this fit is for, needs far fewer draws.
     """
+    if isinstance(settings.get("draws"), str):  # "auto"
+        settings = {**settings, "draws": SPARSE_AUTO_DRAWS}
     fit = _fit_one_k(X, k, covariance_type, em, settings, priors={**(priors or {}), "alpha": alpha})
     return effective_components(fit, weight_threshold=threshold), fit
 

@@ -94,3 +94,22 @@ def test_limit_reached_is_said_and_reproducible(two_blobs, unpinned, monkeypatch
     assert not verdict.reliable and any("stopped at its limit" in note for note in verdict.notes)
     # Each chain's draws depend on the seed only, not on when the run was paused.
     np.testing.assert_array_equal(first.posterior["means"].values, second.posterior["means"].values)
+
+
+def test_sparse_dirichlet_fit_takes_fixed_draws_for_auto(monkeypatch):
+    # Its emptied components wander over the prior, so its verdict never passes: "auto"
+    # would always run to the limit. It takes SPARSE_AUTO_DRAWS instead; a number is kept.
+    from bayesgmm import compare
+
+    seen = {}
+
+    def fake_fit(X, k, covariance_type, em, settings, priors=None):
+        seen.update(settings)
+        return "fit"
+
+    monkeypatch.setattr(compare, "_fit_one_k", fake_fit)
+    monkeypatch.setattr(compare, "effective_components", lambda fit, weight_threshold: "counts")
+    assert compare.sparse_dirichlet_fit(None, 6, "full", None, {"draws": "auto"}, 0.05) == ("counts", "fit")
+    assert seen["draws"] == compare.SPARSE_AUTO_DRAWS
+    compare.sparse_dirichlet_fit(None, 6, "full", None, {"draws": 300}, 0.05)
+    assert seen["draws"] == 300
