@@ -10,6 +10,7 @@ the responsibilities and the M-step's sufficient statistics together, so no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -182,19 +183,36 @@ def _single_threaded_blas(method):
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        if getattr(_LIMITED, "active", False):  # nested (fit -> fit_predict): already limited
+        with single_threaded_blas():
             return method(*args, **kwargs)
-        _LIMITED.active = True
-        try:
-            with _threadpool_controller().limit(limits=1):
-                return method(*args, **kwargs)
-        finally:
-            _LIMITED.active = False
 
     return wrapper
 
 
-_LIMITED = threading.local()
+@contextlib.contextmanager
+def single_threaded_blas():
+    """BLAS and OpenMP limited to one thread while any thread is inside this block.
+
+    The limit is process-wide, so it is counted across threads: the first to enter
+    sets it and the last to leave restores it. Entering and leaving one limit per
+    thread would interleave (select_model fits on several threads) and could leave
+    BLAS limited after the fits.
+    """
+    with _BLAS_LIMIT_LOCK:
+        if _BLAS_LIMIT["depth"] == 0:
+            _BLAS_LIMIT["limiter"] = _threadpool_controller().limit(limits=1)
+        _BLAS_LIMIT["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LIMIT_LOCK:
+            _BLAS_LIMIT["depth"] -= 1
+            if _BLAS_LIMIT["depth"] == 0:
+                _BLAS_LIMIT.pop("limiter").restore_original_limits()
+
+
+_BLAS_LIMIT_LOCK = threading.Lock()
+_BLAS_LIMIT: dict = {"depth": 0}
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import check_data, check_n_components, is_dask_collection
 from .covariance import get_covariance_type
-from .em import DegenerateFitWarning, GaussianMixtureEM
+from .em import DegenerateFitWarning, GaussianMixtureEM, _chunk_bounds, single_threaded_blas
 
 __all__ = ["select_model", "ModelSelection"]
 
@@ -70,11 +71,7 @@ def _fit_one(X, k, cov_type, params):
     row = {"n_components": k, "covariance_type": cov_type}
     model = GaussianMixtureEM(n_components=k, covariance_type=cov_type, **params)
     try:
-        with warnings.catch_warnings():
-            # Summarised in the table's converged and degenerate columns instead.
-            warnings.filterwarnings("ignore", category=ConvergenceWarning)
-            warnings.filterwarnings("ignore", category=DegenerateFitWarning)
-            model.fit(X)
+        model.fit(X)
     except ValueError as err:  # e.g. a covariance that cannot be made positive definite
         row.update(log_likelihood=np.nan, n_parameters=np.nan, bic=np.nan, aic=np.nan,
                    icl=np.nan, converged=False, degenerate=False, n_iter=0, error=str(err))
@@ -123,16 +120,41 @@ def _check_select_data(X):
     return check_data(X, min_samples=2)
 
 
+def _grid_threads(n_jobs, X, ks: list[int]) -> int:
+    """Threads for the grid: ``n_jobs`` as joblib reads it, or the default for None.
+
+    The default puts the grid's fits on one thread per core where each fit's passes
+    are one compiled call on one thread (data in memory that makes one chunk, as
+    :meth:`GaussianMixtureEM._can_compile` needs), since those calls release the GIL.
+    Larger data keeps one fit at a time, whose passes run on threads themselves; a
+    dask collection is reduced on its own scheduler.
+    """
+    if n_jobs is not None:
+        return n_jobs
+    if is_dask_collection(X):
+        return 1
+    n_samples, n_features = X.shape
+    if len(_chunk_bounds(n_samples, max(ks), n_features, np.dtype(X.dtype).itemsize)) > 1:
+        return 1
+    return os.cpu_count() or 1
+
+
 def _fit_grid(X, grid: list, params: dict, n_jobs, progressbar: bool) -> tuple[pd.DataFrame, dict]:
     """Fit every (K, covariance type) of ``grid``: the table's rows and the fitted models."""
-    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        delayed(_fit_one)(X, k, c, params) for k, c in grid
-    )
-    if progressbar:
-        from rich.progress import track
+    # Warning filters and the BLAS thread limit are process-wide: set once here, not
+    # entered and left by fits on several threads at once.
+    with warnings.catch_warnings(), single_threaded_blas():
+        # Summarised in the table's converged and degenerate columns instead.
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", category=DegenerateFitWarning)
+        jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+            delayed(_fit_one)(X, k, c, params) for k, c in grid
+        )
+        if progressbar:
+            from rich.progress import track
 
-        jobs = track(jobs, total=len(grid), description=f"EM grid ({len(grid)} fits)", transient=True)
-    results = list(jobs)
+            jobs = track(jobs, total=len(grid), description=f"EM grid ({len(grid)} fits)", transient=True)
+        results = list(jobs)
     table = pd.DataFrame([row for row, _ in results])
     estimators = {key: model for key, (_, model) in zip(grid, results) if model is not None}
     return table, estimators
@@ -201,7 +223,11 @@ def select_model(
         scale of one log-likelihood unit).
     max_iter : int, default=1000
     n_jobs : int or None, default=None
-        Parallel fits (joblib, threads). None runs in sequence; -1 uses all cores.
+        Fits run at once, on threads (joblib's meaning: -1 uses all cores, 1 runs
+        them in sequence). None uses every core where the data is in memory and
+        small enough that each fit runs on one thread (one chunk of rows), and one
+        fit at a time otherwise (the passes of a large fit use the cores
+        themselves). The result does not depend on it: every fit has its own seed.
     progressbar : bool, default=False
         Show a progress bar over the grid (rich, as PyMC's sampler does).
     **em_params
@@ -236,6 +262,7 @@ def select_model(
         else None
     params = dict(n_init=n_init, random_state=fit_seed, tol=tol, max_iter=max_iter, **em_params)
     grid = [(k, c) for c in cov_types for k in ks]
-    table, estimators = _fit_grid(X if frame is None else frame, grid, params, n_jobs, progressbar)
+    threads = _grid_threads(n_jobs, X, ks)
+    table, estimators = _fit_grid(X if frame is None else frame, grid, params, threads, progressbar)
     table, best = _choose(table, estimators, criterion)
     return ModelSelection(best_estimator_=best, table=table, criterion=criterion, estimators=estimators)

@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_degenerate_fits_are_listed_and_excluded():
 
 def test_criteria_and_parallel_agree(faithful):
     seq = select_model(faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl",
-                       progressbar=True, random_state=0)
+                       progressbar=True, random_state=0, n_jobs=1)
     par = select_model(
         faithful, n_components=range(1, 4), covariance_types=("full", "tied"), criterion="icl", n_jobs=2,
         random_state=0,
@@ -83,6 +84,39 @@ def test_criteria_and_parallel_agree(faithful):
     assert seq.best_params_ == par.best_params_
     np.testing.assert_allclose(seq.table["icl"], par.table["icl"])
     assert isinstance(seq.best_estimator_, GaussianMixtureEM)
+
+
+def test_default_threads_give_the_sequential_result_to_the_bit(faithful):
+    # Small in-memory data: the default fits the grid on one thread per core. Every fit has its own seed
+    # and the shared partition cache returns what a fit would compute, so nothing may depend on the order.
+    from bayesgmm.selection import _grid_threads
+
+    X = faithful * [1e-100, 1e100]
+    assert _grid_threads(None, X, [1, 9]) == (os.cpu_count() or 1)
+    seq = select_model(X, n_components=range(1, 7), random_state=3, n_jobs=1)
+    par = select_model(X, n_components=range(1, 7), random_state=3, n_jobs=4)  # more threads than cores
+    pd.testing.assert_frame_equal(seq.table, par.table)
+    for key, model in seq.estimators.items():
+        np.testing.assert_array_equal(model.means_, par.estimators[key].means_)
+
+
+def test_grid_threads_default_only_where_each_fit_runs_on_one_thread():
+    from bayesgmm.selection import _grid_threads
+
+    assert _grid_threads(3, np.zeros((10, 2)), [2]) == 3
+    assert _grid_threads(-1, np.zeros((10, 2)), [2]) == -1
+    # Many chunks of rows: one fit at a time, whose passes use the threads themselves.
+    assert _grid_threads(None, np.zeros((200_000, 10)), [1, 9]) == 1
+
+
+def test_threaded_grid_restores_the_blas_thread_limit(faithful):
+    # The limit is process-wide; fits entering and leaving it on several threads must not leave it set.
+    from threadpoolctl import threadpool_info
+
+    before = [(lib["filepath"], lib["num_threads"]) for lib in threadpool_info()]
+    select_model(faithful, n_components=range(1, 5), random_state=0, n_jobs=2)
+    GaussianMixtureEM(2).fit(faithful)
+    assert [(lib["filepath"], lib["num_threads"]) for lib in threadpool_info()] == before
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
