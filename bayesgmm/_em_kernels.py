@@ -913,6 +913,18 @@ def _diagonal_em_step_kernel(X, row_weights, total_weight, weights, means, scale
     second = np.zeros((n_components, n_features))
     log_likelihood = _diag_pass_kernel(X, row_weights, means, full_scale,
                                        _log_norm(weights, log_det, n_features), nk, sum_y, second)
+    code = _diagonal_m_step(nk, sum_y, second, means, full_scale, reg_covar, pooled, total_weight, new_weights,
+                            new_means, covs, new_scale)
+    return code, log_likelihood
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _diagonal_m_step(nk, sum_y, second, means, scale, reg_covar, pooled, total_weight, new_weights, new_means, covs,
+                     new_scale):  # pragma: no cover - compiled
+    # The M-step from a pass's statistics of residuals (x - means) * scale, (K, D):
+    # new weights, means, variances (covs, (K, D), or (K, 1) pooled over features) and
+    # their 1/sqrt. Guards nk in place. Returns 2 where a variance is not positive.
+    n_components, n_features = means.shape
     code = 0
     for k in range(n_components):
         nk[k] += _NK_GUARD
@@ -920,7 +932,7 @@ def _diagonal_em_step_kernel(X, row_weights, total_weight, weights, means, scale
         spread = 0.0
         for d in range(n_features):
             mean_y = sum_y[k, d] / nk[k]
-            sc = full_scale[k, d]
+            sc = scale[k, d]
             new_means[k, d] = means[k, d] + mean_y / sc
             variance = (second[k, d] / nk[k] - mean_y**2) / sc**2
             if pooled:
@@ -933,7 +945,7 @@ def _diagonal_em_step_kernel(X, row_weights, total_weight, weights, means, scale
             if covs[k, d] <= 0.0:
                 code = 2
             new_scale[k, d] = 1.0 / np.sqrt(covs[k, d])
-    return code, log_likelihood
+    return code
 
 
 def _em_step(kernel, X, row_weights, total_weight, weights, means, factor, reg_covar, pooled):
@@ -1215,3 +1227,198 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
         float(tol), float(lower_bound), bool(accelerate), float(collapse_floor))
     return (int(code), float(lower_bound), int(passes), bool(converged), history.tolist(), w, m,
             unshape(c), unshape(f))
+
+
+
+# -- the multi-start on small data -------------------------------------------------
+# GaussianMixtureEM's "auto" start makes 14 short runs from hard partitions and
+# continues 5-6 of them (em.py, _best_short_run). On a few hundred rows each run is
+# ~10 passes of a few microseconds, and the Python around every start (its M-step in
+# NumPy, the run's set-up, the collapse check) cost as much as the arithmetic. Here
+# every start's M-step and run of a batch is one compiled call, which also releases
+# the GIL, so that select_model's grid runs on several threads.
+
+
+@njit(nogil=True, cache=True)
+def _partition_sums(X, row_weights, rows, groups, centre, nk, sum_y):  # pragma: no cover - compiled
+    # centre = the weighted mean of X[rows] (the plain mean where the weights sum to 0:
+    # they then count as ones); nk and sum_y the groups' weights and weighted sums of
+    # X[rows] - centre. Returns the total weight and whether the weights are ones.
+    n_features = X.shape[1]
+    total = 0.0
+    for i in range(rows.shape[0]):
+        total += row_weights[rows[i]]
+    ones = not total > 0.0
+    if ones:
+        total = float(rows.shape[0])
+    centre[:] = 0.0
+    for i in range(rows.shape[0]):
+        wi = 1.0 if ones else row_weights[rows[i]]
+        for d in range(n_features):
+            centre[d] += wi * X[rows[i], d]
+    for d in range(n_features):
+        centre[d] /= total
+    nk[:] = 0.0
+    sum_y[:] = 0.0
+    for i in range(rows.shape[0]):
+        r, k = rows[i], groups[i]
+        wi = 1.0 if ones else row_weights[r]
+        nk[k] += wi
+        for d in range(n_features):
+            sum_y[k, d] += wi * (X[r, d] - centre[d])
+    return total, ones
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _matrix_partition_start(X, row_weights, rows, groups, reg_covar, pooled, w, m, c, f):  # pragma: no cover
+    # GaussianMixtureEM._start_from for full (c, f: (K, D, D)) or tied ((1, D, D))
+    # covariances: the M-step from the hard partition (rows, groups), whitened against
+    # the identity at the rows' centre. Returns _matrix_m_step_kernel's code.
+    n_components, n_features = m.shape
+    centre, nk, sum_y = np.empty(n_features), np.empty(n_components), np.empty((n_components, n_features))
+    total, ones = _partition_sums(X, row_weights, rows, groups, centre, nk, sum_y)
+    second = np.zeros(c.shape)
+    y = np.empty(n_features)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        wi = 1.0 if ones else row_weights[r]
+        s = 0 if pooled else groups[i]
+        for d in range(n_features):
+            y[d] = X[r, d] - centre[d]
+        for e in range(n_features):
+            for g in range(n_features):
+                second[s, e, g] += wi * y[e] * y[g]
+    identity = np.zeros(c.shape)
+    for s in range(c.shape[0]):
+        for d in range(n_features):
+            identity[s, d, d] = 1.0
+    mean_y = np.empty((n_components, n_features))
+    for k in range(n_components):
+        nk[k] += _NK_GUARD
+        w[k] = nk[k] / total
+        for d in range(n_features):
+            mean_y[k, d] = sum_y[k, d] / nk[k]
+    shift = np.empty((n_components, n_features))
+    code = _matrix_m_step_kernel(nk, mean_y, second, identity, reg_covar, pooled, shift, c, f)
+    for k in range(n_components):
+        for d in range(n_features):
+            m[k, d] = centre[d] + shift[k, d]
+    return code
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _diagonal_partition_start(X, row_weights, rows, groups, reg_covar, pooled, w, m, c, f):  # pragma: no cover
+    # _matrix_partition_start for diagonal (c, f: (K, D) variances and their
+    # 1/sqrt) or spherical ((K, 1)) covariances; returns 2 where a variance is not positive.
+    n_components, n_features = m.shape
+    centre, nk, sum_y = np.empty(n_features), np.empty(n_components), np.empty((n_components, n_features))
+    total, ones = _partition_sums(X, row_weights, rows, groups, centre, nk, sum_y)
+    second = np.zeros((n_components, n_features))
+    for i in range(rows.shape[0]):
+        r, k = rows[i], groups[i]
+        wi = 1.0 if ones else row_weights[r]
+        for d in range(n_features):
+            y = X[r, d] - centre[d]
+            second[k, d] += wi * y * y
+    # The step whitened against the identity at the centre (exact: divisions by 1).
+    origin = np.empty((n_components, n_features))
+    for k in range(n_components):
+        origin[k] = centre
+    return _diagonal_m_step(nk, sum_y, second, origin, np.ones((n_components, n_features)), reg_covar, pooled, total,
+                            w, m, c, f)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _partition_starts_kernel(X, row_weights, rows, groups, offsets, reg_covar, pooled, w, m, c, f,
+                             codes):  # pragma: no cover - compiled
+    # Start s from rows[offsets[s]:offsets[s + 1]] and their groups, into w[s], m[s],
+    # c[s], f[s] (stacked as _em_loop takes one start's parameters); codes[s] as the
+    # start kernels return them.
+    for s in range(offsets.shape[0] - 1):
+        a, b = offsets[s], offsets[s + 1]
+        if f.ndim == 4:
+            codes[s] = _matrix_partition_start(X, row_weights, rows[a:b], groups[a:b], reg_covar, pooled, w[s], m[s],
+                                               c[s], f[s])
+        else:
+            codes[s] = _diagonal_partition_start(X, row_weights, rows[a:b], groups[a:b], reg_covar, pooled, w[s],
+                                                 m[s], c[s], f[s])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _em_runs_kernel(X, row_weights, total_weight, w, m, c, f, active, reg_covar, pooled, max_iter, tol, accelerate,
+                    collapse_floor, degenerate_floor, lower_bounds, proper, codes):  # pragma: no cover - compiled
+    # _em_loop from every active start s of the stacked parameters, in start order,
+    # replacing them with where it ended: lower_bounds[s], proper[s] (no covariance
+    # below degenerate_floor) and codes[s]. Stops at the first failed run (code 1 or
+    # 2), as the Python loop raises there.
+    for s in range(w.shape[0]):
+        if not active[s]:
+            continue
+        code, lower_bound, passes, converged, history, nw, nm, nc, nf = _em_loop(
+            X, row_weights, total_weight, w[s].copy(), m[s].copy(), c[s].copy(), f[s].copy(), reg_covar, pooled,
+            max_iter, tol, -np.inf, accelerate, collapse_floor)
+        codes[s] = code
+        if code != 0:
+            return
+        w[s] = nw
+        m[s] = nm
+        c[s] = nc
+        f[s] = nf
+        lower_bounds[s] = lower_bound
+        proper[s] = not _any_below_floor(nc, degenerate_floor)
+
+
+def _stacked_shapes(n_starts: int, n_components: int, n_features: int, diagonal: bool, pooled: bool):
+    """Shapes of the stacked (weights, means, covariances, factors) of ``n_starts`` starts, as _em_loop takes them."""
+    if diagonal:
+        matrix = (n_starts, n_components, 1 if pooled else n_features)
+    else:
+        matrix = (n_starts, 1 if pooled else n_components, n_features, n_features)
+    return (n_starts, n_components), (n_starts, n_components, n_features), matrix, matrix
+
+
+def partition_starts(X: np.ndarray, row_weights: np.ndarray, partitions: list, n_components: int, diagonal: bool,
+                     pooled: bool, reg_covar: float):
+    """Starting parameters from hard partitions, one compiled call for all of them.
+
+    ``partitions`` is a list of ``(rows, groups)``; each start is the M-step from its
+    partition as :meth:`bayesgmm.em.GaussianMixtureEM._start_from` computes it (equal
+    to rounding). Returns ``(codes, weights, means, covariances, factors)``, the
+    parameters stacked over the starts in :func:`em_runs`'s shapes (``diagonal`` and
+    ``pooled`` as :func:`em_loop`'s), and ``codes[s]`` nonzero where start ``s`` has a
+    covariance that is not positive definite.
+    """
+    sizes = [np.asarray(rows).size for rows, _ in partitions]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    rows = np.concatenate([np.asarray(r, dtype=np.int64) for r, _ in partitions])
+    groups = np.concatenate([np.asarray(g, dtype=np.int64) for _, g in partitions])
+    shapes = _stacked_shapes(len(partitions), n_components, X.shape[1], diagonal, pooled)
+    w, m, c = (np.empty(shape) for shape in shapes[:3])
+    f = np.zeros(shapes[3])
+    codes = np.zeros(len(partitions), dtype=np.int64)
+    _partition_starts_kernel(X, np.ascontiguousarray(row_weights, dtype=np.float64), rows, groups, offsets,
+                             float(reg_covar), pooled, w, m, c, f, codes)
+    return codes, w, m, c, f
+
+
+def em_runs(X: np.ndarray, row_weights: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+            factors: np.ndarray, active: np.ndarray, reg_covar: float, pooled: bool, max_iter: int, tol: float,
+            accelerate: bool, collapse_floor: float, degenerate_floor: float):
+    """:func:`em_loop` from each active start of stacked parameters (as :func:`partition_starts` returns them).
+
+    One compiled call for the batch. The parameters are updated in place to where
+    each run ended. Returns ``(codes, lower_bounds, proper)``: ``proper[s]`` where no
+    covariance of run ``s`` is below ``degenerate_floor`` (the degenerate-component
+    check); the batch stops at the first run whose code is nonzero (later ones keep
+    code 0 and are not run).
+    """
+    n_starts = weights.shape[0]
+    lower_bounds = np.full(n_starts, -np.inf)
+    proper = np.zeros(n_starts, dtype=np.bool_)
+    codes = np.zeros(n_starts, dtype=np.int64)
+    row_weights = np.ascontiguousarray(row_weights, dtype=np.float64)
+    _em_runs_kernel(X, row_weights, float(row_weights.sum()), weights, means, covariances, factors,
+                    np.ascontiguousarray(active, dtype=np.bool_), float(reg_covar), pooled,
+                    min(int(max_iter), np.iinfo(np.int64).max), float(tol), bool(accelerate), float(collapse_floor),
+                    float(degenerate_floor), lower_bounds, proper, codes)
+    return codes, lower_bounds, proper

@@ -27,7 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._validation import check_n_components, check_numeric_columns, check_sample_weight, is_dask_collection
 from .covariance import _CHOLESKY_ERROR, CovarianceType, get_covariance_type
-from .initialization import INITIALIZERS, init_kmeans_best_of_10, shared_data_digest
+from .initialization import INITIALIZERS, PARTITIONS, shared_data_digest, with_one_hot
 from .scaling import FeatureScaling
 
 __all__ = ["GaussianMixtureEM", "DegenerateFitWarning"]
@@ -612,23 +612,36 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         leading random starts continue there to ``tol`` (or, again, a collapse); the
         non-degenerate one with the highest log-likelihood is what ``fit`` continues
         on all rows.
+
+        Where whole runs compile (:meth:`_runs_compile`), every start's M-step and
+        run is one compiled call per batch (the short runs, then the continued ones):
+        the same steps, equal to rounding, without the Python around each.
         """
         rows = np.flatnonzero(sample_weight > 0)
         if rows.size > _SHORT_RUN_ROWS:
             rows = np.sort(rng.choice(rows, size=_SHORT_RUN_ROWS, replace=False))
         Zs, ws = Z[rows], sample_weight[rows]
-        anchors = ([INITIALIZERS["hierarchical"]] if attempt == 0 else []) + [init_kmeans_best_of_10]
+        names = (["hierarchical"] if attempt == 0 else []) + ["kmeans-best-of-10", *_SHORT_RUN_STARTS]
+        n_anchors = len(names) - len(_SHORT_RUN_STARTS)
         short = min(_SHORT_RUN_PASSES, self.max_iter)
         short_tol = max(self.tol, _SHORT_RUN_TOL)
-        anchor_runs, random_runs = [], []
+        batched = short > 0 and self._runs_compile(Zs)
         with shared_data_digest(Zs, ws):  # the cached partitions hash these rows once, not per start
-            for i, initializer in enumerate(anchors + [INITIALIZERS[m] for m in _SHORT_RUN_STARTS]):
-                try:
-                    self._params = self._start_from(initializer, Zs, ws, rng)
-                except ValueError:  # a start whose covariance cannot be formed: try the others
-                    continue
-                (anchor_runs if i < len(anchors) else random_runs).append(
-                    self._scored_run(Zs, ws, attempt, short, short_tol, stop_collapsed=_SHORT_RUN_STOP_COLLAPSED))
+            if batched:
+                runs = self._batched_runs(Zs, ws, [PARTITIONS[name](Zs, self.n_components, ws, rng) for name in names],
+                                          short, short_tol, _SHORT_RUN_STOP_COLLAPSED)
+            else:
+                runs = []
+                for name in names:
+                    try:
+                        self._params = self._start_from(with_one_hot(PARTITIONS[name]), Zs, ws, rng)
+                    except ValueError:  # a start whose covariance cannot be formed: try the others
+                        runs.append(None)
+                        continue
+                    runs.append(self._scored_run(Zs, ws, attempt, short, short_tol,
+                                                 stop_collapsed=_SHORT_RUN_STOP_COLLAPSED))
+        anchor_runs = [run for run in runs[:n_anchors] if run is not None]
+        random_runs = [run for run in runs[n_anchors:] if run is not None]
         if not anchor_runs + random_runs:
             raise ValueError(
                 "No starting partition gave positive definite covariances; increase reg_covar "
@@ -637,11 +650,52 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         # A short run's leader does not always converge to the best optimum: the
         # anchors and the leading random starts (in start order) all run to convergence.
         leaders = sorted(range(len(random_runs)), key=lambda i: random_runs[i][0], reverse=True)[:_SHORT_RUN_KEEP]
-        finals = []
-        for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]:
-            self._params = params
-            finals.append(self._scored_run(Zs, ws, attempt, self.max_iter, stop_collapsed=_FINAL_RUN_STOP_COLLAPSED))
+        continued = [params for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]]
+        if batched:
+            finals = self._batched_runs(Zs, ws, continued, self.max_iter, self.tol, _FINAL_RUN_STOP_COLLAPSED)
+        else:
+            finals = []
+            for params in continued:
+                self._params = params
+                finals.append(self._scored_run(Zs, ws, attempt, self.max_iter,
+                                               stop_collapsed=_FINAL_RUN_STOP_COLLAPSED))
         return _first_best(finals, self.tol)[1]
+
+    def _batched_runs(self, Z, sample_weight, starts: list, max_iter: int, tol: float,
+                      stop_collapsed: bool) -> list:
+        """:meth:`_scored_run` from each start, one compiled call for all: a list of ``(key, params)``.
+
+        ``starts`` are hard partitions ``(rows, groups)``, each first turned into
+        parameters as :meth:`_start_from` does (None in the list where its covariance
+        cannot be formed), or :class:`_Params`. A run whose pass fails raises, as
+        :meth:`_scored_run` does, and later starts are not run.
+        """
+        from ._em_kernels import em_runs, partition_starts
+
+        cov, K, d = self._cov, self.n_components, Z.shape[1]
+        diagonal = cov.compiled_kernels == "diagonal"
+        if starts and isinstance(starts[0], _Params):
+            shape = (lambda a: a[:, None]) if diagonal else (lambda a: a[None])
+            w, m, c, f = (np.stack([shape(a) if cov.pooled else a for a in arrays]).astype(np.float64)
+                          for arrays in zip(*((p.weights, p.means, p.covariances, p.precisions_cholesky)
+                                              for p in starts)))
+            w, m = w.reshape(len(starts), K), m.reshape(len(starts), K, d)
+            formed = np.ones(len(starts), dtype=bool)
+        else:
+            codes, w, m, c, f = partition_starts(Z, sample_weight, starts, K, diagonal, cov.pooled, self.reg_covar)
+            formed = codes == 0
+        floor = self._collapse_floor()
+        codes, lower_bounds, proper = em_runs(Z, sample_weight, w, m, c, f, formed, self.reg_covar, cov.pooled,
+                                              max_iter, tol, self.acceleration == "squarem",
+                                              floor if stop_collapsed else 0.0, floor)
+        failed = np.flatnonzero(codes)
+        if failed.size:
+            _raise_for_pass_code(int(codes[failed[0]]))
+        unshape = (lambda a: a[:, 0]) if diagonal else (lambda a: a[0])
+        return [((bool(proper[s]), float(lower_bounds[s])),
+                 _Params(w[s].copy(), m[s].copy(), np.ascontiguousarray(unshape(c[s]) if cov.pooled else c[s]),
+                         np.ascontiguousarray(unshape(f[s]) if cov.pooled else f[s])))
+                if formed[s] else None for s in range(len(starts))]
 
     def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
                     stop_collapsed: bool = False) -> tuple[tuple[bool, float], _Params]:
@@ -883,15 +937,23 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         hooks the kernels replace (it then runs as written).
         """
         p = self._params
+        return self._data_compiles(Z) and not any(
+            a is None or a.dtype != np.float64 for a in (p.weights, p.means, p.covariances, p.precisions_cholesky))
+
+    def _data_compiles(self, Z) -> bool:
+        """:meth:`_can_compile`'s conditions on the data, the covariance type and the hooks."""
         if (is_dask_collection(Z) or Z.dtype != np.float64 or not Z.flags.c_contiguous
-                or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1
-                or any(a is None or a.dtype != np.float64
-                       for a in (p.weights, p.means, p.covariances, p.precisions_cholesky))):
+                or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1):
             return False
         if self._cov.compiled_kernels is None:  # no kernel for this type
             return False
         return all(getattr(type(self), hook) is getattr(GaussianMixtureEM, hook)
                    for hook in ("accumulate", "_e_step", "_m_step", "_compute_lower_bound"))
+
+    def _runs_compile(self, Z) -> bool:
+        """Whether :meth:`_run_em` runs whole in one compiled call from any float64 start (see there)."""
+        return (not self.verbose and type(self)._extrapolate is GaussianMixtureEM._extrapolate
+                and type(self)._start_from is GaussianMixtureEM._start_from and self._data_compiles(Z))
 
     def _compiled_pass(self, Z, sample_weight):
         """A function running one whole pass from ``self._params`` in one compiled call, or None.

@@ -89,23 +89,51 @@ def _cached_partition(compute, X, sample_weight, uniforms, tag: str) -> np.ndarr
     return result
 
 
-def init_kmeans(X, n_components, sample_weight, rng, n_init: int = 1):
+def partition_kmeans(X, n_components, sample_weight, rng, n_init: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Every row and its k-means group (the best of ``n_init`` runs)."""
     uniforms = _uniforms(rng, n_init * n_uniforms(n_components))
     found = _cached_partition(lambda: kmeans_labels(X, sample_weight, n_components, n_init, uniforms),
                               X, sample_weight, uniforms, f"kmeans{n_components},{n_init}")
-    return np.arange(X.shape[0]), _one_hot(found, n_components, X.dtype)
+    return np.arange(X.shape[0]), found
 
 
-def init_kmeans_best_of_10(X, n_components, sample_weight, rng):
-    return init_kmeans(X, n_components, sample_weight, rng, n_init=10)
+def partition_kmeans_best_of_10(X, n_components, sample_weight, rng):
+    return partition_kmeans(X, n_components, sample_weight, rng, n_init=10)
 
 
-def init_kmeans_plusplus(X, n_components, sample_weight, rng):
-    # As scikit-learn: the K seeds alone start the components.
+def partition_kmeans_plusplus(X, n_components, sample_weight, rng):
+    """The K k-means++ seeds, one row per group (as scikit-learn, the seeds alone start the components)."""
     uniforms = _uniforms(rng, n_uniforms(n_components))
     indices = _cached_partition(lambda: kmeans_plusplus_seeds(X, sample_weight, n_components, uniforms),
                                 X, sample_weight, uniforms, f"k-means++{n_components}")
-    return indices, np.eye(n_components, dtype=X.dtype)
+    return indices, np.arange(n_components)
+
+
+def partition_hierarchical(X, n_components, sample_weight, rng):
+    """The rows of the Ward tree and their groups where it is cut to ``n_components``."""
+    rows, merges = hierarchical_tree(X, sample_weight, rng)
+    return rows, cut_tree(merges, rows.size, n_components)
+
+
+def with_one_hot(partition):
+    """An initialiser, ``(rows, responsibilities)``, from a hard ``partition``, ``(rows, groups)``."""
+
+    def initializer(X, n_components, sample_weight, rng):
+        rows, groups = partition(X, n_components, sample_weight, rng)
+        return rows, _one_hot(groups, n_components, X.dtype)
+
+    initializer.__name__ = partition.__name__.replace("partition_", "init_")
+    return initializer
+
+
+init_kmeans_best_of_10 = with_one_hot(partition_kmeans_best_of_10)
+init_kmeans_plusplus = with_one_hot(partition_kmeans_plusplus)
+init_hierarchical = with_one_hot(partition_hierarchical)
+
+
+def init_kmeans(X, n_components, sample_weight, rng, n_init: int = 1):
+    rows, groups = partition_kmeans(X, n_components, sample_weight, rng, n_init)
+    return rows, _one_hot(groups, n_components, X.dtype)
 
 
 def init_random(X, n_components, sample_weight, rng):
@@ -120,10 +148,14 @@ def init_random_from_data(X, n_components, sample_weight, rng):
     return indices, np.eye(n_components, dtype=X.dtype)
 
 
-def init_hierarchical(X, n_components, sample_weight, rng):
-    rows, merges = hierarchical_tree(X, sample_weight, rng)
-    return rows, _one_hot(cut_tree(merges, rows.size, n_components), n_components, X.dtype)
-
+#: Hard partitions, ``(rows, groups)``, of the starts the multi-start draws: its
+#: compiled path turns them into starting parameters without (rows, K) responsibilities.
+PARTITIONS = {
+    "hierarchical": partition_hierarchical,
+    "kmeans": partition_kmeans,
+    "kmeans-best-of-10": partition_kmeans_best_of_10,
+    "k-means++": partition_kmeans_plusplus,
+}
 
 INITIALIZERS = {
     "hierarchical": init_hierarchical,

@@ -256,8 +256,10 @@ def test_compiled_em_run_takes_the_python_loops_steps(cov_type, acceleration, n_
 
     X = load_wine().data
     weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    # One k-means start: verbose output also keeps the multi-start's Python path (whose
+    # starts equal the batched ones to rounding only; see the test after this one).
     kw = dict(n_components=n_components, covariance_type=cov_type, acceleration=acceleration, random_state=0,
-              tol=1e-8, max_iter=3000)
+              tol=1e-8, max_iter=3000, init_params="kmeans")
     ours = GaussianMixtureEM(**kw).fit(X, sample_weight=weights)
     loop = GaussianMixtureEM(verbose=1, verbose_interval=10**6, **kw).fit(X, sample_weight=weights)
     capsys.readouterr()
@@ -268,6 +270,82 @@ def test_compiled_em_run_takes_the_python_loops_steps(cov_type, acceleration, n_
     np.testing.assert_allclose(ours.lower_bounds_, loop.lower_bounds_, rtol=1e-11)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_allclose(getattr(ours, name), getattr(loop, name), rtol=1e-9, err_msg=name)
+
+
+class _PythonStarts(GaussianMixtureEM):
+    """Overriding ``_start_from`` keeps the multi-start's Python path: one start and one run at a time."""
+
+    def _start_from(self, *args, **kwargs):
+        return super()._start_from(*args, **kwargs)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-100, 1e100])
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+def test_batched_multi_start_equals_the_python_multi_start(cov_type, scale):
+    # The "auto" start's 14 short runs and its continued runs, each batch in one compiled
+    # call, against the same starts and runs one at a time in Python: the same optimum
+    # for every K, in any units (the starts' moments are summed in another order, so
+    # equal to rounding). Weighted rows, a zero weight among them, and iris's ties.
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data * scale
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    weights[7] = 0.0
+    for K in (2, 3, 5, 8):
+        kw = dict(n_components=K, covariance_type=cov_type, random_state=0)
+        batched = GaussianMixtureEM(**kw).fit(X, sample_weight=weights)
+        one_by_one = _PythonStarts(**kw).fit(X, sample_weight=weights)
+        assert batched._runs_compile(batched.scaling_.transform(X)) and not one_by_one._runs_compile(X)
+        assert batched.degenerate_ == one_by_one.degenerate_
+        assert batched.lower_bound_ == pytest.approx(one_by_one.lower_bound_, rel=1e-9, abs=1e-9), K
+        np.testing.assert_allclose(batched.means_, one_by_one.means_, rtol=1e-6, err_msg=str(K))
+        np.testing.assert_allclose(batched.weights_, one_by_one.weights_, rtol=1e-6, atol=1e-9, err_msg=str(K))
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+def test_partition_starts_equal_the_python_start(cov_type):
+    # Each start's M-step from its hard partition (weighted rows), as _start_from computes it.
+    from bayesgmm._em_kernels import partition_starts
+    from bayesgmm.initialization import PARTITIONS, with_one_hot
+
+    rng = np.random.default_rng(3)
+    Z = np.vstack([rng.normal(0, 1, (60, 3)), rng.normal(3, 0.5, (40, 3))])
+    w = rng.uniform(0.2, 3.0, len(Z))
+    model = GaussianMixtureEM(4, covariance_type=cov_type, reg_covar=1e-6)
+    model._cov = get_covariance_type(cov_type)
+    partitions = [PARTITIONS[name](Z, 4, w, np.random.RandomState(5)) for name in ("kmeans", "k-means++")]
+    codes, *stacked = partition_starts(Z, w, partitions, 4, model._cov.compiled_kernels == "diagonal",
+                                       model._cov.pooled, model.reg_covar)
+    assert (codes == 0).all()
+    for s, name in enumerate(("kmeans", "k-means++")):
+        reference = model._start_from(with_one_hot(PARTITIONS[name]), Z, w, np.random.RandomState(5))
+        # k-means++ starts each group from one row: its covariance is the ridge plus the
+        # rounding of a cancellation (~1e-16), which its precision factor (~1000) magnifies.
+        for value, attr in zip(stacked, ("weights", "means", "covariances", "precisions_cholesky")):
+            expected = getattr(reference, attr)
+            loose = name == "k-means++" and attr == "precisions_cholesky"
+            np.testing.assert_allclose(value[s].reshape(expected.shape), expected, rtol=1e-8 if loose else 1e-10,
+                                       atol=1e-4 if loose else 1e-12, err_msg=f"{name} {attr}")
+
+
+def test_a_start_whose_covariance_cannot_be_formed_is_skipped_and_a_failed_run_raises():
+    from bayesgmm._em_kernels import em_runs, partition_starts
+
+    Z = np.random.default_rng(0).normal(size=(50, 2))
+    w = np.ones(len(Z))
+    # Two points in one group, spherical: variance 0 + ridge -1 is not positive.
+    codes, *params = partition_starts(Z, w, [(np.arange(50), np.repeat([0, 1], 25)), (np.arange(2), np.zeros(2, int))],
+                                      2, True, True, -1.0)
+    assert codes.tolist()[1] == 2
+    codes, *params = partition_starts(Z, w, [(np.arange(50), np.repeat([0, 1], 25))] * 2, 2, False, False, 1e-6)
+    # A negative ridge set past validation: the first run fails, the second is not run.
+    codes, lower_bounds, proper = em_runs(Z, w, *params, np.ones(2, bool), -10.0, False, 5, 1e-6, True, 0.0, 0.0)
+    assert codes.tolist() == [2, 0] and lower_bounds[1] == -np.inf
+    # In the multi-start: every start skipped, then the error that says so.
+    model = GaussianMixtureEM(2, random_state=0).fit(Z)
+    model.reg_covar = -10.0
+    with pytest.raises(ValueError, match="No starting partition gave positive definite"):
+        model._best_short_run(model.scaling_.transform(Z), w, np.random.RandomState(0), 0)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the one-pass fits that make the starts
