@@ -23,7 +23,9 @@ pass (see :data:`SAMPLER_DEFAULTS`).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import os
 from collections.abc import Mapping
 
@@ -257,11 +259,54 @@ def check_sampler_options(method: str, sampler: str, options: Mapping) -> dict:
         if "nuts" in out:
             out["nuts"] = _check_nuts_dict(out["nuts"])
     else:
+        out = _check_external_options(sampler, out)
         rules = _EXTERNAL_SAMPLE_OPTIONS
-    for name, value in options.items():
+    for name, value in out.items():
         if name in rules:
             out[name] = rules[name](value, name)
     return out
+
+
+#: What fit passes to nutpie.sample itself, or that this package does not support there.
+_NUTPIE_SET_BY_FIT = frozenset({"compiled_model", "draws", "tune", "chains", "seed", "progress_bar", "blocking",
+                                "return_raw_trace", "init_mean", "zarr_store", "save_warmup", "num_chains", "num_draws",
+                                "num_tune", "Diag", "LowRank", "Transform", "set_target_accept"})
+#: With sampler="numpyro" PyMC passes on only these (it drops other keyword arguments unused).
+_NUMPYRO_OPTIONS = ("target_accept", "cores")
+
+
+@functools.cache
+def _nutpie_option_names() -> frozenset:
+    """The options nutpie.sample takes beyond those fit sets: its keyword parameters and its settings' attributes.
+
+    Read from nutpie itself (it sets any other keyword on its settings object, which
+    fails with an AttributeError only after the model has compiled).
+    """
+    import nutpie
+    from nutpie import _lib
+
+    names = set(inspect.signature(nutpie.sample).parameters) - {"kwargs"}
+    for kind in ("Diag", "LowRank"):
+        names |= {a for a in dir(getattr(_lib.PyNutsSettings, kind)(0)) if not a.startswith("_")}
+    return frozenset(names - _NUTPIE_SET_BY_FIT)
+
+
+def _check_external_options(sampler: str, options: dict) -> dict:
+    """Options for nutpie or numpyro: names that sampler takes, refused up front otherwise.
+
+    nutpie calls PyMC's ``max_treedepth`` ``maxdepth``: it is renamed.
+    """
+    options = dict(options)
+    if sampler == "nutpie" and "max_treedepth" in options:
+        if "maxdepth" in options:
+            raise TypeError("Give max_treedepth or maxdepth (nutpie's name for it), not both.")
+        options["maxdepth"] = options.pop("max_treedepth")
+    allowed = _nutpie_option_names() if sampler == "nutpie" else frozenset(_NUMPYRO_OPTIONS)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}; with sampler={sampler!r} the NUTS "
+                        f"options are {sorted(allowed)}.")
+    return options
 
 
 def _check_nuts_dict(nuts) -> dict:
@@ -302,7 +347,7 @@ def fit_settings(overrides: Mapping | None = None, **kwargs) -> dict:
     --------
     >>> fit_settings(draws=200, tune=200)["draws"]
     200
-    >>> fit_settings({"drawz": 10})
+    >>> fit_settings({"drawz": 10}, sampler="pymc")
     Traceback (most recent call last):
     ...
     TypeError: fit() got unexpected keyword argument(s) ['drawz']; with sampler='pymc' the NUTS options are ...

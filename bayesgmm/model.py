@@ -432,8 +432,11 @@ class BayesianGMM(PosteriorPredictionMixin):
             ``pm.sample``'s ``cores`` (>= 1), ``discard_tuned_samples``,
             ``keep_warning_stat``, ``quiet``, ``jitter_max_retries``, ``blas_cores``,
             ``callback``, ``compile_kwargs``, ``mp_ctx``, ``progressbar_theme``; any
-            other name is a ``TypeError``. With "nutpie"/"numpyro" the shared
-            options are checked the same way and the rest passed through.
+            other name is a ``TypeError``. With "nutpie": the options of
+            ``nutpie.sample`` and of its settings (``target_accept``, ``maxdepth``,
+            ``cores``, ``store_divergences``...; ``max_treedepth`` is renamed
+            ``maxdepth``); with "numpyro": ``target_accept`` and ``cores``. Any other
+            name is a ``TypeError`` before anything compiles.
 
         Returns
         -------
@@ -520,7 +523,8 @@ class BayesianGMM(PosteriorPredictionMixin):
         batch_rows = batch if isinstance(batch, int) else (2_000 if batch == "auto" and N > 20_000 else None)
         return estimate_cost(spec.n_free_parameters(D), N, D, K, method=settings["method"],
                              draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
-                             cores=settings.get("cores"), max_treedepth=settings.get("max_treedepth", 10),
+                             cores=settings.get("cores"),
+                             max_treedepth=settings.get("max_treedepth", settings.get("maxdepth", 10)),  # nutpie's name
                              n_iterations=settings["n_iterations"], batch_rows=batch_rows)
 
     def _warn_if_expensive(self, settings: dict, data: PreparedData) -> None:

@@ -57,6 +57,30 @@ def test_bad_values_named(name, value):
         fit_settings({name: value})
 
 
+@pytest.mark.parametrize(("sampler", "options", "error", "match"), [
+    ("nutpie", {"drawz": 10}, TypeError, r"unexpected keyword.*\['drawz'\].*sampler='nutpie'.*maxdepth"),
+    ("nutpie", {"early_max_treedepth": 3}, TypeError, "early_max_treedepth"),  # PyMC's step only
+    ("nutpie", {"save_warmup": False}, TypeError, "save_warmup"),  # the automatic draws read the warm-up
+    ("nutpie", {"max_treedepth": 8, "maxdepth": 8}, TypeError, "not both"),
+    ("nutpie", {"max_treedepth": 0}, ValueError, "maxdepth.*>= 1"),
+    ("numpyro", {"max_treedepth": 8}, TypeError, r"sampler='numpyro'.*\['cores', 'target_accept'\]"),
+])
+def test_options_another_sampler_does_not_take_are_refused_up_front(sampler, options, error, match):
+    # nutpie used to set any keyword on its settings object, an AttributeError after the model compiled;
+    # PyMC drops numpyro's unknown keywords silently.
+    with pytest.raises(error, match=match):
+        fit_settings(sampler=sampler, **options)
+
+
+def test_nutpie_takes_its_own_options_and_pymcs_tree_depth(unpinned):
+    settings = fit_settings(max_treedepth=8, store_divergences=True, target_accept=0.9)
+    assert settings["sampler"] == "nutpie" and "max_treedepth" not in settings
+    assert (settings["maxdepth"], settings["store_divergences"], settings["target_accept"]) == (8, True, 0.9)
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(TypeError, match="drawz"):  # from fit too, before anything compiles
+        BayesianGMM(2).fit(X, drawz=10)
+
+
 # ------------------------------------------------------------ sampling until reliable
 @pytest.fixture(scope="module")
 def two_blobs():
