@@ -39,6 +39,7 @@ _SHORT_RUN_STARTS = ("kmeans",) * 4 + ("k-means++",) * 8
 _SHORT_RUN_PASSES = 20
 _SHORT_RUN_KEEP = 4
 _SHORT_RUN_ROWS = 10_000
+_COMPILED_RUN_ROWS = 10_000
 # Short runs stop at scikit-learn's default tolerance (their ranking is settled by
 # then); the leading ones then run to ``tol``, because a start that looks proper at a
 # looser tolerance can still collapse onto the reg_covar floor (faithful, K=8 diag,
@@ -942,8 +943,10 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
     def _data_compiles(self, Z) -> bool:
         """:meth:`_can_compile`'s conditions on the data, the covariance type and the hooks."""
-        if (is_dask_collection(Z) or Z.dtype != np.float64 or not Z.flags.c_contiguous
-                or len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1], Z.dtype.itemsize)) > 1):
+        if is_dask_collection(Z) or Z.dtype != np.float64 or not Z.flags.c_contiguous:
+            return False
+        if Z.shape[0] > _COMPILED_RUN_ROWS and len(_chunk_bounds(Z.shape[0], self.n_components, Z.shape[1],
+                                                                 Z.dtype.itemsize)) > 1:
             return False
         if self._cov.compiled_kernels is None:  # no kernel for this type
             return False

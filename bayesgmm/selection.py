@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import check_data, check_n_components, is_dask_collection
 from .covariance import get_covariance_type
-from .em import DegenerateFitWarning, GaussianMixtureEM, _chunk_bounds, single_threaded_blas
+from .em import DegenerateFitWarning, GaussianMixtureEM, single_threaded_blas
 
 __all__ = ["select_model", "ModelSelection"]
 
@@ -120,23 +120,17 @@ def _check_select_data(X):
     return check_data(X, min_samples=2)
 
 
-def _grid_threads(n_jobs, X, ks: list[int]) -> int:
+def _grid_threads(n_jobs, X) -> int:
     """Threads for the grid: ``n_jobs`` as joblib reads it, or the default for None.
 
-    The default puts the grid's fits on one thread per core where each fit's passes
-    are one compiled call on one thread (data in memory that makes one chunk, as
-    :meth:`GaussianMixtureEM._can_compile` needs), since those calls release the GIL.
-    Larger data keeps one fit at a time, whose passes run on threads themselves; a
-    dask collection is reduced on its own scheduler.
+    The default is one thread per core for data in memory: the fits' EM runs are
+    compiled calls that release the GIL (the multi-start's always, on at most 10,000
+    rows), so fits in parallel use the cores better than one fit's passes over chunks
+    of rows can. A dask collection is reduced on its own scheduler, one fit at a time.
     """
     if n_jobs is not None:
         return n_jobs
-    if is_dask_collection(X):
-        return 1
-    n_samples, n_features = X.shape
-    if len(_chunk_bounds(n_samples, max(ks), n_features, np.dtype(X.dtype).itemsize)) > 1:
-        return 1
-    return os.cpu_count() or 1
+    return 1 if is_dask_collection(X) else (os.cpu_count() or 1)
 
 
 def _fit_grid(X, grid: list, params: dict, n_jobs, progressbar: bool) -> tuple[pd.DataFrame, dict]:
@@ -224,10 +218,10 @@ def select_model(
     max_iter : int, default=1000
     n_jobs : int or None, default=None
         Fits run at once, on threads (joblib's meaning: -1 uses all cores, 1 runs
-        them in sequence). None uses every core where the data is in memory and
-        small enough that each fit runs on one thread (one chunk of rows), and one
-        fit at a time otherwise (the passes of a large fit use the cores
-        themselves). The result does not depend on it: every fit has its own seed.
+        them in sequence). None uses every core for data in memory (each fit then
+        runs its passes on one thread unless ``n_threads`` is given) and one fit at a
+        time for a dask collection. The result does not depend on it: every fit has
+        its own seed.
     progressbar : bool, default=False
         Show a progress bar over the grid (rich, as PyMC's sampler does).
     **em_params
@@ -262,7 +256,13 @@ def select_model(
         else None
     params = dict(n_init=n_init, random_state=fit_seed, tol=tol, max_iter=max_iter, **em_params)
     grid = [(k, c) for c in cov_types for k in ks]
-    threads = _grid_threads(n_jobs, X, ks)
+    threads = _grid_threads(n_jobs, X)
+    one_each = threads != 1 and em_params.get("n_threads") is None
+    if one_each:
+        params["n_threads"] = 1  # the grid's threads share the cores; a fit's passes then run on its own
     table, estimators = _fit_grid(X if frame is None else frame, grid, params, threads, progressbar)
+    if one_each:  # the models' later passes (predict on large data) use the cores again
+        for model in estimators.values():
+            model.set_params(n_threads=None)
     table, best = _choose(table, estimators, criterion)
     return ModelSelection(best_estimator_=best, table=table, criterion=criterion, estimators=estimators)

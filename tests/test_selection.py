@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from bayesgmm import DegenerateFitWarning, GaussianMixtureEM, select_model
+from bayesgmm.covariance import get_covariance_type
 from bayesgmm.datasets import load_faithful
 
 
@@ -92,7 +93,7 @@ def test_default_threads_give_the_sequential_result_to_the_bit(faithful):
     from bayesgmm.selection import _grid_threads
 
     X = faithful * [1e-100, 1e100]
-    assert _grid_threads(None, X, [1, 9]) == (os.cpu_count() or 1)
+    assert _grid_threads(None, X) == (os.cpu_count() or 1)
     seq = select_model(X, n_components=range(1, 7), random_state=3, n_jobs=1)
     par = select_model(X, n_components=range(1, 7), random_state=3, n_jobs=4)  # more threads than cores
     pd.testing.assert_frame_equal(seq.table, par.table)
@@ -100,13 +101,34 @@ def test_default_threads_give_the_sequential_result_to_the_bit(faithful):
         np.testing.assert_array_equal(model.means_, par.estimators[key].means_)
 
 
-def test_grid_threads_default_only_where_each_fit_runs_on_one_thread():
+def test_grid_threads_default_to_the_cores_in_memory_and_one_out_of_core():
+    import dask.array as da
+
     from bayesgmm.selection import _grid_threads
 
-    assert _grid_threads(3, np.zeros((10, 2)), [2]) == 3
-    assert _grid_threads(-1, np.zeros((10, 2)), [2]) == -1
-    # Many chunks of rows: one fit at a time, whose passes use the threads themselves.
-    assert _grid_threads(None, np.zeros((200_000, 10)), [1, 9]) == 1
+    assert _grid_threads(3, np.zeros((10, 2))) == 3
+    assert _grid_threads(-1, np.zeros((10, 2))) == -1
+    assert _grid_threads(None, np.zeros((200_000, 10))) == (os.cpu_count() or 1)
+    assert _grid_threads(None, da.zeros((200, 2), chunks=50)) == 1  # dask's scheduler shares the blocks
+
+
+def test_threaded_grid_of_data_in_several_chunks_equals_the_sequential_one():
+    # 12,000 rows: above the compiled runs' 10,000, so each fit's last run passes over chunks of rows
+    # (on one thread inside the grid's threads); the multi-start's runs are compiled on a subsample.
+    from bayesgmm.datasets import make_mixture
+
+    X, _ = make_mixture(12_000, n_components=3, n_features=12, random_state=0)
+    X = np.asarray(X) * np.logspace(-100, 100, 12)
+    kw = dict(n_components=[2, 9], covariance_types=("full", "diag"), random_state=0)
+    seq = select_model(X, n_jobs=1, **kw)
+    par = select_model(X, **kw)
+    pd.testing.assert_frame_equal(seq.table, par.table)
+    assert seq.best_estimator_.n_threads is None and par.best_estimator_.n_threads is None  # reset after the grid
+    from bayesgmm.em import _COMPILED_RUN_ROWS
+
+    model = GaussianMixtureEM(9, covariance_type="full")
+    model._cov = get_covariance_type("full")
+    assert model._data_compiles(X[:_COMPILED_RUN_ROWS]) and not model._data_compiles(X)
 
 
 def test_threaded_grid_restores_the_blas_thread_limit(faithful):
