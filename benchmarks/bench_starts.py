@@ -181,24 +181,29 @@ def selection_table(data, repeats: int = 3) -> None:
           "machines its tied fits are\n   10-20x slower with two threads); the ratio is to the faster of the two. "
           f"Ours runs with its defaults: the grid's fits on one thread per core ({os.cpu_count()} here).")
     for name, X in data.items():
-        t_ours, t_skl, t_skl1 = [], [], []
-        for _ in range(repeats):
-            _PARTITION_CACHE.clear()  # every run computes its starts and tree, as a fresh process would
-            _TREE_CACHE.clear()
-            start = time.perf_counter()
-            ours = select_model(X, n_components=range(1, 10), random_state=0)
-            t_ours.append(time.perf_counter() - start)
-            seconds, bics = _sklearn_grid(X)
-            t_skl.append(seconds)
-            with threadpool_limits(1, user_api="blas"):
-                t_skl1.append(_sklearn_grid(X)[0])
-        skl_best = min(bics, key=bics.get)
-        peer = np.minimum(t_skl, t_skl1)
-        ratios = np.array(t_ours) / peer
-        print(f"{name:14s} ours {min(t_ours):6.2f}s (BIC: K={ours.best_params_['n_components']} "
-              f"{ours.best_params_['covariance_type']}), sklearn {min(t_skl):6.2f}s / one BLAS thread "
-              f"{min(t_skl1):6.2f}s (BIC: K={skl_best[0]} {skl_best[1]}), ours/sklearn {min(t_ours) / peer.min():.2f} "
-              f"(per run {ratios.min():.2f}-{ratios.max():.2f})")
+        _compare_grids(f"{name:14s}", X, repeats)
+
+
+def _compare_grids(label: str, X: np.ndarray, repeats: int) -> None:
+    """Print select_model's time beside the scikit-learn grid's (both thread settings), alternating runs."""
+    t_ours, t_skl, t_skl1 = [], [], []
+    for _ in range(repeats):
+        _PARTITION_CACHE.clear()  # every run computes its starts and tree, as a fresh process would
+        _TREE_CACHE.clear()
+        start = time.perf_counter()
+        ours = select_model(X, n_components=range(1, 10), random_state=0)
+        t_ours.append(time.perf_counter() - start)
+        seconds, bics = _sklearn_grid(X)
+        t_skl.append(seconds)
+        with threadpool_limits(1, user_api="blas"):
+            t_skl1.append(_sklearn_grid(X)[0])
+    skl_best = min(bics, key=bics.get)
+    peer = np.minimum(t_skl, t_skl1)
+    ratios = np.array(t_ours) / peer
+    print(f"{label} ours {min(t_ours):6.2f}s (BIC: K={ours.best_params_['n_components']} "
+          f"{ours.best_params_['covariance_type']}), sklearn {min(t_skl):6.2f}s / one BLAS thread "
+          f"{min(t_skl1):6.2f}s (BIC: K={skl_best[0]} {skl_best[1]}), ours/sklearn {min(t_ours) / peer.min():.2f} "
+          f"(per run {ratios.min():.2f}-{ratios.max():.2f})")
 
 
 def larger_data_table(repeats: int = 2) -> None:
@@ -209,22 +214,7 @@ def larger_data_table(repeats: int = 2) -> None:
           f"{repeats} alternating runs, against the same scikit-learn grid (default threads / one BLAS thread)")
     for n, d in ((5_000, 10), (20_000, 5)):
         X = np.asarray(make_mixture(n, n_components=4, n_features=d, random_state=0)[0], dtype=float)
-        t_ours, t_skl, t_skl1 = [], [], []
-        for _ in range(repeats):
-            _PARTITION_CACHE.clear()
-            _TREE_CACHE.clear()
-            start = time.perf_counter()
-            ours = select_model(X, n_components=range(1, 10), random_state=0)
-            t_ours.append(time.perf_counter() - start)
-            seconds, bics = _sklearn_grid(X)
-            t_skl.append(seconds)
-            with threadpool_limits(1, user_api="blas"):
-                t_skl1.append(_sklearn_grid(X)[0])
-        skl_best = min(bics, key=bics.get)
-        peer = min(min(t_skl), min(t_skl1))
-        print(f"N={n:6d} D={d:2d}   ours {min(t_ours):6.2f}s (BIC: K={ours.best_params_['n_components']} "
-              f"{ours.best_params_['covariance_type']}), sklearn {min(t_skl):6.2f}s / one BLAS thread "
-              f"{min(t_skl1):6.2f}s (BIC: K={skl_best[0]} {skl_best[1]}), ours/sklearn {min(t_ours) / peer:.2f}")
+        _compare_grids(f"N={n:6d} D={d:2d} ", X, repeats)
 
 
 def main() -> None:
