@@ -1239,7 +1239,7 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
 # the GIL, so that select_model's grid runs on several threads.
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _partition_sums(X, row_weights, rows, groups, centre, nk, sum_y):  # pragma: no cover - compiled
     # centre = the weighted mean of X[rows] (the plain mean where the weights sum to 0:
     # they then count as ones); nk and sum_y the groups' weights and weighted sums of
@@ -1349,8 +1349,8 @@ def _em_runs_kernel(X, row_weights, total_weight, w, m, c, f, active, reg_covar,
                     collapse_floor, degenerate_floor, lower_bounds, proper, codes):  # pragma: no cover - compiled
     # _em_loop from every active start s of the stacked parameters, in start order,
     # replacing them with where it ended: lower_bounds[s], proper[s] (no covariance
-    # below degenerate_floor) and codes[s]. Stops at the first failed run (code 1 or
-    # 2), as the Python loop raises there.
+    # below degenerate_floor) and codes[s] (1 or 2 for a failed run, whose
+    # parameters are left as they were).
     for s in range(w.shape[0]):
         if not active[s]:
             continue
@@ -1359,7 +1359,7 @@ def _em_runs_kernel(X, row_weights, total_weight, w, m, c, f, active, reg_covar,
             max_iter, tol, -np.inf, accelerate, collapse_floor)
         codes[s] = code
         if code != 0:
-            return
+            continue
         w[s] = nw
         m[s] = nm
         c[s] = nc
@@ -1409,8 +1409,8 @@ def em_runs(X: np.ndarray, row_weights: np.ndarray, weights: np.ndarray, means: 
     One compiled call for the batch. The parameters are updated in place to where
     each run ended. Returns ``(codes, lower_bounds, proper)``: ``proper[s]`` where no
     covariance of run ``s`` is below ``degenerate_floor`` (the degenerate-component
-    check); the batch stops at the first run whose code is nonzero (later ones keep
-    code 0 and are not run).
+    check), ``codes[s]`` nonzero (as :func:`matrix_em_step`'s) for a run whose pass
+    failed.
     """
     n_starts = weights.shape[0]
     lower_bounds = np.full(n_starts, -np.inf)

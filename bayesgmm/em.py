@@ -76,6 +76,14 @@ def _log_sum_exp_rows(log_prob: np.ndarray) -> np.ndarray:
         return top + np.log(np.exp(log_prob - top[:, None]).sum(axis=1))
 
 
+def _raise_first_error(runs: list, message: str) -> None:
+    """Raise the first error among ``runs`` (failed EM runs), else a ValueError with ``message``."""
+    error = next((run for run in runs if isinstance(run, Exception)), None)
+    if error is not None:
+        raise error
+    raise ValueError(message)
+
+
 def _first_best(runs: list, tol: float):
     """The first of ``(key, params)`` runs whose ``key = (proper, log-likelihood)`` is the best to within ``tol``.
 
@@ -194,10 +202,11 @@ def _single_threaded_blas(method):
 def single_threaded_blas():
     """BLAS and OpenMP limited to one thread while any thread is inside this block.
 
-    The limit is process-wide, so it is counted across threads: the first to enter
+    BLAS's limit is process-wide, so it is counted across threads: the first to enter
     sets it and the last to leave restores it. Entering and leaving one limit per
     thread would interleave (select_model fits on several threads) and could leave
-    BLAS limited after the fits.
+    BLAS limited after the fits. (OpenMP's limit applies to the thread that set it;
+    no fit uses OpenMP.)
     """
     with _BLAS_LIMIT_LOCK:
         if _BLAS_LIMIT["depth"] == 0:
@@ -639,15 +648,12 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                     except ValueError:  # a start whose covariance cannot be formed: try the others
                         runs.append(None)
                         continue
-                    runs.append(self._scored_run(Zs, ws, attempt, short, short_tol,
-                                                 stop_collapsed=_SHORT_RUN_STOP_COLLAPSED))
-        anchor_runs = [run for run in runs[:n_anchors] if run is not None]
-        random_runs = [run for run in runs[n_anchors:] if run is not None]
+                    runs.append(self._run_or_error(Zs, ws, attempt, short, short_tol, _SHORT_RUN_STOP_COLLAPSED))
+        anchor_runs = [run for run in runs[:n_anchors] if isinstance(run, tuple)]
+        random_runs = [run for run in runs[n_anchors:] if isinstance(run, tuple)]
         if not anchor_runs + random_runs:
-            raise ValueError(
-                "No starting partition gave positive definite covariances; increase reg_covar "
-                "or use fewer components."
-            )
+            _raise_first_error(runs, "No starting partition gave positive definite covariances; increase reg_covar "
+                               "or use fewer components.")
         # A short run's leader does not always converge to the best optimum: the
         # anchors and the leading random starts (in start order) all run to convergence.
         leaders = sorted(range(len(random_runs)), key=lambda i: random_runs[i][0], reverse=True)[:_SHORT_RUN_KEEP]
@@ -658,18 +664,31 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             finals = []
             for params in continued:
                 self._params = params
-                finals.append(self._scored_run(Zs, ws, attempt, self.max_iter,
-                                               stop_collapsed=_FINAL_RUN_STOP_COLLAPSED))
-        return _first_best(finals, self.tol)[1]
+                finals.append(self._run_or_error(Zs, ws, attempt, self.max_iter, None, _FINAL_RUN_STOP_COLLAPSED))
+        finished = [run for run in finals if isinstance(run, tuple)]
+        if not finished:
+            _raise_first_error(finals, "Every EM run from the starts failed.")
+        return _first_best(finished, self.tol)[1]
+
+    def _run_or_error(self, Z, sample_weight, attempt: int, max_iter: int, tol: float | None, stop_collapsed: bool):
+        """:meth:`_scored_run`, or the ValueError of a failed pass: the multi-start goes on with its other starts.
+
+        A start that passes the positive-definiteness test only by rounding (its
+        smallest eigenvalue ~1e-16 with ``reg_covar=0``) can fail in its first pass.
+        """
+        try:
+            return self._scored_run(Z, sample_weight, attempt, max_iter, tol, stop_collapsed=stop_collapsed)
+        except ValueError as err:  # LinAlgError included
+            return err
 
     def _batched_runs(self, Z, sample_weight, starts: list, max_iter: int, tol: float,
                       stop_collapsed: bool) -> list:
-        """:meth:`_scored_run` from each start, one compiled call for all: a list of ``(key, params)``.
+        """:meth:`_run_or_error` from each start, one compiled call for all: a list of ``(key, params)``.
 
         ``starts`` are hard partitions ``(rows, groups)``, each first turned into
         parameters as :meth:`_start_from` does (None in the list where its covariance
-        cannot be formed), or :class:`_Params`. A run whose pass fails raises, as
-        :meth:`_scored_run` does, and later starts are not run.
+        cannot be formed), or :class:`_Params`. A run whose pass fails is its
+        ValueError in the list, as :meth:`_run_or_error` returns it.
         """
         from ._em_kernels import em_runs, partition_starts
 
@@ -689,14 +708,22 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         codes, lower_bounds, proper = em_runs(Z, sample_weight, w, m, c, f, formed, self.reg_covar, cov.pooled,
                                               max_iter, tol, self.acceleration == "squarem",
                                               floor if stop_collapsed else 0.0, floor)
-        failed = np.flatnonzero(codes)
-        if failed.size:
-            _raise_for_pass_code(int(codes[failed[0]]))
         unshape = (lambda a: a[:, 0]) if diagonal else (lambda a: a[0])
-        return [((bool(proper[s]), float(lower_bounds[s])),
-                 _Params(w[s].copy(), m[s].copy(), np.ascontiguousarray(unshape(c[s]) if cov.pooled else c[s]),
-                         np.ascontiguousarray(unshape(f[s]) if cov.pooled else f[s])))
-                if formed[s] else None for s in range(len(starts))]
+        runs = []
+        for s in range(len(starts)):
+            if not formed[s]:
+                runs.append(None)
+            elif codes[s]:  # the pass's error, as _run_or_error returns it
+                try:
+                    _raise_for_pass_code(int(codes[s]))
+                except ValueError as err:
+                    runs.append(err)
+            else:
+                runs.append(((bool(proper[s]), float(lower_bounds[s])),
+                             _Params(w[s].copy(), m[s].copy(),
+                                     np.ascontiguousarray(unshape(c[s]) if cov.pooled else c[s]),
+                                     np.ascontiguousarray(unshape(f[s]) if cov.pooled else f[s]))))
+        return runs
 
     def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
                     stop_collapsed: bool = False) -> tuple[tuple[bool, float], _Params]:
@@ -932,8 +959,9 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     def _can_compile(self, Z) -> bool:
         """Whether whole passes from ``self._params`` run in compiled calls.
 
-        Float64 data and parameters in memory that make one chunk (the small data
-        where the Python around a pass cost more than its arithmetic). Not where the
+        Float64 data and parameters in memory, of at most 10,000 rows or one chunk
+        (the data where the Python around a pass cost more than its arithmetic, or
+        about as much as the chunked passes on several threads gain). Not where the
         covariance type has no such kernel, or where a subclass overrides one of the
         hooks the kernels replace (it then runs as written).
         """
@@ -954,9 +982,11 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                    for hook in ("accumulate", "_e_step", "_m_step", "_compute_lower_bound"))
 
     def _runs_compile(self, Z) -> bool:
-        """Whether :meth:`_run_em` runs whole in one compiled call from any float64 start (see there)."""
-        return (not self.verbose and type(self)._extrapolate is GaussianMixtureEM._extrapolate
-                and type(self)._start_from is GaussianMixtureEM._start_from and self._data_compiles(Z))
+        """Whether the multi-start runs in compiled batches: runs compile and no hook they replace is overridden."""
+        overridden = any(getattr(type(self), hook) is not getattr(GaussianMixtureEM, hook)
+                         for hook in ("_extrapolate", "_start_from", "_run_em", "_scored_run", "_compiled_run",
+                                      "_degenerate_components", "_collapse_floor"))
+        return not self.verbose and not overridden and self._data_compiles(Z)
 
     def _compiled_pass(self, Z, sample_weight):
         """A function running one whole pass from ``self._params`` in one compiled call, or None.

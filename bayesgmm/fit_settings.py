@@ -269,22 +269,26 @@ def check_sampler_options(method: str, sampler: str, options: Mapping) -> dict:
 
 #: What fit passes to nutpie.sample itself, or that this package does not support there.
 _NUTPIE_SET_BY_FIT = frozenset({"compiled_model", "draws", "tune", "chains", "seed", "progress_bar", "blocking",
-                                "return_raw_trace", "init_mean", "zarr_store", "save_warmup", "num_chains", "num_draws",
+                                "return_raw_trace", "init_mean", "zarr_store", "num_chains", "num_draws",
                                 "num_tune", "Diag", "LowRank", "Transform", "set_target_accept"})
-#: With sampler="numpyro" PyMC passes on only these (it drops other keyword arguments unused).
-_NUMPYRO_OPTIONS = ("target_accept", "cores")
+#: With sampler="numpyro", the options PyMC passes on (it drops other keyword arguments
+#: unused); of ``nuts={...}`` only its ``target_accept``.
+_NUMPYRO_OPTIONS = ("target_accept", "cores", "quiet", "blas_cores", "nuts")
 
 
 @functools.cache
-def _nutpie_option_names() -> frozenset:
+def _nutpie_option_names() -> frozenset | None:
     """The options nutpie.sample takes beyond those fit sets: its keyword parameters and its settings' attributes.
 
     Read from nutpie itself (it sets any other keyword on its settings object, which
-    fails with an AttributeError only after the model has compiled).
+    fails with an AttributeError only after the model has compiled). None where
+    nutpie is not installed (fit then says how to install it).
     """
-    import nutpie
-    from nutpie import _lib
-
+    try:
+        import nutpie
+        from nutpie import _lib
+    except ImportError:
+        return None
     names = set(inspect.signature(nutpie.sample).parameters) - {"kwargs"}
     for kind in ("Diag", "LowRank"):
         names |= {a for a in dir(getattr(_lib.PyNutsSettings, kind)(0)) if not a.startswith("_")}
@@ -300,12 +304,23 @@ def _check_external_options(sampler: str, options: dict) -> dict:
     if sampler == "nutpie" and "max_treedepth" in options:
         if "maxdepth" in options:
             raise TypeError("Give max_treedepth or maxdepth (nutpie's name for it), not both.")
-        options["maxdepth"] = options.pop("max_treedepth")
+        options["maxdepth"] = _EXTERNAL_SAMPLE_OPTIONS["max_treedepth"](options.pop("max_treedepth"), "max_treedepth")
     allowed = _nutpie_option_names() if sampler == "nutpie" else frozenset(_NUMPYRO_OPTIONS)
+    if allowed is None:
+        return options
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}; with sampler={sampler!r} the NUTS "
                         f"options are {sorted(allowed)}.")
+    if sampler == "numpyro":
+        for name in ("quiet", "blas_cores"):
+            if name in options:
+                options[name] = PYMC_SAMPLE_OPTIONS[name](options[name], name)
+        if "nuts" in options:
+            options["nuts"] = _check_nuts_dict(options["nuts"])
+            if set(options["nuts"]) - {"target_accept"}:
+                raise TypeError(f"with sampler='numpyro', nuts={{...}} takes only target_accept (PyMC passes on "
+                                f"nothing else), got {sorted(options['nuts'])}.")
     return options
 
 
@@ -363,6 +378,9 @@ def fit_settings(overrides: Mapping | None = None, **kwargs) -> dict:
     checked.update(check_sampler_options(checked["method"], checked["sampler"], options))
     nuts = checked["method"] == "nuts"
     defaults = SAMPLER_DEFAULTS[checked["sampler"]] if nuts else _VI_DEFAULTS
+    if checked["draws"] == "auto" and checked["sampler"] == "nutpie" and "save_warmup" in checked:
+        raise TypeError("save_warmup cannot be set with draws='auto': sampling until reliable counts the warm-up "
+                        "draws nutpie keeps. Give draws as a number to set it.")
     for name in ("draws", "tune", "chains"):
         if checked[name] == "auto":
             checked[name] = defaults[name]

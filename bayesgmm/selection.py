@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numbers
-import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, cpu_count, delayed
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 
 from ._validation import check_data, check_n_components, is_dask_collection
 from .covariance import get_covariance_type
@@ -120,35 +120,55 @@ def _check_select_data(X):
     return check_data(X, min_samples=2)
 
 
-def _grid_threads(n_jobs, X) -> int:
+#: Above this many values of X (80 MB in float64) select_model's default fits one model
+#: at a time: every fit in flight holds its own standardised copy of X.
+_GRID_THREADS_MAX_VALUES = 10_000_000
+
+
+def _grid_threads(n_jobs, X, n_fits: int) -> int:
     """Threads for the grid: ``n_jobs`` as joblib reads it, or the default for None.
 
-    The default is one thread per core for data in memory: the fits' EM runs are
-    compiled calls that release the GIL (the multi-start's always, on at most 10,000
-    rows), so fits in parallel use the cores better than one fit's passes over chunks
-    of rows can. A dask collection is reduced on its own scheduler, one fit at a time.
+    The default is one thread per core (at most one per fit) for data in memory up to
+    :data:`_GRID_THREADS_MAX_VALUES` values: the fits' EM runs are compiled calls that
+    release the GIL, so fits side by side use the cores better than one fit's passes
+    over chunks of rows can. Larger data, and a grid of one fit, run one fit at a
+    time whose passes use the cores; a dask collection is reduced on its own scheduler.
     """
     if n_jobs is not None:
         return n_jobs
-    return 1 if is_dask_collection(X) else (os.cpu_count() or 1)
+    if is_dask_collection(X) or n_fits == 1 or X.size > _GRID_THREADS_MAX_VALUES:
+        return 1
+    return min(cpu_count(), n_fits)
+
+
+def _fit_or_error(X, k, cov_type, params):
+    """:func:`_fit_one`, or the exception it raised (re-raised once every fit of the grid has ended)."""
+    try:
+        return _fit_one(X, k, cov_type, params)
+    except Exception as err:  # noqa: BLE001 - not lost: _fit_grid raises the first
+        return err
 
 
 def _fit_grid(X, grid: list, params: dict, n_jobs, progressbar: bool) -> tuple[pd.DataFrame, dict]:
     """Fit every (K, covariance type) of ``grid``: the table's rows and the fitted models."""
     # Warning filters and the BLAS thread limit are process-wide: set once here, not
-    # entered and left by fits on several threads at once.
+    # entered and left by fits on several threads at once, and left only once every
+    # fit has ended (an error is raised after that, not while other fits still run).
     with warnings.catch_warnings(), single_threaded_blas():
         # Summarised in the table's converged and degenerate columns instead.
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         warnings.filterwarnings("ignore", category=DegenerateFitWarning)
-        jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-            delayed(_fit_one)(X, k, c, params) for k, c in grid
+        jobs = Parallel(n_jobs=n_jobs, require="sharedmem", return_as="generator")(
+            delayed(_fit_or_error)(X, k, c, params) for k, c in grid
         )
         if progressbar:
             from rich.progress import track
 
             jobs = track(jobs, total=len(grid), description=f"EM grid ({len(grid)} fits)", transient=True)
         results = list(jobs)
+    failed = next((result for result in results if isinstance(result, Exception)), None)
+    if failed is not None:
+        raise failed
     table = pd.DataFrame([row for row, _ in results])
     estimators = {key: model for key, (_, model) in zip(grid, results) if model is not None}
     return table, estimators
@@ -218,10 +238,10 @@ def select_model(
     max_iter : int, default=1000
     n_jobs : int or None, default=None
         Fits run at once, on threads (joblib's meaning: -1 uses all cores, 1 runs
-        them in sequence). None uses every core for data in memory (each fit then
-        runs its passes on one thread unless ``n_threads`` is given) and one fit at a
-        time for a dask collection. The result does not depend on it: every fit has
-        its own seed.
+        them in sequence). None uses every core for data in memory up to 10 million
+        values (each fit then runs its passes on one thread unless ``n_threads`` is
+        given), and one fit at a time for larger data or a dask collection. The
+        result does not depend on it: every fit gets the same seed, drawn once.
     progressbar : bool, default=False
         Show a progress bar over the grid (rich, as PyMC's sampler does).
     **em_params
@@ -252,11 +272,12 @@ def select_model(
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
         raise ValueError(f"n_jobs must be None, -1 or a non-zero integer, got {n_jobs!r}.")
 
-    fit_seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max) if random_state is not None \
-        else None
+    # One seed for every fit, drawn here (from NumPy's global generator when
+    # random_state is None): fits on several threads must not draw from a shared one.
+    fit_seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     params = dict(n_init=n_init, random_state=fit_seed, tol=tol, max_iter=max_iter, **em_params)
     grid = [(k, c) for c in cov_types for k in ks]
-    threads = _grid_threads(n_jobs, X)
+    threads = _grid_threads(n_jobs, X, len(grid))
     one_each = threads != 1 and em_params.get("n_threads") is None
     if one_each:
         params["n_threads"] = 1  # the grid's threads share the cores; a fit's passes then run on its own

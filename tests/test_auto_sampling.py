@@ -60,10 +60,13 @@ def test_bad_values_named(name, value):
 @pytest.mark.parametrize(("sampler", "options", "error", "match"), [
     ("nutpie", {"drawz": 10}, TypeError, r"unexpected keyword.*\['drawz'\].*sampler='nutpie'.*maxdepth"),
     ("nutpie", {"early_max_treedepth": 3}, TypeError, "early_max_treedepth"),  # PyMC's step only
-    ("nutpie", {"save_warmup": False}, TypeError, "save_warmup"),  # the automatic draws read the warm-up
+    ("nutpie", {"save_warmup": False}, TypeError, "save_warmup.*draws='auto'"),  # the automatic draws count it
     ("nutpie", {"max_treedepth": 8, "maxdepth": 8}, TypeError, "not both"),
-    ("nutpie", {"max_treedepth": 0}, ValueError, "maxdepth.*>= 1"),
-    ("numpyro", {"max_treedepth": 8}, TypeError, r"sampler='numpyro'.*\['cores', 'target_accept'\]"),
+    ("nutpie", {"max_treedepth": 0}, ValueError, "max_treedepth.*>= 1"),
+    ("numpyro", {"max_treedepth": 8}, TypeError,
+     r"sampler='numpyro'.*\['blas_cores', 'cores', 'nuts', 'quiet', 'target_accept'\]"),
+    ("numpyro", {"nuts": {"max_treedepth": 8}}, TypeError, "takes only target_accept"),
+    ("numpyro", {"quiet": "yes"}, TypeError, "quiet"),
 ])
 def test_options_another_sampler_does_not_take_are_refused_up_front(sampler, options, error, match):
     # nutpie used to set any keyword on its settings object, an AttributeError after the model compiled;
@@ -76,9 +79,16 @@ def test_nutpie_takes_its_own_options_and_pymcs_tree_depth(unpinned):
     settings = fit_settings(max_treedepth=8, store_divergences=True, target_accept=0.9)
     assert settings["sampler"] == "nutpie" and "max_treedepth" not in settings
     assert (settings["maxdepth"], settings["store_divergences"], settings["target_accept"]) == (8, True, 0.9)
+    assert fit_settings(draws=100, save_warmup=False)["save_warmup"] is False  # fixed draws: nutpie's own
     X = np.random.default_rng(0).normal(size=(40, 2))
     with pytest.raises(TypeError, match="drawz"):  # from fit too, before anything compiles
         BayesianGMM(2).fit(X, drawz=10)
+
+
+def test_numpyro_takes_what_pymc_passes_on():
+    settings = fit_settings(sampler="numpyro", quiet=True, blas_cores=1, nuts={"target_accept": 0.9}, cores=2)
+    assert (settings["quiet"], settings["blas_cores"], settings["nuts"], settings["cores"]) == (
+        True, 1, {"target_accept": 0.9}, 2)
 
 
 # ------------------------------------------------------------ sampling until reliable

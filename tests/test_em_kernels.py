@@ -328,7 +328,7 @@ def test_partition_starts_equal_the_python_start(cov_type):
                                        atol=1e-4 if loose else 1e-12, err_msg=f"{name} {attr}")
 
 
-def test_a_start_whose_covariance_cannot_be_formed_is_skipped_and_a_failed_run_raises():
+def test_a_start_whose_covariance_cannot_be_formed_is_skipped_and_a_failed_run_reported():
     from bayesgmm._em_kernels import em_runs, partition_starts
 
     Z = np.random.default_rng(0).normal(size=(50, 2))
@@ -338,14 +338,29 @@ def test_a_start_whose_covariance_cannot_be_formed_is_skipped_and_a_failed_run_r
                                       2, True, True, -1.0)
     assert codes.tolist()[1] == 2
     codes, *params = partition_starts(Z, w, [(np.arange(50), np.repeat([0, 1], 25))] * 2, 2, False, False, 1e-6)
-    # A negative ridge set past validation: the first run fails, the second is not run.
-    codes, lower_bounds, proper = em_runs(Z, w, *params, np.ones(2, bool), -10.0, False, 5, 1e-6, True, 0.0, 0.0)
+    # A negative ridge set past validation: both runs fail, each with its code; an inactive one is not run.
+    codes, lower_bounds, proper = em_runs(Z, w, *params, np.array([True, False]), -10.0, False, 5, 1e-6, True, 0.0,
+                                          0.0)
     assert codes.tolist() == [2, 0] and lower_bounds[1] == -np.inf
+    codes, lower_bounds, proper = em_runs(Z, w, *params, np.ones(2, bool), -10.0, False, 5, 1e-6, True, 0.0, 0.0)
+    assert codes.tolist() == [2, 2]
     # In the multi-start: every start skipped, then the error that says so.
     model = GaussianMixtureEM(2, random_state=0).fit(Z)
     model.reg_covar = -10.0
     with pytest.raises(ValueError, match="No starting partition gave positive definite"):
         model._best_short_run(model.scaling_.transform(Z), w, np.random.RandomState(0), 0)
+
+
+@pytest.mark.parametrize("model_class", [GaussianMixtureEM, _PythonStarts])
+def test_a_start_that_fails_in_its_first_pass_is_passed_over(model_class):
+    # reg_covar=0: a k-means start's covariance has a smallest eigenvalue of 2e-16. NumPy's
+    # factorisation refused it and the compiled one accepts it, to fail in its first pass; either
+    # way the multi-start goes on with its other starts (it once made the whole fit fail).
+    from sklearn.datasets import load_iris
+
+    model = model_class(6, covariance_type="full", reg_covar=0.0, random_state=0).fit(load_iris().data)
+    assert np.isfinite(model.lower_bound_)
+    assert model.lower_bound_ == pytest.approx(-0.913, abs=5e-3)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the one-pass fits that make the starts

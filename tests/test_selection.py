@@ -1,9 +1,9 @@
-import os
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from joblib import cpu_count
 
 from bayesgmm import DegenerateFitWarning, GaussianMixtureEM, select_model
 from bayesgmm.covariance import get_covariance_type
@@ -93,7 +93,7 @@ def test_default_threads_give_the_sequential_result_to_the_bit(faithful):
     from bayesgmm.selection import _grid_threads
 
     X = faithful * [1e-100, 1e100]
-    assert _grid_threads(None, X) == (os.cpu_count() or 1)
+    assert _grid_threads(None, X, 36) == min(cpu_count(), 36)
     seq = select_model(X, n_components=range(1, 7), random_state=3, n_jobs=1)
     par = select_model(X, n_components=range(1, 7), random_state=3, n_jobs=4)  # more threads than cores
     pd.testing.assert_frame_equal(seq.table, par.table)
@@ -101,15 +101,49 @@ def test_default_threads_give_the_sequential_result_to_the_bit(faithful):
         np.testing.assert_array_equal(model.means_, par.estimators[key].means_)
 
 
-def test_grid_threads_default_to_the_cores_in_memory_and_one_out_of_core():
+def test_grid_threads_default_to_the_cores_for_data_in_memory_up_to_a_size():
     import dask.array as da
 
-    from bayesgmm.selection import _grid_threads
+    from bayesgmm.selection import _GRID_THREADS_MAX_VALUES, _grid_threads
 
-    assert _grid_threads(3, np.zeros((10, 2))) == 3
-    assert _grid_threads(-1, np.zeros((10, 2))) == -1
-    assert _grid_threads(None, np.zeros((200_000, 10))) == (os.cpu_count() or 1)
-    assert _grid_threads(None, da.zeros((200, 2), chunks=50)) == 1  # dask's scheduler shares the blocks
+    assert _grid_threads(3, np.zeros((10, 2)), 36) == 3
+    assert _grid_threads(-1, np.zeros((10, 2)), 36) == -1
+    assert _grid_threads(None, np.zeros((200_000, 10)), 36) == min(cpu_count(), 36)
+    assert _grid_threads(None, np.zeros((200_000, 10)), 1) == 1  # one fit: its passes use the cores
+    # Every fit in flight holds a copy of X: large data runs one fit at a time.
+    assert _grid_threads(None, np.zeros((_GRID_THREADS_MAX_VALUES // 10 + 1, 10)), 36) == 1
+    assert _grid_threads(None, da.zeros((200, 2), chunks=50), 36) == 1  # dask's scheduler shares the blocks
+
+
+def test_threaded_grid_is_reproducible_from_numpys_global_seed(faithful):
+    # random_state=None: one seed for the grid is drawn from NumPy's global generator before the
+    # threads start, so np.random.seed makes the table reproducible (fits drawing in turn would not).
+    tables = []
+    for _ in range(2):
+        np.random.seed(0)  # noqa: NPY002 - the legacy global generator is what random_state=None uses
+        tables.append(select_model(faithful, n_components=range(1, 7)).table)
+    pd.testing.assert_frame_equal(*tables)
+
+
+def test_an_error_in_one_fit_is_raised_after_the_others_end(faithful, monkeypatch):
+    import time
+
+    from bayesgmm import selection
+
+    ended = []
+
+    def fit_one(X, k, cov_type, params):
+        if k == 1:
+            raise RuntimeError("boom")
+        time.sleep(0.05)
+        ended.append(k)
+        return real(X, k, cov_type, params)
+
+    real = selection._fit_one
+    monkeypatch.setattr(selection, "_fit_one", fit_one)
+    with pytest.raises(RuntimeError, match="boom"):
+        select_model(faithful, n_components=range(1, 5), covariance_types=("full", "diag"), n_jobs=2)
+    assert sorted(ended) == [2, 2, 3, 3, 4, 4]  # the warning filters were held until then
 
 
 def test_threaded_grid_of_data_in_several_chunks_equals_the_sequential_one():
