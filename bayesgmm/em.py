@@ -859,7 +859,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             # runs compile (the float32 multi-start took 10x as long on faithful).
             wide = X.dtype == np.float32 and X.shape[0] <= _COMPILED_RUN_ROWS
             Z = self.scaling_.transform(X, dtype=np.float64 if wide else X.dtype)
-            sample_weight = sample_weight.astype(Z.dtype)
+            sample_weight = sample_weight.astype(Z.dtype, copy=False)
         rng = check_random_state(self.random_state)
         # The start is computed in memory: for dask input, on a random sample of the rows.
         Z_start, w_start = start_sample(Z, sample_weight, rng) if dask_input else (Z, sample_weight)
