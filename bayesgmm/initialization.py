@@ -126,14 +126,10 @@ def with_one_hot(partition):
     return initializer
 
 
+init_kmeans = with_one_hot(partition_kmeans)
 init_kmeans_best_of_10 = with_one_hot(partition_kmeans_best_of_10)
 init_kmeans_plusplus = with_one_hot(partition_kmeans_plusplus)
 init_hierarchical = with_one_hot(partition_hierarchical)
-
-
-def init_kmeans(X, n_components, sample_weight, rng, n_init: int = 1):
-    rows, groups = partition_kmeans(X, n_components, sample_weight, rng, n_init)
-    return rows, _one_hot(groups, n_components, X.dtype)
 
 
 def init_random(X, n_components, sample_weight, rng):
