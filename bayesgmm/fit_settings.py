@@ -224,7 +224,8 @@ PYMC_SAMPLE_OPTIONS = {
     "progressbar_theme": _anything,
 }
 
-#: Options the other NUTS samplers share with PyMC's, checked the same way; the rest pass through.
+#: Options the other NUTS samplers share with PyMC's, checked the same way (the names each takes:
+#: _check_external_options).
 _EXTERNAL_SAMPLE_OPTIONS = {
     "target_accept": check_probability,
     "cores": _integer(1),
