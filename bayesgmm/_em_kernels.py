@@ -1198,6 +1198,19 @@ def _em_loop(X, row_weights, total_weight, weights, means, covs, factor, reg_cov
     return 0, lower_bound, passes, False, history[:n_history], w, m, c, f
 
 
+def kernel_shapes(diagonal: bool, pooled: bool):
+    """``(shape, unshape)``: a covariance or factor as the estimator keeps it to the kernels' shape, and back.
+
+    The kernels take (M, D, D) matrices (tied: M=1) or (K, D) variances (spherical:
+    (K, 1)); the estimator keeps tied as (D, D) and spherical as (K,).
+    """
+    if not pooled:
+        return (lambda a: a), (lambda a: a)
+    if diagonal:
+        return (lambda a: a[:, None]), (lambda a: a[:, 0])
+    return (lambda a: a[None]), (lambda a: a[0])
+
+
 def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights: np.ndarray, means: np.ndarray,
             covariances: np.ndarray, precisions_cholesky: np.ndarray, reg_covar: float, diagonal: bool,
             pooled: bool, max_iter: int, tol: float, lower_bound: float, accelerate: bool,
@@ -1212,12 +1225,7 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
     with ``code`` as :func:`matrix_em_step`'s (on a failed pass, the parameters the
     pass started from).
     """
-    if diagonal:
-        shape = (lambda a: a[:, None]) if pooled else (lambda a: a)
-        unshape = (lambda a: a[:, 0]) if pooled else (lambda a: a)
-    else:
-        shape = (lambda a: a[None]) if pooled else (lambda a: a)
-        unshape = (lambda a: a[0]) if pooled else (lambda a: a)
+    shape, unshape = kernel_shapes(diagonal, pooled)
     code, lower_bound, passes, converged, history, w, m, c, f = _em_loop(
         X, np.ascontiguousarray(row_weights, dtype=np.float64), float(total_weight),
         np.ascontiguousarray(weights, dtype=np.float64), np.ascontiguousarray(means, dtype=np.float64),
@@ -1227,7 +1235,6 @@ def em_loop(X: np.ndarray, row_weights: np.ndarray, total_weight: float, weights
         float(tol), float(lower_bound), bool(accelerate), float(collapse_floor))
     return (int(code), float(lower_bound), int(passes), bool(converged), history.tolist(), w, m,
             unshape(c), unshape(f))
-
 
 
 # -- the multi-start on small data -------------------------------------------------

@@ -690,13 +690,13 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         cannot be formed), or :class:`_Params`. A run whose pass fails is its
         ValueError in the list, as :meth:`_run_or_error` returns it.
         """
-        from ._em_kernels import em_runs, partition_starts
+        from ._em_kernels import em_runs, kernel_shapes, partition_starts
 
         cov, K, d = self._cov, self.n_components, Z.shape[1]
         diagonal = cov.compiled_kernels == "diagonal"
+        shape, unshape = kernel_shapes(diagonal, cov.pooled)
         if starts and isinstance(starts[0], _Params):
-            shape = (lambda a: a[:, None]) if diagonal else (lambda a: a[None])
-            w, m, c, f = (np.stack([shape(a) if cov.pooled else a for a in arrays]).astype(np.float64)
+            w, m, c, f = (np.stack([shape(a) for a in arrays]).astype(np.float64)
                           for arrays in zip(*((p.weights, p.means, p.covariances, p.precisions_cholesky)
                                               for p in starts)))
             w, m = w.reshape(len(starts), K), m.reshape(len(starts), K, d)
@@ -708,7 +708,6 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         codes, lower_bounds, proper = em_runs(Z, sample_weight, w, m, c, f, formed, self.reg_covar, cov.pooled,
                                               max_iter, tol, self.acceleration == "squarem",
                                               floor if stop_collapsed else 0.0, floor)
-        unshape = (lambda a: a[:, 0]) if diagonal else (lambda a: a[0])
         runs = []
         for s in range(len(starts)):
             if not formed[s]:
@@ -720,9 +719,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
                     runs.append(err)
             else:
                 runs.append(((bool(proper[s]), float(lower_bounds[s])),
-                             _Params(w[s].copy(), m[s].copy(),
-                                     np.ascontiguousarray(unshape(c[s]) if cov.pooled else c[s]),
-                                     np.ascontiguousarray(unshape(f[s]) if cov.pooled else f[s]))))
+                             _Params(w[s].copy(), m[s].copy(), np.ascontiguousarray(unshape(c[s])),
+                                     np.ascontiguousarray(unshape(f[s])))))
         return runs
 
     def _scored_run(self, Z, sample_weight, attempt: int, max_iter: int, tol: float | None = None,
