@@ -130,12 +130,6 @@ def prepare_data(X, *, n_components: int = 1, priors: Priors | None = None) -> P
     check_n_components(n_components, n_rows)
     if n_rows < 2:
         raise ValueError(f"X needs at least 2 rows to fit a mixture, got {n_rows}.")
-    constant = np.flatnonzero((X == X[0]).all(axis=0))
-    if constant.size:
-        raise ValueError(
-            f"Feature(s) {[names[j] for j in constant]} are constant (every row has the same value); a "
-            "mixture cannot model a zero-variance column. Drop them."
-        )
     scaling = _prior_scaling(priors, FeatureScaling.from_data(X, feature_names=names), names)
     Z = scaling.transform(X)
     if not np.all(np.isfinite(Z)):

@@ -44,6 +44,16 @@ def _column_abs_max(X: np.ndarray) -> np.ndarray:
     return out
 
 
+def _constant_columns(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Whether each column of X has one value over the ``rows`` (a boolean mask), block by block."""
+    low, high = np.full(X.shape[1], np.inf), np.full(X.shape[1], -np.inf)
+    for b in _row_blocks(X):
+        kept = X[b][rows[b]]
+        np.minimum(low, kept.min(axis=0, initial=np.inf), out=low)
+        np.maximum(high, kept.max(axis=0, initial=-np.inf), out=high)
+    return low == high
+
+
 @dataclass(frozen=True)
 class FeatureScaling:
     """Centre and spread of every feature.
@@ -53,8 +63,7 @@ class FeatureScaling:
     centre : ndarray of shape (n_features,)
         Weighted mean of each feature.
     scale : ndarray of shape (n_features,)
-        Weighted standard deviation of each feature (1 for a feature with no spread
-        around 0, its absolute value for another constant feature).
+        Weighted standard deviation of each feature.
     """
 
     centre: np.ndarray
@@ -68,9 +77,10 @@ class FeatureScaling:
         Raises
         ------
         ValueError
-            If a feature's spread cannot be represented by float64 covariances
-            (outside about 1e-152..1e152) or is below 1e-12 of its magnitude, so that
-            centring would lose the data's resolution.
+            If a feature is constant (over the rows with positive weight), or its
+            spread cannot be represented by float64 covariances (outside about
+            1e-152..1e152) or is below 1e-12 of its magnitude, so that centring would
+            lose the data's resolution.
         """
         X = _as_float(X)
         w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -82,6 +92,8 @@ class FeatureScaling:
         blocks = _row_blocks(X)
         centre_unit = sum(w[b] @ (X[b] / magnitude) for b in blocks) / w.sum()
         spread_unit = np.sqrt(sum(w[b] @ (X[b] / magnitude - centre_unit) ** 2 for b in blocks) / w.sum())
+        # Exactly 0 for a constant column: a mean of 150 values 0.1 is not exactly 0.1.
+        spread_unit[_constant_columns(X, w > 0)] = 0.0
         return cls.from_unit_moments(centre_unit, spread_unit, magnitude, feature_names=feature_names)
 
     @classmethod
@@ -93,10 +105,19 @@ class FeatureScaling:
         and by reductions over blocks (dask input), which compute these moments block by block.
         """
         centre = centre_unit * magnitude
-        constant = spread_unit == 0
-        scale = np.where(constant, np.where(centre == 0, 1.0, np.abs(centre)), spread_unit * magnitude)
+        scale = spread_unit * magnitude
         names = feature_names if feature_names is not None else [f"x{j}" for j in range(centre.shape[0])]
-        for j in np.flatnonzero(~constant):
+        constant = np.flatnonzero(spread_unit == 0)
+        if constant.size:
+            # Every component's variance there would be the reg_covar floor: the same
+            # large term in the log-likelihood of every model except spherical ones, and
+            # a "collapsed" component in every fit, which mislead any comparison.
+            raise ValueError(
+                f"Feature(s) {[names[j] for j in constant]} are constant (every row with a positive weight has "
+                "the same value); a mixture cannot model a zero-variance column. Drop them (for example with "
+                "sklearn.feature_selection.VarianceThreshold())."
+            )
+        for j in range(centre.shape[0]):
             if not _SCALE_LIMITS[0] <= scale[j] <= _SCALE_LIMITS[1]:
                 raise ValueError(
                     f"Feature {names[j]!r} has a standard deviation of {scale[j]:.3g}; covariances in "
@@ -107,7 +128,7 @@ class FeatureScaling:
                 raise ValueError(
                     f"Feature {names[j]!r} varies by only {scale[j]:.3g} around {centre[j]:.6g} "
                     f"(a relative spread of {spread_unit[j]:.1e}); float64 cannot resolve it. "
-                    "Subtract a reference value from that column first."
+                    "Subtract a reference value from that column first (or drop it if it is constant)."
                 )
         return cls(centre=centre, scale=scale)
 

@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from ._validation import check_data, check_n_components, is_dask_collection
 from .covariance import get_covariance_type
 from .em import DegenerateFitWarning, GaussianMixtureEM, single_threaded_blas
+from .scaling import FeatureScaling
 
 __all__ = ["select_model", "ModelSelection"]
 
@@ -177,6 +178,8 @@ def _fit_grid(X, grid: list, params: dict, n_jobs, progressbar: bool) -> tuple[p
 def _choose(table: pd.DataFrame, estimators: dict, criterion: str) -> tuple[pd.DataFrame, GaussianMixtureEM]:
     """Rank the proper fits by ``criterion`` and return the sorted table and the best model."""
     eligible = table[(~table["degenerate"]) & (table["error"] == "")]
+    if eligible.empty and (table["error"] != "").all():
+        raise ValueError("Every fit in the grid failed: " + "; ".join(sorted(set(table["error"]))))
     if eligible.empty:
         raise ValueError(
             "Every fit in the grid was degenerate or failed; use fewer components "
@@ -266,6 +269,8 @@ def select_model(
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     ks, cov_types = _check_grid(n_components, covariance_types, X.shape[0])
+    if not is_dask_collection(X):  # what every fit would refuse (a constant column...), said once up front
+        FeatureScaling.from_data(X, feature_names=None if frame is None else [str(c) for c in frame.columns])
     # Every EM setting is checked once here, not swallowed by each fit of the grid.
     GaussianMixtureEM(ks[0], covariance_type=cov_types[0], n_init=n_init, random_state=random_state, tol=tol,
                       max_iter=max_iter, **em_params).validate_hyperparameters(*X.shape)

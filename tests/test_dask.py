@@ -163,3 +163,10 @@ def test_select_model_on_dask_array(data):
 def test_dask_stays_optional_at_import():
     code = "import sys, bayesgmm, bayesgmm.selection; assert 'dask' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("value", [0.1, 3.0])
+def test_constant_column_is_refused_out_of_core_too(value):
+    X = np.column_stack([np.random.default_rng(1).normal(size=1000), np.full(1000, value)])
+    with pytest.raises(ValueError, match=r"\['x1'\] are constant"):
+        GaussianMixtureEM(2, random_state=0).fit(da.from_array(X, chunks=(300, 2)))

@@ -181,14 +181,23 @@ def test_collapsed_component_is_flagged():
         assert np.all(np.isfinite(getattr(gm, name)))
 
 
-def test_constant_column_fits_with_reg_covar_or_asks_for_it():
-    rng = np.random.default_rng(1)
-    X = np.column_stack([rng.normal(size=100), np.full(100, 3.0)])
-    with pytest.warns(DegenerateFitWarning):
-        gm = GaussianMixtureEM(2, random_state=0).fit(X)
-    assert np.all(np.isfinite(gm.covariances_))
-    with pytest.raises(ValueError, match="reg_covar"):
-        GaussianMixtureEM(2, reg_covar=0.0, random_state=0).fit(X)
+@pytest.mark.parametrize("value", [0.0, 0.1, 3.0, -1e-200, 1e200])
+def test_constant_column_is_refused_by_name(value):
+    # Every component's variance there would be the reg_covar floor: a "collapsed"
+    # component in every fit (K=1 included) and the same large term in every model's
+    # log-likelihood but the spherical ones. The mean of 150 values 0.1 is not exactly 0.1:
+    # still "constant", not "varies by only".
+    X = np.column_stack([np.random.default_rng(1).normal(size=150), np.full(150, value)])
+    for cov in ("full", "diag", "spherical"):
+        with pytest.raises(ValueError, match=r"\['x1'\] are constant.*VarianceThreshold"):
+            GaussianMixtureEM(1, covariance_type=cov, random_state=0).fit(X)
+
+
+def test_column_constant_over_the_weighted_rows_is_refused():
+    X = np.column_stack([np.random.default_rng(1).normal(size=50), np.r_[np.full(49, 2.0), 7.0]])
+    GaussianMixtureEM(2, random_state=0).fit(X)  # the last row varies it
+    with pytest.raises(ValueError, match=r"\['x1'\] are constant"):
+        GaussianMixtureEM(2, random_state=0).fit(X, sample_weight=np.r_[np.ones(49), 0.0])
 
 
 def test_duplicated_points_fit():
