@@ -117,6 +117,14 @@ class CovarianceType(ABC):
         """
         return None
 
+    def check_data_rank(self, Z: np.ndarray, sample_weight: np.ndarray, floor: float, names: list[str]) -> None:
+        """Raise a ValueError where the standardised data ``Z`` cannot support this type's covariances.
+
+        Only matrix covariances (full, tied) need the features to be linearly
+        independent; per-feature variances do not.
+        """
+        return None
+
     #: The compiled kernels that run whole float64 EM passes of this type: "matrix"
     #: (full and tied), "diagonal" (diag and spherical) or None (the hooks run them).
     compiled_kernels: str | None = None
@@ -263,6 +271,33 @@ class _MatrixCovariance(CovarianceType):
     """Shared linear algebra of ``full`` and ``tied``."""
 
     compiled_kernels = "matrix"
+
+    def check_data_rank(self, Z, sample_weight, floor, names):
+        # Where the data's own correlation matrix has an eigenvalue below the collapse
+        # floor (features that are linear combinations of others: a total beside its
+        # parts, one length in two units; or fewer rows than features), every
+        # component's covariance sits at the reg_covar floor along that direction: every
+        # fit, K=1 included, would read as "collapsed", and its log-likelihood would
+        # gain a large term that diag and spherical fits do not.
+        rows = sample_weight > 0
+        n_rows, n_features = int(rows.sum()), Z.shape[1]
+        if n_rows <= n_features:
+            raise ValueError(
+                f"covariance_type={self.name!r} needs more rows with a positive weight than features "
+                f"(got {n_rows} rows for {n_features} features): use covariance_type='diag' or 'spherical', "
+                "or fewer features.")
+        w = sample_weight[rows] / sample_weight[rows].sum()
+        centred = Z[rows] - w @ Z[rows]
+        values, vectors = np.linalg.eigh((centred * w[:, None]).T @ centred)
+        if values[0] >= floor:
+            return
+        loadings = np.abs(vectors[:, 0])
+        involved = [names[j] for j in np.flatnonzero(loadings >= 0.1 * loadings.max())]
+        raise ValueError(
+            f"Features {involved} are linearly dependent (their correlation matrix has an eigenvalue of "
+            f"{max(values[0], 0.0):.1e}, below the reg_covar floor {floor:.1e}): for example one is the sum of "
+            f"others, or the same quantity in two units. covariance_type={self.name!r} cannot model that; "
+            "drop one of them, or use covariance_type='diag' or 'spherical'.")
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
         # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).

@@ -189,6 +189,15 @@ def _choose(table: pd.DataFrame, estimators: dict, criterion: str) -> tuple[pd.D
     table = table.sort_values(["covariance_type", "n_components"]).reset_index(drop=True)
     best_row = eligible.loc[eligible[criterion].idxmin()]
     best = estimators[(int(best_row["n_components"]), best_row["covariance_type"])]
+    failed = table[table["error"] != ""]
+    if not failed.empty:  # in the table too, but a choice made without them must say so
+        warnings.warn(
+            f"{len(failed)} fit(s) failed and were excluded: "
+            + ", ".join(f"K={k} {c}" for k, c in failed[["n_components", "covariance_type"]].to_records(index=False))
+            + ". " + " ".join(sorted(set(failed["error"]))),
+            UserWarning,
+            stacklevel=3,
+        )
     if table["degenerate"].any():
         bad = table.loc[table["degenerate"], ["n_components", "covariance_type"]].to_records(index=False)
         warnings.warn(

@@ -22,6 +22,10 @@ COV_TYPES = ["full", "tied", "diag", "spherical"]
         # mclust's smallest model), which cannot; the same check passes with
         # n_components=3 in test_check_clustering_with_three_components below.
         "check_clustering": "default n_components=1 cannot recover 3 blobs",
+        # Its data have 27 rows with a positive weight for 30 features: a full covariance
+        # is refused there (see test_linearly_dependent_features_are_refused_for_matrix_covariances);
+        # the same check passes with diag covariances below.
+        "check_sample_weight_equivalence_on_dense_data": "fewer rows than features for a full covariance",
     },
 )
 def test_sklearn_compatible(estimator, check):
@@ -30,6 +34,12 @@ def test_sklearn_compatible(estimator, check):
 
 def test_check_clustering_with_three_components():
     check_clustering("GaussianMixtureEM", GaussianMixtureEM(n_components=3, random_state=0))
+
+
+def test_sample_weight_equivalence_with_diag_covariances():
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+
+    check_sample_weight_equivalence_on_dense_data("GaussianMixtureEM", GaussianMixtureEM(covariance_type="diag"))
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +208,32 @@ def test_column_constant_over_the_weighted_rows_is_refused():
     GaussianMixtureEM(2, random_state=0).fit(X)  # the last row varies it
     with pytest.raises(ValueError, match=r"\['x1'\] are constant"):
         GaussianMixtureEM(2, random_state=0).fit(X, sample_weight=np.r_[np.ones(49), 0.0])
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1.0, 1e100])
+def test_linearly_dependent_features_are_refused_for_matrix_covariances(scale):
+    # A total beside its parts, or one length in two units: every component's covariance
+    # sat at the reg_covar floor along that direction, so every full or tied fit (K=1
+    # included) was "degenerate", and select_model chose K=8 diag on iris with such a
+    # column (K=2 full without it).
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    for extra, involved in ((X[:, 0] + X[:, 1], "'x0', 'x1', 'x4'"), (2.54 * X[:, 2], "'x2', 'x4'")):
+        Xd = np.column_stack([X, extra]) * scale
+        for cov in ("full", "tied"):
+            with pytest.raises(ValueError, match=rf"Features \[{involved}\] are linearly dependent.*{cov}"):
+                GaussianMixtureEM(1, covariance_type=cov, random_state=0).fit(Xd)
+        for cov in ("diag", "spherical"):  # per-feature variances are not affected
+            assert not GaussianMixtureEM(2, covariance_type=cov, random_state=0).fit(Xd).degenerate_
+
+
+def test_fewer_rows_than_features_are_refused_for_matrix_covariances():
+    X = np.random.default_rng(0).normal(size=(12, 8))
+    with pytest.raises(ValueError, match="needs more rows with a positive weight than features"):
+        GaussianMixtureEM(1, random_state=0).fit(X, sample_weight=np.r_[np.ones(8), np.zeros(4)])
+    GaussianMixtureEM(1, random_state=0).fit(X)  # 12 rows: fine
+    GaussianMixtureEM(1, covariance_type="diag", random_state=0).fit(X[:5])
 
 
 def test_duplicated_points_fit():

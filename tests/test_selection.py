@@ -246,3 +246,14 @@ def test_select_model_says_when_every_fit_failed():
                           "error": ["boom", "boom"], "bic": np.nan})
     with pytest.raises(ValueError, match=r"^Every fit in the grid failed: boom$"):
         _choose(table, {}, "bic")
+
+
+def test_select_model_warns_about_failed_fits_and_chooses_among_the_rest():
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    X = np.column_stack([X, X[:, 0] + X[:, 1]])
+    with pytest.warns(UserWarning, match=r"6 fit\(s\) failed and were excluded: K=1 full.*linearly dependent"):
+        result = select_model(X, n_components=[1, 2, 3], random_state=0)
+    assert result.best_params_["covariance_type"] in ("diag", "spherical")
+    assert (result.table["error"] != "").sum() == 6
