@@ -106,7 +106,9 @@ class AnalysisSettings:
           BIC stays the default answer (it is consistent for K and cheap), but the
           Bayesian model the report shows is judged by its own out-of-sample
           predictive accuracy, computed on fits made anyway, and BIC is overruled
-          only when that evidence is clear (2 dse), not on noise;
+          only when that evidence is clear (2 dse), not on noise, and not where the
+          posterior of either K is unreliable or ArviZ warns of high Pareto k for it
+          (LOO is weak evidence there);
         * ``"bic"``: EM's BIC choice (the behaviour before ``k_rule`` existed);
         * ``"sparse"``: the posterior mode of the number of occupied components of
           an overfitted sparse-Dirichlet fit (sensitive to ``sparse_alpha`` and, with
@@ -363,11 +365,12 @@ def analyse(X, settings: AnalysisSettings | None = None, *,
         warnings.simplefilter("ignore", ConvergenceWarning)
         selection = select_model(data.to_numpy(), ks, covariance_types=settings.covariance_types,
                                  random_state=settings.seed, progressbar=settings.progressbar)
-    models, fits, loo, k_choice = _choose_k(data, selection, ks, settings, fit_kwargs, prefit)
+    models, fits, loo, k_choice, verdicts = _choose_k(data, selection, ks, settings, fit_kwargs, prefit)
     em = selection.estimators[(k_choice.K, selection.best_estimator_.covariance_type)]
     aligned = relabel(fits[k_choice.K], reference=em)
-    verdicts = {k: assess(aligned if k == k_choice.K else idata) for k, idata in fits.items()}
-    unreliable = sorted(k for k, v in verdicts.items() if v.label == "unreliable" and k != k_choice.K)
+    verdicts = {k: assess(aligned) if k == k_choice.K else verdicts.get(k) or assess(idata)
+                for k, idata in fits.items()}
+    unreliable = sorted(k for k, v in verdicts.items() if v.label == "unreliable")
     if unreliable and loo is not None:
         k_choice.notes.append(f"The Bayesian fits of K = {', '.join(map(str, unreliable))} are unreliable "
                               "(see their verdicts): LOO between unreliable posteriors is weak evidence.")
@@ -395,7 +398,9 @@ def _check_k_settings(settings: AnalysisSettings) -> None:
 
 def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], settings: AnalysisSettings,
               fit_kwargs: dict, prefit: Mapping[int, BayesianGMM]):
-    """The Bayesian fits, LOO over them and the choice of K: ``(models, fits, loo, KChoice)``.
+    """The Bayesian fits, LOO over them and the choice of K: ``(models, fits, loo, KChoice, verdicts)``.
+
+    ``verdicts`` are the fits' :func:`~bayesgmm.assess` where the LOO rule needed them (empty otherwise).
 
     BIC's K and its neighbours are fitted first; LOO's range grows while its winner
     is at its edge; the sparse-Dirichlet fit is made once; the rule then picks K
@@ -414,7 +419,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
         table = _k_table(selection, ks, cov, None, None)
         winners = {"bic": K, "icl": K, "loo": None, "sparse": None, "bic_overall": (K, cov), "icl_overall": None}
         return models, fits, None, KChoice(table=table, covariance_type=cov, winners=winners, rule="n_components",
-                                           K=K, reason="one K was tried.")
+                                           K=K, reason="one K was tried."), {}
     extra = []
     while True:
         loo = _loo(fits, selection, cov)
@@ -432,7 +437,9 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
             sparse, sparse_idata = sparse_dirichlet_fit(data, kmax, cov, selection, settings_sparse,
                                                         settings.sparse_alpha, _SPARSE_WEIGHT, priors=settings.priors)
     winners = _winners(selection, cov, available, loo, sparse)
-    K, reason = _apply_rule(settings.k_rule, winners, loo, sparse)
+    # Each fit is assessed once (here, or by analyse for the chosen K's aligned posterior).
+    verdicts = {k: assess(idata) for k, idata in fits.items()} if settings.k_rule == "loo" and loo is not None else {}
+    K, reason = _apply_rule(settings.k_rule, winners, loo, sparse, _loo_doubts(verdicts, loo))
     if K not in fits:  # the sparse rule's mode, away from the K LOO compared
         models[K], fits[K] = _bayesian_fit(data, selection, K, fit_kwargs, prefit, settings.priors)
         loo = _loo(fits, selection, cov)
@@ -442,7 +449,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
     return models, fits, loo, KChoice(table=table, covariance_type=cov, winners=winners, rule=settings.k_rule, K=K,
                                       reason=reason, notes=notes, loo_extra=extra, sparse=sparse,
                                       sparse_idata=sparse_idata,
-                                      sparse_alpha=None if sparse is None else settings.sparse_alpha)
+                                      sparse_alpha=None if sparse is None else settings.sparse_alpha), verdicts
 
 
 def _loo(fits: dict, selection: ModelSelection, cov: str) -> KComparison | None:
@@ -489,8 +496,26 @@ def _loo_margin(loo: KComparison, k: int) -> float:
     return diff / dse if dse > 0 else (np.inf if diff > 0 else 0.0)
 
 
-def _apply_rule(rule: str, winners: dict, loo, sparse) -> tuple[int, str]:
-    """The K the rule picks, and why in words."""
+def _loo_doubts(verdicts: dict, loo) -> dict:
+    """Per K fitted by Bayes, why its LOO estimate is weak evidence: an unreliable posterior, high Pareto k."""
+    flagged = set()
+    if loo is not None and "warning" in loo.table:
+        flagged = {int(k) for k in loo.table.index[loo.table["warning"].astype(bool)]}
+    doubts = {}
+    for k, verdict in verdicts.items():
+        why = (["its posterior is unreliable"] if verdict.label == "unreliable" else []) + (
+            ["ArviZ warns of high Pareto k"] if k in flagged else [])
+        if why:
+            doubts[k] = " and ".join(why)
+    return doubts
+
+
+def _apply_rule(rule: str, winners: dict, loo, sparse, doubts: dict | None = None) -> tuple[int, str]:
+    """The K the rule picks, and why in words.
+
+    ``doubts`` (see :func:`_loo_doubts`): LOO's winner does not replace BIC's K where
+    either of their LOO estimates is in doubt.
+    """
     bic = winners["bic"]
     if rule == "bic":
         return bic, f"EM's BIC prefers K={bic} (k_rule='bic' follows it whatever LOO and the sparse fit say)."
@@ -507,6 +532,11 @@ def _apply_rule(rule: str, winners: dict, loo, sparse) -> tuple[int, str]:
     if best == bic:
         return bic, f"LOO and EM's BIC agree on K={bic}."
     z = _loo_margin(loo, bic)
+    doubted = {k: why for k, why in (doubts or {}).items() if k in (best, bic)}
+    if z > LOO_DSE and doubted:
+        return bic, (f"LOO prefers K={best} to BIC's K={bic} by {z:.1f} standard errors, but for "
+                     + "; for ".join(f"K={k} {why}" for k, why in sorted(doubted.items()))
+                     + f": LOO is weak evidence there, so BIC's K={bic} is kept.")
     if z > LOO_DSE:
         return best, (f"LOO prefers K={best} to BIC's K={bic} by {z:.1f} standard errors of the elpd difference "
                       f"(more than {LOO_DSE:g}).")
@@ -550,7 +580,7 @@ def _loo_notes(winners: dict, available: list[int], fits: dict, loo, extra: list
     if best != bic:
         z = _loo_margin(loo, bic)
         notes.append(f"LOO prefers K={best} over EM's K={bic} by {z:.1f} standard errors"
-                     f"{' (decisive: more than 2)' if z > LOO_DSE else ' (not decisive: 2 or fewer)'}.")
+                     f"{' (more than 2)' if z > LOO_DSE else ' (2 or fewer)'}.")
     if extra:
         notes.append(f"LOO's winner was at the edge of the K fitted by Bayes, so K = {', '.join(map(str, extra))} "
                      f"{'was' if len(extra) == 1 else 'were'} fitted too.")

@@ -502,7 +502,9 @@ def _write_atomically(path: Path, write) -> None:
 
 def _print_selection(result) -> None:
     cols = ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "degenerate", "rank"]
-    table = result.table.assign(_excluded=result.table["rank"].isna())  # chosen-eligible rows first
+    table = result.table.assign(_excluded=result.table["rank"].isna(),  # chosen-eligible rows first
+                                # a count, not 32.00 (a failed fit's NaN made the column float)
+                                n_parameters=result.table["n_parameters"].round().astype("Int64"))
     table = table.sort_values(["_excluded", result.criterion])[cols]
     with pd.option_context("display.width", 120, "display.float_format", "{:.2f}".format):
         print(table.head(12).to_string(index=False))
@@ -520,7 +522,8 @@ def _select(data, ks, cov_types, seed, quiet):
         # Degenerate and unconverged fits are marked in the table the command prints.
         warnings.simplefilter("ignore", DegenerateFitWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return select_model(data.to_numpy(dtype=float), ks, covariance_types=cov_types, random_state=seed,
+        # The frame, so that messages name its columns (not x0, x1...).
+        return select_model(data.astype(float), ks, covariance_types=cov_types, random_state=seed,
                             progressbar=not quiet)
 
 

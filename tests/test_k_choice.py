@@ -113,6 +113,28 @@ def test_the_loo_rule_overrules_bic_only_by_more_than_two_dse(diff, dse, expecte
     assert _apply_rule("bic", winners, loo, None)[0] == 2
 
 
+def test_the_loo_rule_does_not_overrule_bic_on_doubtful_loo():
+    # wine's first 4 features: LOO preferred K=4 by 2.7 dse while K=4's posterior was
+    # unreliable (R-hat 1.5, two modes) and ArviZ warned of high Pareto k: the report
+    # chose K=4 and called it decisive.
+    from bayesgmm.analysis import _apply_rule, _loo_doubts
+    from bayesgmm.diagnostics import Verdict
+
+    loo = _fake_loo([(3, 0.0, 0.0), (2, 5.0, 2.0), (1, 50.0, 5.0)])
+    loo.table["warning"] = [False, True, False]
+    winners = {"bic": 2, "icl": 2, "loo": 3, "sparse": None}
+    ok, bad = Verdict(True, "reliable", [], [], {}), Verdict(False, "unreliable", ["R-hat 1.5"], [], {})
+    doubts = _loo_doubts({1: bad, 2: ok, 3: bad}, loo)
+    assert doubts == {1: "its posterior is unreliable", 2: "ArviZ warns of high Pareto k",
+                      3: "its posterior is unreliable"}
+    K, reason = _apply_rule("loo", winners, loo, None, doubts)
+    assert K == 2 and "K=2 ArviZ warns of high Pareto k; for K=3 its posterior is unreliable" in reason
+    assert "BIC's K=2 is kept" in reason
+    # K=1's doubts do not matter: it is neither LOO's winner nor BIC's K.
+    loo.table["warning"] = False
+    assert _apply_rule("loo", winners, loo, None, _loo_doubts({1: bad, 2: ok, 3: ok}, loo))[0] == 3
+
+
 def test_the_next_loo_k_stops_inside_or_at_the_grid_edge():
     from bayesgmm.analysis import _next_loo_k
 
