@@ -244,6 +244,12 @@ def select_model(
         Initialisations per fit (each one the estimator's ``init_params``,
         by default its multi-start "auto" strategy).
     random_state : int, RandomState instance or None, default=None
+        None draws a new seed at each call, as scikit-learn does: pass an int for a
+        table you can reproduce (the CLI and the report use 0). On data where some
+        fits have many local optima the choice can depend on it: over 8 seeds, wine
+        chose K=4 diag 6 times and K=8 tied (6 BIC units better) twice;
+        breast_cancer chose K=3 full 5 times and K=2 full 3 times, and 8 times
+        K=3 full with ``n_init=3``.
     tol : float, default=1e-6
         EM tolerance (the estimator's default too: criteria are compared at the
         scale of one log-likelihood unit).
