@@ -37,6 +37,8 @@ Examples
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -661,10 +663,16 @@ def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwa
                              f"{cov!r}; give covariance_types=({model.covariance_type!r},) in the settings.")
         return model, model.idata_
     model = BayesianGMM(k, covariance_type=cov, priors=priors)
+    progress = fit_kwargs.get("progressbar", False)
+    if progress:  # the report makes several fits of up to minutes each: say which one runs
+        print(f"Bayesian fit of K={k} ({cov} covariance)...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
     # Each fit is assessed once, by analyse (on the aligned posterior for the chosen K), not inside fit.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PosteriorDiagnosticsWarning)  # ADVI's: the verdict reports it
         idata = model.fit(data, **{**fit_kwargs, "check_diagnostics": False, "init": selection.estimators[(k, cov)]})
+    if progress:
+        print(f"Bayesian fit of K={k} done in {time.perf_counter() - start:.0f} s.", file=sys.stderr, flush=True)
     return model, idata
 
 
