@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 
+from ._validation import check_finite_rows
+
 _MATRIX_DIMS = ("component", "feature", "feature_bis")
 _NEEDED_DIMS = {"weights": ("component",), "means": ("component", "feature"), "cov": _MATRIX_DIMS,
                 "chol": _MATRIX_DIMS}
@@ -140,12 +142,7 @@ def check_points(X, names: list, *, name: str = "X", allow_1d: bool = False,
         raise ValueError(f"{name} has {arr.shape[1]} features (columns), but {owner} has {D}: {names}.")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has no rows: at least 1 point is needed.")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        kind = "NaN" if np.isnan(arr).any() else "infinite"
-        raise ValueError(f"{name} contains {kind} values in {rows.size} row(s) (first: {rows[:5].tolist()}); "
-                         "drop or impute them first.")
+    check_finite_rows(arr, name)
     return arr
 
 

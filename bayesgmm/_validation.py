@@ -22,9 +22,21 @@ def check_data(X, *, name: str = "X", dtype=(np.float64, np.float32), min_sample
         If X is not 2-D, is empty, or contains NaN or infinite values.
     """
     check_numeric_columns(X, name)
-    return check_array(
-        X, dtype=list(dtype), ensure_2d=True, ensure_min_samples=min_samples, input_name=name
-    )
+    X = check_array(X, dtype=list(dtype), ensure_2d=True, ensure_min_samples=min_samples, input_name=name,
+                    ensure_all_finite=False)
+    check_finite_rows(X, name)
+    return X
+
+
+def check_finite_rows(X: np.ndarray, name: str = "X") -> None:
+    """Raise a ValueError naming the rows (first five) of a 2-D ``X`` that hold NaN or infinite values."""
+    if np.isfinite(X).all():  # one pass, no (n, d) temporary kept in the usual case
+        return
+    bad = ~np.isfinite(X)
+    rows = np.flatnonzero(bad.any(axis=1))
+    kind = "NaN" if np.isnan(X).any() else "infinite"
+    raise ValueError(f"{name} contains {kind} values in {rows.size} row(s) (first: {rows[:5].tolist()}); "
+                     "drop or impute them first.")
 
 
 def check_n_components(n_components, n_samples: int | None = None) -> int:

@@ -283,8 +283,11 @@ def _loo_table(idatas: dict, em: ModelSelection, covariance_type: str) -> pd.Dat
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
         # ArviZ 0.23's own call of a pandas API deprecated in pandas 3.1; nothing a caller can change.
         warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values")
-        table = az.compare(dict(idatas), ic="loo")
-        table["weight"] = az.compare(_centred_log_likelihoods(idatas), ic="loo")["weight"].reindex(table.index)
+        # ArviZ's Pareto fit (Zhang & Stephens' _gpdfit) overflows exp for hopeless proposals of
+        # a heavy tail: 1 / inf = weight 0, as intended. The printed overflow said nothing to a user.
+        with np.errstate(over="ignore"):
+            table = az.compare(dict(idatas), ic="loo")
+            table["weight"] = az.compare(_centred_log_likelihoods(idatas), ic="loo")["weight"].reindex(table.index)
     table.index = pd.Index([int(k) for k in table.index], name="K")
     em_table = em.table[em.table["covariance_type"] == covariance_type].set_index("n_components")
     table["n_components"] = table.index.to_numpy()

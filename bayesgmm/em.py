@@ -25,7 +25,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController
 
-from ._validation import check_n_components, check_numeric_columns, check_sample_weight, is_dask_collection
+from ._validation import (
+    check_finite_rows,
+    check_n_components,
+    check_numeric_columns,
+    check_sample_weight,
+    is_dask_collection,
+)
 from .covariance import _CHOLESKY_ERROR, CovarianceType, get_covariance_type
 from .initialization import INITIALIZERS, PARTITIONS, shared_data_digest, with_one_hot
 from .scaling import FeatureScaling
@@ -829,7 +835,9 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
     def _check_fit_input(self, X, sample_weight):
         """In-memory X, weights divided by their maximum, and the covariance object."""
         check_numeric_columns(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True,
+                          ensure_all_finite=False)
+        check_finite_rows(X)  # the rows named, not scikit-learn's advice to use another estimator
         cov = self.validate_hyperparameters(*X.shape)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype=np.float64)
         if np.count_nonzero(sample_weight) < self.n_components:
@@ -1141,7 +1149,9 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             from ._dask import check_array
 
             return check_array(self, X, reset=False)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
+        check_finite_rows(X)
+        return X
 
     @_single_threaded_blas
     def chunked_e_step(self, X, keep: str):
