@@ -648,7 +648,8 @@ def _cmd_fit(args) -> int:
     kwargs = fit_settings(_nuts_options(args, sampler["method"]), **sampler, random_seed=args.seed,
                           progressbar=not args.quiet)
     model = BayesianGMM(args.components, covariance_type=args.covariance, priors={"rounding": args.rounding})
-    idata = model.fit(data, **kwargs)
+    # The verdict is printed below; fit's warning would print the same paragraph once more.
+    idata = model.fit(data, **{**kwargs, "check_diagnostics": False})
     if idata is not None:
         from .diagnostics import assess
 

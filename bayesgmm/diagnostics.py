@@ -538,11 +538,14 @@ def _more_draws_advice(lowest_ess: float, n_draws: int, n_chains: int) -> str:
     if n_draws > 0 and np.isfinite(lowest_ess) and lowest_ess > 0:
         needed = int(np.ceil(n_draws * ESS_MIN / lowest_ess / 100.0)) * 100
         text += (f"; at this run's rate that is about {needed} draws per chain with {n_chains} "
-                 f"chain{'s' if n_chains != 1 else ''}, e.g. fit(..., draws={needed})")
+                 f"chain{'s' if n_chains != 1 else ''}")
         if needed > IMPRACTICAL_DRAWS_FACTOR * n_draws:
+            # Not "fit(..., draws=554900)": nobody should run that.
             text += ("; that many means the sampler barely moves through this posterior (often components "
-                     "that overlap): a simpler model, with fewer components or covariance_type='tied' or "
-                     "'diag', is likely the practical choice")
+                     "that overlap): a simpler model, with fewer components or a covariance type with fewer "
+                     "parameters (full > tied > diag > spherical), is likely the practical choice")
+        else:
+            text += f", e.g. draws={needed} (--draws {needed} on the command line)"
     return text + ")"
 
 
