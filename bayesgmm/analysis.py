@@ -55,6 +55,7 @@ from .fit_settings import FIT_DEFAULTS, fit_settings
 from .labels import relabel
 from .model import BayesianGMM
 from .priors import Priors
+from .scaling import FeatureScaling
 from .selection import ModelSelection, select_model
 from .summaries import assignments, marginal_density, predictive_density, summary
 
@@ -110,7 +111,8 @@ class AnalysisSettings:
           predictive accuracy, computed on fits made anyway, and BIC is overruled
           only when that evidence is clear (2 dse), not on noise, and not where the
           posterior of either K is unreliable or ArviZ warns of high Pareto k for it
-          (LOO is weak evidence there);
+          (LOO is weak evidence there; such warnings are common for mixtures on real
+          data, so LOO then rarely overrules BIC);
         * ``"bic"``: EM's BIC choice (the behaviour before ``k_rule`` existed);
         * ``"sparse"``: the posterior mode of the number of occupied components of
           an overfitted sparse-Dirichlet fit (sensitive to ``sparse_alpha`` and, with
@@ -365,6 +367,8 @@ def analyse(X, settings: AnalysisSettings | None = None, *,
         # Degenerate and unconverged grid fits are marked in the table the report shows.
         warnings.simplefilter("ignore", DegenerateFitWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # The frame's column names in what select_model refuses up front (a constant column).
+        FeatureScaling.from_data(data.to_numpy(), feature_names=[str(c) for c in data.columns])
         selection = select_model(data.to_numpy(), ks, covariance_types=settings.covariance_types,
                                  random_state=settings.seed, progressbar=settings.progressbar)
     models, fits, loo, k_choice, verdicts = _choose_k(data, selection, ks, settings, fit_kwargs, prefit)

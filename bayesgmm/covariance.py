@@ -273,31 +273,32 @@ class _MatrixCovariance(CovarianceType):
     compiled_kernels = "matrix"
 
     def check_data_rank(self, Z, sample_weight, floor, names):
-        # Where the data's own correlation matrix has an eigenvalue below the collapse
-        # floor (features that are linear combinations of others: a total beside its
-        # parts, one length in two units; or fewer rows than features), every
-        # component's covariance sits at the reg_covar floor along that direction: every
-        # fit, K=1 included, would read as "collapsed", and its log-likelihood would
-        # gain a large term that diag and spherical fits do not.
+        # Where the data's own correlation matrix has an eigenvalue below reg_covar
+        # (features that are linear combinations of others, near enough: a total beside its
+        # parts, one length in two units; or fewer rows than features), every component's
+        # covariance sits at the collapse floor (2 reg_covar) along that direction: every
+        # fit, K=1 included, would read as "collapsed", and its log-likelihood would gain
+        # a large term that diag and spherical fits do not.
         rows = sample_weight > 0
         n_rows, n_features = int(rows.sum()), Z.shape[1]
         if n_rows <= n_features:
             raise ValueError(
-                f"covariance_type={self.name!r} needs more rows with a positive weight than features "
-                f"(got {n_rows} rows for {n_features} features): use covariance_type='diag' or 'spherical', "
-                "or fewer features.")
+                f"Full and tied covariances need more rows with a positive weight than features (got {n_rows} "
+                f"rows for {n_features} features): use covariance_type='diag' or 'spherical', or fewer features.")
         w = sample_weight[rows] / sample_weight[rows].sum()
         centred = Z[rows] - w @ Z[rows]
         values, vectors = np.linalg.eigh((centred * w[:, None]).T @ centred)
-        if values[0] >= floor:
+        reg_covar = floor / 2.0  # the collapse floor is 2 reg_covar: K=1 collapses below reg_covar
+        if values[0] >= reg_covar:
             return
         loadings = np.abs(vectors[:, 0])
         involved = [names[j] for j in np.flatnonzero(loadings >= 0.1 * loadings.max())]
         raise ValueError(
-            f"Features {involved} are linearly dependent (their correlation matrix has an eigenvalue of "
-            f"{max(values[0], 0.0):.1e}, below the reg_covar floor {floor:.1e}): for example one is the sum of "
-            f"others, or the same quantity in two units. covariance_type={self.name!r} cannot model that; "
-            "drop one of them, or use covariance_type='diag' or 'spherical'.")
+            f"Features {involved} are (nearly) linearly dependent: their correlation matrix has an eigenvalue of "
+            f"{max(values[0], 0.0):.1e}, below reg_covar={reg_covar:.1e} (for example one is the sum of others, "
+            "or the same quantity in two units), so every component's covariance would sit at the reg_covar "
+            "floor along that direction. Full and tied covariances cannot model that: drop one of them, or use "
+            "covariance_type='diag' or 'spherical'.")
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
         # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).

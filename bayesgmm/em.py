@@ -869,9 +869,12 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # The start is computed in memory: for dask input, on a random sample of the rows.
         Z_start, w_start = start_sample(Z, sample_weight, rng) if dask_input else (Z, sample_weight)
-        if not warm:  # on at most ~10,000 rows (every k-th, not drawn: the draws of rng stay the start's)
-            step = -(-Z_start.shape[0] // _SHORT_RUN_ROWS)
-            self._cov.check_data_rank(np.asarray(Z_start[::step], dtype=np.float64), w_start[::step],
+        weighted = np.flatnonzero(w_start > 0)
+        # On at most ~10,000 weighted rows (every k-th, not drawn: rng's draws stay the start's);
+        # not on a dask sample with too few weighted rows to say anything about the data.
+        if not warm and not (dask_input and weighted.size <= X.shape[1]):
+            kept = weighted[::max(1, -(-weighted.size // _SHORT_RUN_ROWS))]
+            self._cov.check_data_rank(np.asarray(Z_start[kept], dtype=np.float64), w_start[kept],
                                       self._collapse_floor(), self.fit_feature_names(X.shape[1]))
         best = None
         for attempt in range(1 if warm else self.n_init):

@@ -115,7 +115,7 @@ class FeatureScaling:
             raise ValueError(
                 f"Feature(s) {[names[j] for j in constant]} are constant (every row with a positive weight has "
                 "the same value); a mixture cannot model a zero-variance column. Drop them (for example with "
-                "sklearn.feature_selection.VarianceThreshold())."
+                "sklearn.feature_selection.VarianceThreshold(), or --drop on the command line)."
             )
         for j in range(centre.shape[0]):
             if not _SCALE_LIMITS[0] <= scale[j] <= _SCALE_LIMITS[1]:

@@ -285,7 +285,8 @@ def select_model(
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     ks, cov_types = _check_grid(n_components, covariance_types, X.shape[0])
     if not is_dask_collection(X):  # what every fit would refuse (a constant column...), said once up front
-        FeatureScaling.from_data(X, feature_names=None if frame is None else [str(c) for c in frame.columns])
+        named = frame is not None and all(isinstance(c, str) for c in frame.columns)  # as scikit-learn names
+        FeatureScaling.from_data(X, feature_names=list(frame.columns) if named else None)
     # Every EM setting is checked once here, not swallowed by each fit of the grid.
     GaussianMixtureEM(ks[0], covariance_type=cov_types[0], n_init=n_init, random_state=random_state, tol=tol,
                       max_iter=max_iter, **em_params).validate_hyperparameters(*X.shape)
