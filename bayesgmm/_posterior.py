@@ -142,7 +142,7 @@ def check_points(X, names: list, *, name: str = "X", allow_1d: bool = False,
         raise ValueError(f"{name} has {arr.shape[1]} features (columns), but {owner} has {D}: {names}.")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has no rows: at least 1 point is needed.")
-    check_finite_rows(arr, name)
+    check_finite_rows(arr, name, names)
     return arr
 
 

@@ -28,15 +28,21 @@ def check_data(X, *, name: str = "X", dtype=(np.float64, np.float32), min_sample
     return X
 
 
-def check_finite_rows(X: np.ndarray, name: str = "X") -> None:
-    """Raise a ValueError naming the rows (first five) of a 2-D ``X`` that hold NaN or infinite values."""
-    if np.isfinite(X).all():  # one pass, no (n, d) temporary kept in the usual case
+def check_finite_rows(X: np.ndarray, name: str = "X", names: list | None = None) -> None:
+    """Raise a ValueError naming the rows (first five) and features of a 2-D ``X`` with NaN or infinite values."""
+    finite = np.isfinite(X)
+    if finite.all():
         return
-    bad = ~np.isfinite(X)
-    rows = np.flatnonzero(bad.any(axis=1))
-    kind = "NaN" if np.isnan(X).any() else "infinite"
-    raise ValueError(f"{name} contains {kind} values in {rows.size} row(s) (first: {rows[:5].tolist()}); "
-                     "drop or impute them first.")
+    names = names if names is not None else [f"x{j}" for j in range(X.shape[1])]
+    rows = np.flatnonzero(~finite.all(axis=1))
+    cols = [names[j] for j in np.flatnonzero(~finite.all(axis=0))]
+    kinds = " and ".join(k for k, m in (("NaN (missing values)", np.isnan(X).any()),
+                                         ("infinity", np.isinf(X).any())) if m)
+    raise ValueError(
+        f"{name} contains {kinds} in {rows.size} of {X.shape[0]} rows (first: {rows[:5].tolist()}), in "
+        f"feature(s) {cols}. Rows are never dropped silently: remove or impute them first (e.g. "
+        f"{name}.dropna() for a DataFrame)."
+    )
 
 
 def check_n_components(n_components, n_samples: int | None = None) -> int:

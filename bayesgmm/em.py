@@ -837,7 +837,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         check_numeric_columns(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=True,
                           ensure_all_finite=False)
-        check_finite_rows(X)  # the rows named, not scikit-learn's advice to use another estimator
+        # The rows and features named, not scikit-learn's advice to use another estimator.
+        check_finite_rows(X, names=self.fit_feature_names(X.shape[1]))
         cov = self.validate_hyperparameters(*X.shape)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype=np.float64)
         if np.count_nonzero(sample_weight) < self.n_components:
@@ -1153,7 +1154,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
             return check_array(self, X, reset=False)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
-        check_finite_rows(X)
+        check_finite_rows(X, names=self.fit_feature_names(X.shape[1]))
         return X
 
     @_single_threaded_blas

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ._validation import check_n_components, check_numeric_columns
+from ._validation import check_finite_rows, check_n_components, check_numeric_columns
 from .bayes_covariance import BayesCovariance
 from .priors import Priors
 from .scaling import FeatureScaling
@@ -230,7 +230,7 @@ def as_matrix(X, name: str = "X") -> tuple[np.ndarray, list[str]]:
         raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one row and one feature.")
     array = np.ascontiguousarray(array, dtype=np.float64)
     names = names if names is not None else [f"x{j}" for j in range(array.shape[1])]
-    _check_finite(array, names, name)
+    check_finite_rows(array, name, names)
     return array, names
 
 
@@ -253,18 +253,3 @@ def _numeric_array(X, name: str) -> np.ndarray:
                                      "mixture needs numeric features.")
         array = array.astype(np.float64)
     return array
-
-
-def _check_finite(array: np.ndarray, names: list, name: str) -> None:
-    finite = np.isfinite(array)
-    if finite.all():
-        return
-    rows = np.flatnonzero(~finite.all(axis=1))
-    cols = [names[j] for j in np.flatnonzero(~finite.all(axis=0))]
-    kinds = " and ".join(k for k, m in (("NaN (missing values)", np.isnan(array).any()),
-                                         ("infinity", np.isinf(array).any())) if m)
-    raise ValueError(
-        f"{name} contains {kinds} in {rows.size} of {array.shape[0]} rows (first: {rows[:5].tolist()}), in "
-        f"feature(s) {cols}. Rows are never dropped silently: remove or impute them first (e.g. "
-        f"{name}.dropna() for a DataFrame)."
-    )

@@ -275,7 +275,7 @@ X_OK = np.random.default_rng(0).normal(size=(20, 2))
     "X, kwargs, match",
     [
         (np.array([[0.0, np.nan]] * 5), {}, "NaN"),
-        (np.array([[0.0, np.inf]] * 5), {}, "infinite values in 5 row"),
+        (np.array([[0.0, np.inf]] * 5), {}, r"infinity in 5 of 5 rows.*, in feature\(s\) \['x1'\]"),
         (np.arange(10.0), {}, "2D"),
         (np.empty((0, 2)), {}, "0 sample"),
         (X_OK[:3], {"n_components": 4}, "n_samples >= n_components"),
