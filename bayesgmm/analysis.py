@@ -443,7 +443,7 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
             sparse, sparse_idata = sparse_dirichlet_fit(data, kmax, cov, selection, settings_sparse,
                                                         settings.sparse_alpha, _SPARSE_WEIGHT, priors=settings.priors)
     winners = _winners(selection, cov, available, loo, sparse)
-    # Each fit is assessed once (here, or by analyse for the chosen K's aligned posterior).
+    # Each fit is assessed once here; analyse assesses the chosen K once more, on its aligned posterior.
     verdicts = {k: assess(idata) for k, idata in fits.items()} if settings.k_rule == "loo" and loo is not None else {}
     K, reason = _apply_rule(settings.k_rule, winners, loo, sparse, _loo_doubts(verdicts, loo))
     if K not in fits:  # the sparse rule's mode, away from the K LOO compared

@@ -117,7 +117,7 @@ class CovarianceType(ABC):
         """
         return None
 
-    def check_data_rank(self, Z: np.ndarray, sample_weight: np.ndarray, floor: float, names: list[str]) -> None:
+    def check_data_rank(self, Z: np.ndarray, sample_weight: np.ndarray, reg_covar: float, names: list[str]) -> None:
         """Raise a ValueError where the standardised data ``Z`` cannot support this type's covariances.
 
         Only matrix covariances (full, tied) need the features to be linearly
@@ -272,7 +272,7 @@ class _MatrixCovariance(CovarianceType):
 
     compiled_kernels = "matrix"
 
-    def check_data_rank(self, Z, sample_weight, floor, names):
+    def check_data_rank(self, Z, sample_weight, reg_covar, names):
         # Where the data's own correlation matrix has an eigenvalue below reg_covar
         # (features that are linear combinations of others, near enough: a total beside its
         # parts, one length in two units; or fewer rows than features), every component's
@@ -288,8 +288,7 @@ class _MatrixCovariance(CovarianceType):
         w = sample_weight[rows] / sample_weight[rows].sum()
         centred = Z[rows] - w @ Z[rows]
         values, vectors = np.linalg.eigh((centred * w[:, None]).T @ centred)
-        reg_covar = floor / 2.0  # the collapse floor is 2 reg_covar: K=1 collapses below reg_covar
-        if values[0] >= reg_covar:
+        if values[0] >= reg_covar:  # K=1 reaches the collapse floor (2 reg_covar) exactly below reg_covar
             return
         loadings = np.abs(vectors[:, 0])
         involved = [names[j] for j in np.flatnonzero(loadings >= 0.1 * loadings.max())]

@@ -875,8 +875,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         # not on a dask sample with too few weighted rows to say anything about the data.
         if not warm and not (dask_input and weighted.size <= X.shape[1]):
             kept = weighted[::max(1, -(-weighted.size // _SHORT_RUN_ROWS))]
-            self._cov.check_data_rank(np.asarray(Z_start[kept], dtype=np.float64), w_start[kept],
-                                      self._collapse_floor(), self.fit_feature_names(X.shape[1]))
+            self._cov.check_data_rank(np.asarray(Z_start[kept], dtype=np.float64), w_start[kept], self.reg_covar,
+                                      self.fit_feature_names(X.shape[1]))
         best = None
         for attempt in range(1 if warm else self.n_init):
             if not warm:

@@ -92,8 +92,11 @@ class FeatureScaling:
         blocks = _row_blocks(X)
         centre_unit = sum(w[b] @ (X[b] / magnitude) for b in blocks) / w.sum()
         spread_unit = np.sqrt(sum(w[b] @ (X[b] / magnitude - centre_unit) ** 2 for b in blocks) / w.sum())
-        # Exactly 0 for a constant column: a mean of 150 values 0.1 is not exactly 0.1.
-        spread_unit[_constant_columns(X, w > 0)] = 0.0
+        # Exactly 0 for a constant column (a mean of 150 values 0.1 is not exactly 0.1); only
+        # columns whose spread is already below what float64 resolves need the extra pass.
+        suspect = np.flatnonzero(spread_unit < _MIN_RELATIVE_SPREAD)
+        if suspect.size:
+            spread_unit[suspect[_constant_columns(X[:, suspect], w > 0)]] = 0.0
         return cls.from_unit_moments(centre_unit, spread_unit, magnitude, feature_names=feature_names)
 
     @classmethod
