@@ -45,6 +45,11 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ._lkj import draw_packed, identity_packed, unpack_cholesky
+from .covariance import check_feature_rank
+
+#: ``GaussianMixtureEM``'s default ``reg_covar``, which the EM start uses: data whose
+#: correlation matrix has an eigenvalue below it are refused for full and tied covariances.
+EM_START_REG_COVAR = 1e-6
 
 __all__ = ["add_noise", "BayesCovariance", "FullBayesCovariance", "DiagBayesCovariance", "TiedBayesCovariance",
            "SphericalBayesCovariance", "BAYES_COVARIANCE_TYPES", "get_bayes_covariance"]
@@ -70,6 +75,13 @@ class BayesCovariance(ABC):
     @abstractmethod
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Number of free covariance parameters."""
+
+    def check_data_rank(self, Z: np.ndarray, names: list[str]) -> None:
+        """Raise a ValueError where the standardised data ``Z`` cannot support this type's covariances.
+
+        Only correlated covariances (full, tied) need the features to be linearly independent.
+        """
+        return None
 
     @abstractmethod
     def declare(self, priors, n_components: int, n_features: int):
@@ -156,6 +168,15 @@ class _LKJCovariance(BayesCovariance):
 
     def n_parameters(self, n_components, n_features):
         return self._n_matrices(n_components) * n_features * (n_features + 1) // 2
+
+    def check_data_rank(self, Z, names):
+        # The same data as EM's full and tied fits refuse, at its default cut-off: the EM
+        # start could not fit them, and the covariances' posterior would press against
+        # singular matrices along that direction (improper without a rounding term).
+        check_feature_rank(Z, np.ones(Z.shape[0]), names, EM_START_REG_COVAR,
+                           f"{EM_START_REG_COVAR:.0e}, the default reg_covar of the EM fit that starts the sampler",
+                           "the EM start cannot fit them, and the posterior of the covariances would press against "
+                           "singular matrices along that direction")
 
     def _shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         """The latent's shape: (K, P) for one factor per component, (P,) for the shared one."""

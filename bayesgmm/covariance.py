@@ -267,6 +267,39 @@ def _prec_chol_from_prec(prec: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flipped[::-1, ::-1])
 
 
+def check_feature_rank(Z: np.ndarray, sample_weight: np.ndarray, names: list[str], cutoff: float, cutoff_label: str,
+                       consequence: str) -> None:
+    """Raise a ValueError where full or tied covariances cannot be fitted to ``Z``.
+
+    That is where there are no more rows with a positive weight than features, or
+    where the weighted correlation matrix of the standardised data ``Z`` (n_rows,
+    n_features) has an eigenvalue below ``cutoff``: features that are (nearly) linear
+    combinations of others. The message names the features of that eigenvector,
+    ``cutoff_label`` (how the cut-off is set) and ``consequence`` (what would go wrong).
+    Shared by EM (:meth:`CovarianceType.check_data_rank`) and the Bayesian model
+    (:meth:`bayesgmm.bayes_covariance.BayesCovariance.check_data_rank`), so that both
+    fitters accept the same data.
+    """
+    rows = sample_weight > 0
+    n_rows, n_features = int(rows.sum()), Z.shape[1]
+    if n_rows <= n_features:
+        raise ValueError(
+            f"Full and tied covariances need more rows with a positive weight than features (got {n_rows} "
+            f"rows for {n_features} features): use covariance_type='diag' or 'spherical', or fewer features.")
+    w = sample_weight[rows] / sample_weight[rows].sum()
+    centred = Z[rows] - w @ Z[rows]
+    values, vectors = np.linalg.eigh((centred * w[:, None]).T @ centred)
+    if values[0] >= cutoff:
+        return
+    loadings = np.abs(vectors[:, 0])
+    involved = [names[j] for j in np.flatnonzero(loadings >= 0.1 * loadings.max())]
+    raise ValueError(
+        f"Features {involved} are (nearly) linearly dependent: their correlation matrix has an eigenvalue of "
+        f"{max(values[0], 0.0):.1e}, below {cutoff_label} (for example one is the sum of others, or the same "
+        f"quantity in two units), so {consequence}. Full and tied covariances cannot model that: drop one of "
+        "them, or use covariance_type='diag' or 'spherical'.")
+
+
 class _MatrixCovariance(CovarianceType):
     """Shared linear algebra of ``full`` and ``tied``."""
 
@@ -278,26 +311,10 @@ class _MatrixCovariance(CovarianceType):
         # parts, one length in two units; or fewer rows than features), every component's
         # covariance sits at the collapse floor (2 reg_covar) along that direction: every
         # fit, K=1 included, would read as "collapsed", and its log-likelihood would gain
-        # a large term that diag and spherical fits do not.
-        rows = sample_weight > 0
-        n_rows, n_features = int(rows.sum()), Z.shape[1]
-        if n_rows <= n_features:
-            raise ValueError(
-                f"Full and tied covariances need more rows with a positive weight than features (got {n_rows} "
-                f"rows for {n_features} features): use covariance_type='diag' or 'spherical', or fewer features.")
-        w = sample_weight[rows] / sample_weight[rows].sum()
-        centred = Z[rows] - w @ Z[rows]
-        values, vectors = np.linalg.eigh((centred * w[:, None]).T @ centred)
-        if values[0] >= reg_covar:  # K=1 reaches the collapse floor (2 reg_covar) exactly below reg_covar
-            return
-        loadings = np.abs(vectors[:, 0])
-        involved = [names[j] for j in np.flatnonzero(loadings >= 0.1 * loadings.max())]
-        raise ValueError(
-            f"Features {involved} are (nearly) linearly dependent: their correlation matrix has an eigenvalue of "
-            f"{max(values[0], 0.0):.1e}, below reg_covar={reg_covar:.1e} (for example one is the sum of others, "
-            "or the same quantity in two units), so every component's covariance would sit at the reg_covar "
-            "floor along that direction. Full and tied covariances cannot model that: drop one of them, or use "
-            "covariance_type='diag' or 'spherical'.")
+        # a large term that diag and spherical fits do not. (K=1 reaches that floor exactly
+        # where an eigenvalue is below reg_covar.)
+        check_feature_rank(Z, sample_weight, names, reg_covar, f"reg_covar={reg_covar:.1e}",
+                           "every component's covariance would sit at the reg_covar floor along that direction")
 
     def _inverse_factor(self, prec_chol: np.ndarray) -> np.ndarray:
         # Q = P^{-1}, upper triangular: x - m = y Q (one matrix or a stack).

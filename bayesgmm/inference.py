@@ -26,7 +26,7 @@ import xarray as xr
 from sklearn.exceptions import ConvergenceWarning
 
 from ._posterior import parameters_dataset
-from .bayes_covariance import add_noise
+from .bayes_covariance import EM_START_REG_COVAR, add_noise
 from .bayes_model import NOISE_VARIANCE, declare_model
 from .density import pointwise_log_likelihood
 from .em import DegenerateFitWarning, GaussianMixtureEM
@@ -69,7 +69,7 @@ def em_start(spec: ModelSpec, data: PreparedData, random_seed) -> tuple[dict, Ga
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", DegenerateFitWarning)
         em = GaussianMixtureEM(spec.n_components, covariance_type=spec.covariance.name, n_init=3, tol=1e-6,
-                               max_iter=500, random_state=random_seed).fit(data.Z)
+                               max_iter=500, reg_covar=EM_START_REG_COVAR, random_state=random_seed).fit(data.Z)
     cov_z = np.asarray(em.full_covariances_, dtype=float)
     return _initvals_at(spec, data, np.asarray(em.weights_, dtype=float), np.asarray(em.means_, dtype=float),
                         cov_z), em

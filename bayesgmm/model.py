@@ -164,7 +164,8 @@ class BayesianGMM(PosteriorPredictionMixin):
         Every data error is raised here; the result can be passed to :meth:`fit`
         and :meth:`build_model` in place of X.
         """
-        return prepare_data(X, n_components=self.n_components, priors=self.priors)
+        return prepare_data(X, n_components=self.n_components, priors=self.priors,
+                            covariance_type=self.covariance_type)
 
     _prepare = prepare  # the name used before PreparedData was public
 

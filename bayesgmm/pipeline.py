@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_finite_rows, check_n_components, check_numeric_columns
-from .bayes_covariance import BayesCovariance
+from .bayes_covariance import BayesCovariance, get_bayes_covariance
 from .priors import Priors
 from .scaling import FeatureScaling
 
@@ -113,14 +113,17 @@ class ModelSpec:
 
 
 # ---------------------------------------------------------------------- data
-def prepare_data(X, *, n_components: int = 1, priors: Priors | None = None) -> PreparedData:
+def prepare_data(X, *, n_components: int = 1, priors: Priors | None = None,
+                 covariance_type: str | None = None) -> PreparedData:
     """Check training data and standardise it; every data error is raised here.
 
     The scaling is the data's (see :class:`~bayesgmm.scaling.FeatureScaling`:
     computed so that it neither under- nor overflows), or ``priors.location`` /
     ``priors.scale`` where those are fixed. The model only ever sees the
     standardised values, so the posterior on that scale does not depend on the
-    units (or the offset) of any feature.
+    units (or the offset) of any feature. With ``covariance_type`` "full" or "tied",
+    data with (nearly) linearly dependent features, or no more rows than features,
+    are refused as EM refuses them.
     """
     if isinstance(X, PreparedData):
         return X
@@ -138,6 +141,8 @@ def prepare_data(X, *, n_components: int = 1, priors: Priors | None = None) -> P
                              "priors['scale'] (values out of range); check that they are in X's units.")
         # Not reached with the data's own scaling: FeatureScaling's limits rule it out.
         raise ValueError("X cannot be standardised in float64 (values out of range); rescale its columns.")
+    if covariance_type is not None:
+        get_bayes_covariance(covariance_type).check_data_rank(Z, names)
     rounding = priors.rounding_vector(X.shape[1])
     if rounding is None:
         rounding = recording_resolution(X)

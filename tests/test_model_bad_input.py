@@ -219,9 +219,45 @@ def test_bad_data_is_refused_before_building(no_fitting, X, error, match):
         BayesianGMM(2).fit(X, progressbar=False)
 
 
+@pytest.mark.parametrize("scale", [1e-100, 1.0, 1e100])
+def test_linearly_dependent_features_are_refused_for_correlated_covariances(no_fitting, scale):
+    # As EM refuses them (the EM start could not fit them, and the covariances' posterior
+    # would press against singular matrices): before, the fit warned that the EM start
+    # failed and sampled from the prior's point.
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    Xd = np.column_stack([X, X[:, 0] + X[:, 1]]) * scale
+    for cov in ("full", "tied"):
+        with pytest.raises(ValueError, match=r"Features \['x0', 'x1', 'x4'\] are \(nearly\) linearly dependent.*"
+                                             r"below 1e-06, the default reg_covar of the EM fit that starts"):
+            BayesianGMM(2, cov).fit(Xd, progressbar=False)
+    for cov in ("diag", "spherical"):  # per-feature sds are not affected
+        BayesianGMM(2, cov).prepare(Xd)
+    with pytest.raises(ValueError, match="need more rows with a positive weight than features"):
+        BayesianGMM(1).prepare(_rng.normal(size=(6, 6)))
+    BayesianGMM(1, "diag").prepare(_rng.normal(size=(6, 6)))
+
+
+def test_em_start_uses_the_cut_off_of_the_rank_check(monkeypatch):
+    from bayesgmm.bayes_covariance import EM_START_REG_COVAR
+
+    seen = {}
+    original = inference.GaussianMixtureEM.fit
+
+    def spy(self, X, *args, **kwargs):
+        seen["reg_covar"] = self.reg_covar
+        return original(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(inference.GaussianMixtureEM, "fit", spy)
+    model = BayesianGMM(2)
+    inference.em_start(model.spec, model.prepare(make_mixture(60, 2, 2, random_state=0)[0]), 0)
+    assert seen["reg_covar"] == EM_START_REG_COVAR
+
+
 def test_numeric_object_and_nullable_columns_are_accepted():
     X = _frame(obj=pd.Series(np.arange(40.0), dtype=object), nullable=pd.array(range(40), dtype="Int64"))
-    data = BayesianGMM(2)._prepare(X)
+    data = BayesianGMM(2, "diag")._prepare(X)  # two equal columns: diag, since full refuses them
     assert data.names == ["a", "b", "obj", "nullable"]
     np.testing.assert_array_equal(data.X[:, 2], np.arange(40.0))
 
