@@ -48,10 +48,19 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import check_data, check_integer_param, check_option, check_probability, check_real_param
-from .compare import FitComparison, KComparison, check_ks, compare_fits, compare_k, sparse_dirichlet_fit
+from .compare import (
+    SPARSE_AUTO_DRAWS,
+    FitComparison,
+    KComparison,
+    check_ks,
+    compare_fits,
+    compare_k,
+    sparse_dirichlet_fit,
+)
+from .cost import format_duration
 from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess
 from .em import DegenerateFitWarning, GaussianMixtureEM
-from .fit_settings import FIT_DEFAULTS, fit_settings
+from .fit_settings import AUTO_DRAWS_CHECKPOINTS, FIT_DEFAULTS, fit_settings
 from .labels import relabel
 from .model import BayesianGMM
 from .priors import Priors
@@ -418,7 +427,12 @@ def _choose_k(data: pd.DataFrame, selection: ModelSelection, ks: list[int], sett
     if choosing:
         fit_kwargs = {**fit_kwargs, "log_likelihood": True}  # LOO needs it
     models, fits = {}, {}
-    for k in _loo_ks(ks, selection, settings.loo_neighbours):
+    first = _loo_ks(ks, selection, settings.loo_neighbours)
+    if settings.progressbar:  # minutes of fits ahead: say roughly how many before the first starts
+        sparse_k = max(available) if choosing and settings.sparse_alpha is not None and max(available) > 1 else None
+        print(_plan(data, cov, [k for k in first if k not in prefit], sparse_k, fit_kwargs, settings.priors),
+              file=sys.stderr, flush=True)
+    for k in first:
         models[k], fits[k] = _bayesian_fit(data, selection, k, fit_kwargs, prefit, settings.priors)
     if not choosing:
         K = selection.best_estimator_.n_components
@@ -669,7 +683,8 @@ def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwa
     model = BayesianGMM(k, covariance_type=cov, priors=priors)
     progress = fit_kwargs.get("progressbar", False)
     if progress:  # the report makes several fits of up to minutes each: say which one runs
-        print(f"Bayesian fit of K={k} ({cov} covariance)...", file=sys.stderr, flush=True)
+        low, high = _cost_range(model, data, fit_kwargs)
+        print(f"Bayesian fit of K={k} ({cov} covariance; {_span(low, high)})...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     # Each fit is assessed once, by analyse (on the aligned posterior for the chosen K), not inside fit.
     with warnings.catch_warnings():
@@ -678,6 +693,44 @@ def _bayesian_fit(data: pd.DataFrame, selection: ModelSelection, k: int, fit_kwa
     if progress:
         print(f"Bayesian fit of K={k} done in {time.perf_counter() - start:.0f} s.", file=sys.stderr, flush=True)
     return model, idata
+
+
+def _cost_range(model: BayesianGMM, data: pd.DataFrame, fit_kwargs: dict) -> tuple[float, float]:
+    """Rough wall time of one Bayesian fit (:mod:`bayesgmm.cost`), least and most.
+
+    They differ where ``draws="auto"`` samples on until the diagnostics pass: from its
+    first checkpoint to its limit.
+    """
+    low = model.estimate_cost(data, **fit_kwargs).seconds
+    if fit_settings(fit_kwargs)["draws"] != "auto":
+        return low, low
+    return low, model.estimate_cost(data, **{**fit_kwargs, "draws": AUTO_DRAWS_CHECKPOINTS[-1]}).seconds
+
+
+def _span(low: float, high: float) -> str:
+    if format_duration(low) == format_duration(high):
+        return f"roughly {format_duration(low)}"
+    return f"roughly {format_duration(low)} to {format_duration(high)}"
+
+
+def _plan(data: pd.DataFrame, cov: str, ks: list[int], sparse_k: int | None, fit_kwargs: dict, priors) -> str:
+    """The Bayesian fits a report is about to make and their rough total time, in one line."""
+    low = high = 0.0
+    for k in ks:
+        lo, hi = _cost_range(BayesianGMM(k, covariance_type=cov, priors=priors), data, fit_kwargs)
+        low, high = low + lo, high + hi
+    fits = [f"K={', '.join(map(str, ks))} ({cov} covariance)"] if ks else []
+    if sparse_k is not None:
+        draws = fit_kwargs.get("draws", "auto")
+        sparse = {**fit_kwargs, "draws": SPARSE_AUTO_DRAWS if isinstance(draws, str) else draws}
+        seconds = BayesianGMM(sparse_k, covariance_type=cov, priors=priors).estimate_cost(data, **sparse).seconds
+        low, high = low + seconds, high + seconds
+        fits.append(f"a sparse-Dirichlet fit of K={sparse_k}")
+    if not fits:
+        return "No Bayesian fit to make: the given fits are used."
+    return (f"Bayesian fits to make: {' and '.join(fits)}, {_span(low, high)} in all, compiling aside "
+            "(estimates good to a factor of a few; the upper end is every fit sampling to its draw limit, "
+            "as fits whose posterior mixes slowly do; LOO may ask for more K).")
 
 
 def _summarise(aligned) -> tuple[object, list[str]]:

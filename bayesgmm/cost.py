@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .fit_settings import AUTO_DRAWS_CHECKPOINTS
 
-__all__ = ["CostEstimate", "ExpensiveFitWarning", "estimate_cost", "EXPENSIVE_FIT_SECONDS"]
+__all__ = ["CostEstimate", "ExpensiveFitWarning", "estimate_cost", "format_duration", "EXPENSIVE_FIT_SECONDS"]
 
 #: Above this estimated wall time a fit warns before it starts.
 EXPENSIVE_FIT_SECONDS = 600.0
@@ -75,11 +75,11 @@ class CostEstimate:
 
     def brief(self) -> str:
         """``"about 7 min (121 parameters)"``."""
-        return f"about {_duration(self.seconds)} ({self.n_parameters} parameters)"
+        return f"about {format_duration(self.seconds)} ({self.n_parameters} parameters)"
 
     def __str__(self) -> str:
         return (f"{self.method.upper()} on {self.n_parameters} free parameters: about "
-                f"{_duration(self.seconds)} ({self.gradient_evaluations:,} gradients of "
+                f"{format_duration(self.seconds)} ({self.gradient_evaluations:,} gradients of "
                 f"{self.gradient_seconds * 1e3:.2g} ms; a rough estimate, a factor of a few either way)")
 
 
@@ -135,7 +135,8 @@ def estimate_cost(n_parameters: int, n_rows: int, n_features: int, n_components:
     return CostEstimate(n_parameters, per_gradient, n_iterations, n_iterations * per_gradient, method)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"7 min"``, ``"2.5 h"``: a duration as the cost estimates print it."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

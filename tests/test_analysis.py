@@ -244,3 +244,40 @@ def test_cli_report_refuses_an_unknown_k_rule(tmp_path, capsys):
     load_faithful().to_csv(tmp_path / "d.csv", index=False)
     assert main(["report", str(tmp_path / "d.csv"), "--k-rule", "aic", "--out", str(tmp_path / "r.html")]) == 2
     assert "--k-rule" in capsys.readouterr().err
+
+
+def test_the_fits_ahead_and_their_rough_cost_are_said_before_the_first_starts(monkeypatch, capsys):
+    # A report on 178 x 4 data ran 11-12 minutes with nothing said about how long it would take.
+    import pandas as pd
+
+    import bayesgmm.analysis as analysis_module
+    from bayesgmm import BayesianGMM
+    from bayesgmm.fit_settings import AUTO_DRAWS_CHECKPOINTS
+
+    data = pd.DataFrame(load_faithful())
+    auto = AnalysisSettings(fit_options={"sampler": "nutpie"}).fit_kwargs()
+    assert auto["draws"] == "auto"
+    low, high = analysis_module._cost_range(BayesianGMM(3), data, auto)
+    assert low == BayesianGMM(3).estimate_cost(data, **auto).seconds
+    assert high == BayesianGMM(3).estimate_cost(data, **{**auto, "draws": AUTO_DRAWS_CHECKPOINTS[-1]}).seconds > low
+    fixed = {**auto, "draws": 500}
+    assert analysis_module._cost_range(BayesianGMM(3), data, fixed) == (BayesianGMM(3).estimate_cost(
+        data, **fixed).seconds,) * 2
+    plan = analysis_module._plan(data, "full", [2, 3], 4, auto, None)
+    assert plan.startswith("Bayesian fits to make: K=2, 3 (full covariance) and a sparse-Dirichlet fit of K=4, "
+                           "roughly ")
+    # A range: "auto" samples on where the posterior mixes slowly.
+    assert " to " in plan.split("roughly ")[1].split(" in all")[0]
+    assert " to " not in analysis_module._plan(data, "full", [2, 3], 4, fixed, None).split("roughly ")[1].split(
+        " in all")[0]
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(analysis_module, "_bayesian_fit", stop)
+    with pytest.raises(Stop):
+        analyse(load_faithful(), AnalysisSettings(**{**TINY, "progressbar": True}))
+    assert "Bayesian fits to make: K=1, 2, 3 (" in capsys.readouterr().err
