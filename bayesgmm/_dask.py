@@ -148,6 +148,8 @@ class _Summary:
     w_sum: float  # sum of w / w_max
     mean: np.ndarray  # weighted mean of x / magnitude
     m2: np.ndarray  # weighted sum of squared deviations of x / magnitude, in units of w / w_max
+    low: np.ndarray  # min and max per column over the rows with a positive weight (constant columns)
+    high: np.ndarray
 
     @property
     def rows(self) -> int:
@@ -171,7 +173,7 @@ class _Summary:
             self.bad_weights + other.bad_weights,
             self.negative_weights + other.negative_weights,
             self.positive_weights + other.positive_weights,
-            w_max, magnitude, w_sum, mean, m2,
+            w_max, magnitude, w_sum, mean, m2, np.minimum(self.low, other.low), np.maximum(self.high, other.high),
         )
 
 
@@ -192,7 +194,7 @@ def _block_summary(x: np.ndarray, w: np.ndarray | None) -> _Summary:
     w_finite = np.isfinite(w)
     summary = _Summary(
         (n,), int(n - finite.sum()), int(n - w_finite.sum()), int((w < 0).sum()), int((w > 0).sum()),
-        0.0, np.zeros(d), 0.0, np.zeros(d), np.zeros(d),
+        0.0, np.zeros(d), 0.0, np.zeros(d), np.zeros(d), np.full(d, np.inf), np.full(d, -np.inf),
     )
     if summary.nonfinite_rows or summary.bad_weights or summary.negative_weights or not summary.positive_weights:
         return summary  # an error is raised, or the block weighs nothing
@@ -203,6 +205,8 @@ def _block_summary(x: np.ndarray, w: np.ndarray | None) -> _Summary:
     summary.w_sum = float(w.sum())
     summary.mean = (w @ unit) / summary.w_sum
     summary.m2 = w @ (unit - summary.mean) ** 2
+    kept = x[w > 0]
+    summary.low, summary.high = kept.min(axis=0), kept.max(axis=0)
     return summary
 
 
@@ -268,6 +272,7 @@ def check_fit_input(est, X, sample_weight):
     weights = (weights / summary.w_max).astype(X.dtype)
     magnitude = np.where(summary.magnitude == 0, 1.0, summary.magnitude)
     spread_unit = np.sqrt(summary.m2 / summary.w_sum)
+    spread_unit[summary.low == summary.high] = 0.0  # exactly constant, as in memory (not "varies by only 6e-17")
     scaling = FeatureScaling.from_unit_moments(summary.mean, spread_unit, magnitude,
                                                feature_names=est.fit_feature_names(d))
     return X, weights, cov, scaling

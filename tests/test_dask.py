@@ -170,3 +170,13 @@ def test_constant_column_is_refused_out_of_core_too(value):
     X = np.column_stack([np.random.default_rng(1).normal(size=1000), np.full(1000, value)])
     with pytest.raises(ValueError, match=r"\['x1'\] are constant"):
         GaussianMixtureEM(2, random_state=0).fit(da.from_array(X, chunks=(300, 2)))
+
+
+def test_column_constant_over_the_weighted_rows_is_named_constant_out_of_core():
+    # The moments' spread of a column constant only where the weight is positive came out
+    # at 6e-17, not 0: the message said "varies by only", where in memory it says "constant".
+    X = np.column_stack([np.random.default_rng(1).normal(size=1000), np.r_[np.full(999, 0.1), 7.0]])
+    weights = np.r_[np.ones(999), 0.0]
+    for data in (X, da.from_array(X, chunks=(300, 2))):
+        with pytest.raises(ValueError, match=r"\['x1'\] are constant"):
+            GaussianMixtureEM(2, random_state=0).fit(data, sample_weight=da.from_array(weights, chunks=300))
