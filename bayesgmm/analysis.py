@@ -57,7 +57,7 @@ from .compare import (
     compare_k,
     sparse_dirichlet_fit,
 )
-from .cost import format_duration
+from .cost import EXPENSIVE_FIT_SECONDS, format_duration
 from .diagnostics import PosteriorDiagnosticsWarning, Verdict, assess
 from .em import DegenerateFitWarning, GaussianMixtureEM
 from .fit_settings import AUTO_DRAWS_CHECKPOINTS, FIT_DEFAULTS, fit_settings
@@ -728,9 +728,16 @@ def _plan(data: pd.DataFrame, cov: str, ks: list[int], sparse_k: int | None, fit
         fits.append(f"a sparse-Dirichlet fit of K={sparse_k}")
     if not fits:
         return "No Bayesian fit to make: the given fits are used."
-    return (f"Bayesian fits to make: {' and '.join(fits)}, {_span(low, high)} in all, compiling aside "
+    line = (f"Bayesian fits to make: {' and '.join(fits)}, {_span(low, high)} in all, compiling aside "
             "(estimates good to a factor of a few; the upper end is every fit sampling to its draw limit, "
             "as fits whose posterior mixes slowly do; LOO may ask for more K).")
+    if high > EXPENSIVE_FIT_SECONDS and fit_settings(fit_kwargs)["method"] == "nuts":
+        advi = {"method": "advi", **{k: fit_kwargs[k] for k in ("n_iterations", "batch_size") if k in fit_kwargs}}
+        quick = sum(BayesianGMM(k, covariance_type=cov, priors=priors).estimate_cost(data, **advi).seconds
+                    for k in ks + ([sparse_k] if sparse_k is not None else []))
+        line += (f" Quicker, and approximate: method='advi' (--method advi), roughly {format_duration(quick)}; "
+                 "or fewer K (--select).")
+    return line
 
 
 def _summarise(aligned) -> tuple[object, list[str]]:

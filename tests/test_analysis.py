@@ -271,6 +271,12 @@ def test_the_fits_ahead_and_their_rough_cost_are_said_before_the_first_starts(mo
     assert " to " not in analysis_module._plan(data, "full", [2, 3], 4, fixed, None).split("roughly ")[1].split(
         " in all")[0]
 
+    assert "Quicker" not in plan  # under the expensive-fit threshold
+    from sklearn.datasets import load_diabetes
+
+    slow = analysis_module._plan(load_diabetes(as_frame=True).data, "full", [1, 2, 3, 4], 6, auto, None)
+    assert "Quicker, and approximate: method='advi' (--method advi), roughly " in slow
+
     class Stop(Exception):
         pass
 
