@@ -57,6 +57,27 @@ def _block_rows(n_features):  # pragma: no cover - compiled
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 
+@njit(nogil=True, cache=True)
+def _aligned_empty(shape, dt):  # pragma: no cover - compiled
+    # Scratch whose first element (and, rows being whole multiples of 64 bytes, every
+    # row) starts on a 64-byte boundary: the allocator's 16- or 32-byte alignment made
+    # vector loads straddle cache lines in some processes and not others (passes 1.3x
+    # slower by where the arrays happened to land).
+    size = 1
+    for n in shape:
+        size *= n
+    buf = np.empty(size + 64, dtype=dt)
+    skip = ((64 - buf.ctypes.data % 64) % 64) // buf.itemsize
+    return buf[skip:skip + size].reshape(shape)
+
+
+@njit(nogil=True, cache=True)
+def _aligned_zeros(shape, dt):  # pragma: no cover - compiled
+    out = _aligned_empty(shape, dt)
+    out[...] = 0
+    return out
+
+
 def _exp_nonpositive(values, bits):  # pragma: no cover - the compiled kernels call the overload below
     """``values[:] = exp(values)`` for values <= 0 (or -inf), ``bits`` a scratch array like ``values``."""
     values[:] = np.exp(values)
@@ -260,8 +281,8 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
     n_components = means.shape[0]
     dt = X.dtype
     block = _block_rows(n_features)
-    x_t = np.empty((n_features, block), dtype=dt)
-    resp = np.empty((n_components, block), dtype=dt)
+    x_t = _aligned_empty((n_features, block), dt)
+    resp = _aligned_empty((n_components, block), dt)
     top = np.empty(block, dtype=dt)
     total = np.empty(block, dtype=dt)
     w = np.empty(block, dtype=dt)
@@ -276,12 +297,25 @@ def _diag_pass_kernel(X, weights, means, scale, log_norm, nk, sum_y, second):  #
         for k in range(n_components):
             acc = resp[k]
             acc[:m] = 0
-            for d in range(n_features):
+            d = 0
+            while d + 4 <= n_features:  # four features per trip: one load and store of acc for four
+                x0, x1, x2, x3 = x_t[d], x_t[d + 1], x_t[d + 2], x_t[d + 3]
+                mu0, mu1, mu2, mu3 = means[k, d], means[k, d + 1], means[k, d + 2], means[k, d + 3]
+                sc0, sc1, sc2, sc3 = scale[k, d], scale[k, d + 1], scale[k, d + 2], scale[k, d + 3]
+                for r in range(m):
+                    v0 = (x0[r] - mu0) * sc0
+                    v1 = (x1[r] - mu1) * sc1
+                    v2 = (x2[r] - mu2) * sc2
+                    v3 = (x3[r] - mu3) * sc3
+                    acc[r] += v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3
+                d += 4
+            while d < n_features:
                 mu = means[k, d]
                 sc = scale[k, d]
                 for r in range(m):
                     v = (x_t[d, r] - mu) * sc
                     acc[r] += v * v
+                d += 1
             for r in range(m):
                 acc[r] = log_norm_dt[k] - half * acc[r]
         log_likelihood += _responsibilities(resp, m, w, top, total, bits, nk)
@@ -328,36 +362,59 @@ def diag_pass(X: np.ndarray, weights: np.ndarray, means: np.ndarray, scale: np.n
 def _add_upper_moments(weighted, values, n_r, out):  # pragma: no cover - compiled
     """out[e, f] += sum_r weighted[e, r] values[f, r] for f >= e, over the first ``n_r`` rows (one block).
 
-    Four columns per trip: one load of weighted[e, r] feeds four products (a load per
+    Two rows e by four columns f per trip: six loads feed eight products (a load per
     product otherwise, and loads were the bound). The block's sums are in the data's
     precision, added to the float64 ``out``.
     """
     n_features = values.shape[0]
     zero = weighted[0, 0] * np.float32(0)  # an int 0 would make float32 sums float64
-    for e in range(n_features):
-        we = weighted[e]
-        f = e
+    e = 0
+    while e < n_features:
+        we0 = weighted[e]
+        sq = zero
+        ye = values[e]
+        for r in range(n_r):
+            sq += we0[r] * ye[r]
+        out[e, e] += sq
+        if e + 1 == n_features:
+            break
+        we1 = weighted[e + 1]
+        f = e + 1
         while f + 4 <= n_features:
             y0, y1, y2, y3 = values[f], values[f + 1], values[f + 2], values[f + 3]
-            s0 = s1 = s2 = s3 = zero
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
             for r in range(n_r):
-                v = we[r]
-                s0 += v * y0[r]
-                s1 += v * y1[r]
-                s2 += v * y2[r]
-                s3 += v * y3[r]
-            out[e, f] += s0
-            out[e, f + 1] += s1
-            out[e, f + 2] += s2
-            out[e, f + 3] += s3
+                v0 = we0[r]
+                v1 = we1[r]
+                a0, a1, a2, a3 = y0[r], y1[r], y2[r], y3[r]
+                s00 += v0 * a0
+                s01 += v0 * a1
+                s02 += v0 * a2
+                s03 += v0 * a3
+                s10 += v1 * a0
+                s11 += v1 * a1
+                s12 += v1 * a2
+                s13 += v1 * a3
+            out[e, f] += s00
+            out[e, f + 1] += s01
+            out[e, f + 2] += s02
+            out[e, f + 3] += s03
+            out[e + 1, f] += s10
+            out[e + 1, f + 1] += s11
+            out[e + 1, f + 2] += s12
+            out[e + 1, f + 3] += s13
             f += 4
         while f < n_features:
             yf = values[f]
-            sq = zero
+            s0 = s1 = zero
             for r in range(n_r):
-                sq += we[r] * yf[r]
-            out[e, f] += sq
+                a = yf[r]
+                s0 += we0[r] * a
+                s1 += we1[r] * a
+            out[e, f] += s0
+            out[e + 1, f] += s1
             f += 1
+        e += 2
 
 
 @njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
@@ -368,12 +425,12 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     block = _block_rows(n_features)
     # A ragged last block is padded with weight-0 rows to a whole number of vectors,
     # so that no inner loop has a scalar remainder.
-    x_t = np.zeros((n_features, block), dtype=dt)
-    centred = np.empty((n_features, block), dtype=dt)
-    y = np.empty((n_components, n_features, block), dtype=dt)
-    log_prob = np.empty((n_components, block), dtype=dt)
+    x_t = _aligned_zeros((n_features, block), dt)
+    centred = _aligned_empty((n_features, block), dt)
+    y = _aligned_empty((n_components, n_features, block), dt)
+    log_prob = _aligned_empty((n_components, block), dt)
     bits = np.empty(block, dtype=dt)
-    weighted_y = np.empty((n_features, block), dtype=dt)
+    weighted_y = _aligned_empty((n_features, block), dt)
     top = np.empty(block, dtype=dt)
     total = np.empty(block, dtype=dt)
     w = np.zeros(block, dtype=dt)
@@ -396,7 +453,43 @@ def _full_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
             acc = log_prob[k]
             acc[:n_r] = 0
             e = 0
-            # Two outputs per trip over the rows: one load of centred[d] feeds both.
+            # Four outputs per trip over the rows: one load of centred[d] feeds four.
+            while e + 4 <= n_features:
+                y0, y1, y2, y3 = y[k, e], y[k, e + 1], y[k, e + 2], y[k, e + 3]
+                p0, p1, p2, p3 = factor[k, 0, e], factor[k, 0, e + 1], factor[k, 0, e + 2], factor[k, 0, e + 3]
+                c = centred[0]
+                for r in range(n_r):
+                    y0[r] = c[r] * p0
+                    y1[r] = c[r] * p1
+                    y2[r] = c[r] * p2
+                    y3[r] = c[r] * p3
+                for d in range(1, e + 1):
+                    p0, p1, p2, p3 = factor[k, d, e], factor[k, d, e + 1], factor[k, d, e + 2], factor[k, d, e + 3]
+                    c = centred[d]
+                    for r in range(n_r):
+                        y0[r] += c[r] * p0
+                        y1[r] += c[r] * p1
+                        y2[r] += c[r] * p2
+                        y3[r] += c[r] * p3
+                p1, p2, p3 = factor[k, e + 1, e + 1], factor[k, e + 1, e + 2], factor[k, e + 1, e + 3]
+                c = centred[e + 1]
+                for r in range(n_r):
+                    y1[r] += c[r] * p1
+                    y2[r] += c[r] * p2
+                    y3[r] += c[r] * p3
+                p2, p3 = factor[k, e + 2, e + 2], factor[k, e + 2, e + 3]
+                c = centred[e + 2]
+                for r in range(n_r):
+                    y2[r] += c[r] * p2
+                    y3[r] += c[r] * p3
+                p3 = factor[k, e + 3, e + 3]
+                c = centred[e + 3]
+                for r in range(n_r):
+                    v3 = y3[r] + c[r] * p3
+                    y3[r] = v3
+                    acc[r] += y0[r] * y0[r] + y1[r] * y1[r]
+                    acc[r] += y2[r] * y2[r] + v3 * v3
+                e += 4
             while e + 2 <= n_features:
                 y0, y1 = y[k, e], y[k, e + 1]
                 p0, p1 = factor[k, 0, e], factor[k, 0, e + 1]
@@ -485,11 +578,11 @@ def _tied_pass_kernel(X, weights, means, factor, log_norm, nk, sum_y, second):  
     n_components = means.shape[0]
     dt = X.dtype
     block = _block_rows(n_features)
-    x_t = np.zeros((n_features, block), dtype=dt)
-    y = np.empty((n_features, block), dtype=dt)
-    resid = np.empty((n_features, block), dtype=dt)
-    weighted = np.empty((n_features, block), dtype=dt)
-    log_prob = np.empty((n_components, block), dtype=dt)
+    x_t = _aligned_zeros((n_features, block), dt)
+    y = _aligned_empty((n_features, block), dt)
+    resid = _aligned_empty((n_features, block), dt)
+    weighted = _aligned_empty((n_features, block), dt)
+    log_prob = _aligned_empty((n_components, block), dt)
     bits = np.empty(block, dtype=dt)
     top = np.empty(block, dtype=dt)
     total = np.empty(block, dtype=dt)
