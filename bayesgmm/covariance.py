@@ -288,7 +288,12 @@ def check_feature_rank(Z: np.ndarray, sample_weight: np.ndarray, names: list[str
             f"rows for {n_features} features): use covariance_type='diag' or 'spherical', or fewer features.")
     w = sample_weight[rows] / sample_weight[rows].sum()
     centred = Z[rows] - w @ Z[rows]
-    values, vectors = np.linalg.eigh((centred * w[:, None]).T @ centred)
+    covariance = (centred * w[:, None]).T @ centred
+    # A correlation matrix whatever the scale of Z: Z is standardised by the data's spread
+    # in EM, but by a fixed priors["scale"] in the Bayesian model, and may be a sample.
+    spread = np.sqrt(np.diag(covariance))
+    spread[spread == 0] = 1.0  # a column constant over these rows: an eigenvalue of 0, named below
+    values, vectors = np.linalg.eigh(covariance / np.outer(spread, spread))
     if values[0] >= cutoff:
         return
     loadings = np.abs(vectors[:, 0])
