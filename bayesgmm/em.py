@@ -631,7 +631,9 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
 
         Where whole runs compile (:meth:`_runs_compile`), every start's M-step and
         run is one compiled call per batch (the short runs, then the continued ones):
-        the same steps, equal to rounding, without the Python around each.
+        the same steps, equal to rounding, without the Python around each. There,
+        tied runs make cheaper passes exact to a few digits fewer (enough to rank
+        them): ``fit`` continues the chosen one with exact passes.
         """
         rows = np.flatnonzero(sample_weight > 0)
         if rows.size > _SHORT_RUN_ROWS:
@@ -645,7 +647,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         with shared_data_digest(Zs, ws):  # the cached partitions hash these rows once, not per start
             if batched:
                 runs = self._batched_runs(Zs, ws, [PARTITIONS[name](Zs, self.n_components, ws, rng) for name in names],
-                                          short, short_tol, _SHORT_RUN_STOP_COLLAPSED)
+                                          short, short_tol, _SHORT_RUN_STOP_COLLAPSED, ranking=True)
             else:
                 runs = []
                 for name in names:
@@ -665,7 +667,8 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         leaders = sorted(range(len(random_runs)), key=lambda i: random_runs[i][0], reverse=True)[:_SHORT_RUN_KEEP]
         continued = [params for _, params in anchor_runs + [random_runs[i] for i in sorted(leaders)]]
         if batched:
-            finals = self._batched_runs(Zs, ws, continued, self.max_iter, self.tol, _FINAL_RUN_STOP_COLLAPSED)
+            finals = self._batched_runs(Zs, ws, continued, self.max_iter, self.tol, _FINAL_RUN_STOP_COLLAPSED,
+                                        ranking=True)
         else:
             finals = []
             for params in continued:
@@ -688,13 +691,15 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
             return err
 
     def _batched_runs(self, Z, sample_weight, starts: list, max_iter: int, tol: float,
-                      stop_collapsed: bool) -> list:
+                      stop_collapsed: bool, ranking: bool = False) -> list:
         """:meth:`_run_or_error` from each start, one compiled call for all: a list of ``(key, params)``.
 
         ``starts`` are hard partitions ``(rows, groups)``, each first turned into
         parameters as :meth:`_start_from` does (None in the list where its covariance
         cannot be formed), or :class:`_Params`. A run whose pass fails is its
-        ValueError in the list, as :meth:`_run_or_error` returns it.
+        ValueError in the list, as :meth:`_run_or_error` returns it. ``ranking``
+        runs (the short runs, ranked and then continued) may use passes exact only to
+        a few digits (:func:`bayesgmm._em_kernels.em_runs`).
         """
         from ._em_kernels import em_runs, kernel_shapes, partition_starts
 
@@ -713,7 +718,7 @@ class GaussianMixtureEM(DensityMixin, ClusterMixin, BaseEstimator):
         floor = self._collapse_floor()
         codes, lower_bounds, proper = em_runs(Z, sample_weight, w, m, c, f, formed, self.reg_covar, cov.pooled,
                                               max_iter, tol, self.acceleration == "squarem",
-                                              floor if stop_collapsed else 0.0, floor)
+                                              floor if stop_collapsed else 0.0, floor, ranking=ranking)
         runs = []
         for s in range(len(starts)):
             if not formed[s]:

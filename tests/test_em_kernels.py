@@ -488,6 +488,41 @@ def test_tied_kernel_equals_full_kernel_with_the_shared_factor(n_components, n_f
         assert nk[1] == 0.0 and np.all(sum_y[1] == 0.0)
 
 
+@pytest.mark.parametrize("n_components,n_features", [(1, 1), (2, 2), (4, 5), (9, 13)])
+@pytest.mark.parametrize("spread", [3.0, 10.0, 1000.0])
+def test_expanded_tied_pass_gives_the_tied_statistics(n_components, n_features, spread):
+    """The short runs' tied pass (distances expanded around the origin) against the exact tied pass.
+
+    Components up to 10 sds from the origin lose at most ~3 digits to the expansion;
+    at 1000 sds (|c_k|^2 > 1e4), where it would lose ~6, the pass is the exact
+    kernel's (compiled inside another function, so equal to rounding).
+    """
+    from bayesgmm._em_kernels import _EXPANDED_MAX_SQUARE, _tied_pass_expanded_kernel, tied_pass
+
+    rng = np.random.default_rng(n_features)
+    n = 700  # whole blocks and a ragged one
+    means = rng.normal(0, spread / np.sqrt(n_features), (n_components, n_features))
+    X = means[rng.integers(n_components, size=n)] + rng.normal(size=(n, n_features))
+    weights = rng.uniform(0.5, 2.0, n)
+    weights[::7] = 0.0
+    A = rng.normal(size=(n_features, n_features))
+    factor = np.linalg.cholesky(np.linalg.inv(A @ A.T / n_features + np.eye(n_features))).T
+    log_norm = np.log(rng.dirichlet(np.ones(n_components))) + np.log(np.diag(factor)).sum()
+    if n_components > 2:
+        log_norm[1] = -np.inf  # an empty component
+    nk, sum_y, second, loglik = tied_pass(X, weights, means, factor, log_norm)
+    gram = (X * weights[:, None]).T @ X
+    e_nk, e_sum_y, e_second = np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros_like(second)
+    e_loglik = _tied_pass_expanded_kernel(X, weights, means, factor, log_norm, gram, e_nk, e_sum_y, e_second)
+    assert (((means @ factor) ** 2).sum(axis=1).max() > _EXPANDED_MAX_SQUARE) == (spread > 10.0)
+    for ours, exact in ((e_nk, nk), (e_sum_y, sum_y), (e_second, second)):
+        np.testing.assert_allclose(ours, exact, rtol=1e-11, atol=1e-11 * np.abs(exact).max())
+    np.testing.assert_array_equal(e_second, e_second.T)
+    assert e_loglik == pytest.approx(loglik, rel=1e-11)
+    if n_components > 2:
+        assert e_nk[1] == 0.0 and np.all(e_sum_y[1] == 0.0)
+
+
 def test_below_floor_agrees_with_the_smallest_eigenvalue():
     """The degenerate check's Cholesky test against eigvalsh, for eigenvalues on both sides of the floor."""
     from bayesgmm._em_kernels import below_floor
