@@ -710,7 +710,7 @@ _EXPANDED_MAX_SQUARE = 1e4
 @njit(fastmath=_FASTMATH, nogil=True, error_model="numpy", cache=True)
 def _tied_pass_expanded_kernel(X, weights, means, factor, log_norm, gram, nk, sum_y, second):  # pragma: no cover
     # _tied_pass_kernel's statistics (float64) at about a third of its arithmetic, for
-    # the multi-start's short runs. With P = U U' and c_k = m_k U, each row's distance
+    # the multi-start's runs, which are only ranked. With P = U U' and c_k = m_k U, each row's distance
     # |x U - c_k|^2 = x'Px - 2 x.a_k + |c_k|^2 (a_k = U c_k = P m_k), and x'Px is the
     # same for every component: the responsibilities need only x.a_k, K*D per row,
     # where whitening takes D^2/2. The statistics follow from t_k = sum_r q_kr x_r
