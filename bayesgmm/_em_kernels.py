@@ -1636,7 +1636,7 @@ def em_runs(X: np.ndarray, row_weights: np.ndarray, weights: np.ndarray, means: 
     check), ``codes[s]`` nonzero (as :func:`matrix_em_step`'s) for a run whose pass
     failed. With ``ranking``, tied runs make the cheaper passes of
     ``_tied_pass_expanded_kernel``, good to rounding that loses a few digits where
-    components lie far apart: enough to rank short runs, not for a fit's result.
+    components lie far apart: enough to rank the multi-start's runs, not for a fit's result.
     """
     n_starts = weights.shape[0]
     lower_bounds = np.full(n_starts, -np.inf)
