@@ -26,7 +26,11 @@ says the same); it is reported in the metrics and the advice only. With a single
 chain, R-hat is computed on its two halves and cannot see chains that settle in
 different modes: the verdict says so. A variational fit (ADVI) has no R-hat or ESS:
 its verdict says whether the optimisation's loss reached a plateau (see
-``fit_history``'s attributes).
+``fit_history``'s attributes) and whether the approximation passes the
+importance-sampling check of Yao, Vehtari, Simpson and Gelman (2018, "Yes, but did
+it work?"): the Pareto k-hat of the ratios posterior / approximation over S of its
+draws (4000, fewer on large data) must not exceed ArviZ's bound
+``min(1 - 1/log10(S), 0.7)`` (0.7 for S = 4000).
 """
 
 from __future__ import annotations
@@ -108,9 +112,13 @@ class Verdict:
         if variational:
             line = (f"Reliable variational fit: the loss reached a plateau "
                     f"({self.metrics.get('loss_range', float('nan')):.3g} over the last windows, tolerance "
-                    f"{self.metrics.get('loss_tolerance', float('nan')):.3g}); variational intervals are usually "
-                    "too narrow, confirm with method='nuts'.")
-            return line
+                    f"{self.metrics.get('loss_tolerance', float('nan')):.3g})")
+            k_hat = self.metrics.get("pareto_k", float("nan"))
+            if np.isfinite(k_hat):
+                line += (f" and Pareto k-hat is {k_hat:.2f} (<= "
+                         f"{self.metrics.get('pareto_k_threshold', 0.7):.2f})")
+            return line + "; variational intervals are usually too narrow, confirm with method='nuts'."
+
         parts = ["no divergences" if "divergences" in self.metrics else "no divergence information"]
         if self.metrics.get("max_rhat") is not None:
             parts.append(f"R-hat <= {self.metrics['max_rhat']:.3f}")
@@ -712,7 +720,7 @@ def _assess_variational(idata, method: str) -> Verdict:
     method = str(attrs.get("method", method or "ADVI"))
     metrics: dict = {"kind": "variational", "method": method}
     for key in ("converged", "n_iterations", "loss_range", "loss_tolerance", "loss_window", "final_learning_rate",
-                "learning_rate"):
+                "learning_rate", "pareto_k", "pareto_k_threshold", "pareto_k_draws"):
         if key in attrs:
             value = attrs[key]
             metrics[key] = value.item() if hasattr(value, "item") else value
@@ -720,7 +728,14 @@ def _assess_variational(idata, method: str) -> Verdict:
     if "converged" not in attrs:
         return Verdict(False, "not assessed", [f"{method}: no record of the optimisation (fit_history)"],
                        ["refit with BayesianGMM(...).fit(X, method=...)"], metrics, notes)
+    tail = _pareto_k_reason(metrics, method)
+    if tail is None and not np.isfinite(metrics.get("pareto_k", np.nan)) and "pareto_k" in metrics:
+        notes.append("the importance-sampling check (Pareto k-hat) was not computed: minibatch fits of more than "
+                     "100,000 rows skip it")
     if int(attrs["converged"]):
+        if tail is not None:
+            return Verdict(False, "unreliable", [tail], ["use method='nuts' (--method nuts on the command line)",
+                                                          "or fewer components"], metrics, notes)
         return Verdict(True, "reliable", [], ["confirm important conclusions with method='nuts'"], metrics, notes)
     n_iter = int(attrs.get("n_iterations", 0))
     windows, window = int(attrs.get("loss_windows", 3)), int(attrs.get("loss_window", 0))
@@ -739,4 +754,14 @@ def _assess_variational(idata, method: str) -> Verdict:
                        f"{spread:.3g}, tolerance {tolerance:.3g})")
     advice = (["raise n_iterations", "or use method='nuts'"] if "too few" in reason else
               ["raise n_iterations, or lower learning_rate if the loss swings", "or use method='nuts'"])
-    return Verdict(False, "unreliable", [reason], advice, metrics, notes)
+    return Verdict(False, "unreliable", [reason] + ([tail] if tail is not None else []), advice, metrics, notes)
+
+
+def _pareto_k_reason(metrics: dict, method: str) -> str | None:
+    """The reason a variational fit fails the importance-sampling check (Yao et al., 2018), or None."""
+    k_hat, threshold = metrics.get("pareto_k", np.nan), metrics.get("pareto_k_threshold", 0.7)
+    if not np.isfinite(k_hat) or k_hat <= threshold:
+        return None
+    return (f"Pareto k-hat {k_hat:.2f} > {threshold:.2f}: the {method} approximation is too far from the "
+            "posterior for importance sampling to correct (the ratios posterior / approximation over its draws "
+            "are heavy-tailed), so its intervals are likely too narrow and its means may be off")

@@ -35,7 +35,8 @@ from .pipeline import ModelSpec, PreparedData
 
 __all__ = ["SAMPLERS", "check_sampler", "em_start", "fitted_em_start", "start_values", "dispersed_starts",
            "jitter_initvals", "nuts_adaptation", "fit_nuts", "pymc_nuts_step", "laplace_covariance", "fit_vi",
-           "finalize", "warn_on_diagnostics", "LossPlateau"]
+           "finalize", "warn_on_diagnostics", "LossPlateau", "importance_log_ratios", "importance_pareto_k",
+           "pareto_k_threshold"]
 
 _SAMPLER_MODULES = {"pymc": (), "nutpie": ("nutpie",), "numpyro": ("numpyro", "jax")}
 assert tuple(_SAMPLER_MODULES) == SAMPLERS
@@ -638,6 +639,12 @@ def fit_vi(spec: ModelSpec, data: PreparedData, *, method, draws, random_seed, p
                 "learning_rate (e.g. 0.001) or method='nuts'."
             ) from err
         posterior = approx.sample(draws, random_seed=random_seed, return_inferencedata=True).posterior
+    check_model = model if batch_size is None else None
+    if check_model is None and n <= IMPORTANCE_CHECK_MAX_ROWS:  # a minibatch logp is random: use all rows
+        check_model = declare_model(spec, data)
+    check_draws = importance_check_draws(n)
+    pareto_k = (importance_pareto_k(approx, check_model, check_draws, random_seed)
+                if check_model is not None else float("nan"))
     idata = finalize(spec, az.InferenceData(posterior=posterior), data, log_likelihood)
     history = np.asarray(approx.hist, dtype=float)
     spread, tolerance = plateau.figures(history)
@@ -652,10 +659,86 @@ def fit_vi(spec: ModelSpec, data: PreparedData, *, method, draws, random_seed, p
             "loss_range": spread, "loss_tolerance": tolerance,
             "plateau_iterations": [int(i) for i in plateau.plateaus],
             "loss_last_window_mean": float(history[-LossPlateau.window:].mean()) if history.size else float("nan"),
+            # The importance-sampling check (read by assess; NaN where not computed):
+            "pareto_k": pareto_k, "pareto_k_draws": check_draws, "pareto_k_threshold": pareto_k_threshold(check_draws),
         }))
     if not plateau.converged:
         _warn_not_converged(method, n_iterations, history, plateau, rates)
     return idata, em
+
+
+#: Draws of the fitted approximation for the Pareto-k check, and the fewest on large data:
+#: k-hat from 1000 draws of a good fit ranged 0.41-0.79 between seeds, from 4000 0.51-0.76.
+IMPORTANCE_CHECK_DRAWS = 4000
+IMPORTANCE_CHECK_MIN_DRAWS = 1000
+#: Every draw evaluates the log-density on all rows: the draws shrink beyond this many
+#: (draw, row) pairs, down to the minimum, and minibatch fits of more rows than the
+#: maximum skip the check.
+IMPORTANCE_CHECK_WORK = 40_000_000
+IMPORTANCE_CHECK_MAX_ROWS = 100_000
+
+
+def importance_check_draws(n_rows: int) -> int:
+    """Draws for the Pareto-k check of a fit to ``n_rows`` rows."""
+    return int(np.clip(IMPORTANCE_CHECK_WORK // max(n_rows, 1), IMPORTANCE_CHECK_MIN_DRAWS, IMPORTANCE_CHECK_DRAWS))
+
+
+def pareto_k_threshold(n_draws: int) -> float:
+    """ArviZ's bound on a reliable Pareto k-hat for ``n_draws`` draws: ``min(1 - 1/log10(S), 0.7)``."""
+    return float(min(1.0 - 1.0 / np.log10(n_draws), 0.7))
+
+
+def importance_log_ratios(approx, model, n_draws: int, random_seed) -> np.ndarray:
+    """``log p(theta, X) - log q(theta)`` at ``n_draws`` draws of a fitted PyMC approximation ``q``.
+
+    The draws are taken on the unconstrained scale, where ADVI fits, and ``p`` is
+    ``model``'s log-density there, with the transforms' Jacobians. Constant where
+    ``q`` is the posterior.
+
+    Returns
+    -------
+    ndarray of shape (n_draws,)
+    """
+    from scipy import stats
+
+    group = approx.groups[0]
+    mean = np.asarray(group.mean.eval(), dtype=float)
+    noise = np.random.default_rng(random_seed).standard_normal((n_draws, mean.size))
+    if "L_tril" in group.params_dict:  # full rank
+        factor = np.asarray(group.L.eval(), dtype=float)
+        theta = mean + noise @ factor.T
+        log_q = stats.multivariate_normal(mean, factor @ factor.T, allow_singular=True).logpdf(theta)
+    else:
+        sd = np.asarray(group.std.eval(), dtype=float)
+        theta = mean + noise * sd
+        log_q = stats.norm(mean, sd).logpdf(theta).sum(axis=-1)
+    log_p_fn = model.compile_logp(jacobian=True)
+    layout = list(group.ordering.values())
+    log_p = np.array([log_p_fn({name: row[part].reshape(shape).astype(dtype) for name, part, shape, dtype in layout})
+                      for row in theta])
+    return log_p - log_q
+
+
+def importance_pareto_k(approx, model, n_draws: int, random_seed) -> float:
+    """Pareto k-hat of the importance ratios posterior / approximation (Yao et al., 2018).
+
+    Pareto-smooths :func:`importance_log_ratios` with :func:`arviz.psislw`. A k-hat
+    above :func:`pareto_k_threshold` means the ratios are so heavy-tailed that the
+    approximation misses posterior mass: its intervals are too narrow or its means
+    off, and no reweighting of its draws fixes them.
+
+    Returns
+    -------
+    float
+        k-hat; NaN when a draw's log-density is not finite.
+    """
+    ratios = importance_log_ratios(approx, model, n_draws, random_seed)
+    if not np.all(np.isfinite(ratios)):
+        return float("nan")
+    with warnings.catch_warnings():  # ArviZ warns about the k-hat it returns; the verdict reports it
+        warnings.simplefilter("ignore")
+        _, k_hat = az.psislw(ratios - ratios.max())
+    return float(k_hat)
 
 
 def _vi_approximation(method: str, model, random_seed, rates: dict, learning_rate: float):

@@ -413,7 +413,9 @@ class BayesianGMM(PosteriorPredictionMixin):
         check_diagnostics : bool, default=True
             NUTS: assess the posterior right after sampling (divergences, R-hat and
             ESS on label-invariant quantities, see :func:`bayesgmm.assess`) and
-            warn when it is unreliable. False leaves that to the caller, e.g. one
+            warn when it is unreliable. ADVI: warn when the approximation fails
+            the importance-sampling check (Pareto k-hat; a loss that did not
+            settle always warns). False leaves that to the caller, e.g. one
             who relabels the draws anyway and assesses the relabelled posterior
             (:func:`bayesgmm.analysis.analyse` does).
         retry_on_divergence : bool, default=True
@@ -487,7 +489,8 @@ class BayesianGMM(PosteriorPredictionMixin):
         idata.attrs["sampler"] = settings["sampler"] if method == "nuts" else "pymc.fit"
         idata.attrs["random_seed"] = -1 if settings["random_seed"] is None else int(settings["random_seed"])
         self.idata_ = idata
-        if method == "nuts" and settings["check_diagnostics"]:
+        # ADVI has already warned if its loss did not settle; the verdict adds the Pareto-k check.
+        if settings["check_diagnostics"] and (method == "nuts" or idata.fit_history.attrs["converged"]):
             inference.warn_on_diagnostics(idata)
         return idata
 

@@ -56,6 +56,7 @@ __all__ = [
     "mixture_quantities",
     "normalised_ranks",
     "plot_rank_histograms",
+    "reliable_advi_fits",
     "run_sbc",
     "sbc_replication",
     "sbc_settings",
@@ -497,6 +498,9 @@ def _rank_replication(idata, setting: SBCSetting, truth: dict, rank_seed: int, r
         if history is not None:
             record["converged"] = bool(history.attrs.get("converged", 0))
             record["n_iterations"] = int(history.attrs.get("n_iterations", 0))
+            if "pareto_k" in history.attrs:  # the importance-sampling check behind ADVI's verdict
+                record["pareto_k"] = float(history.attrs["pareto_k"])
+                record["pareto_k_threshold"] = float(history.attrs["pareto_k_threshold"])
 
 
 def _nuts_diagnostics(idata, q: dict, n_chain: int, n_draw: int, record: dict) -> None:
@@ -834,7 +838,9 @@ def sbc_table(results, *, bins: int | None = None, alpha: float = 0.05):
         ``div_fits`` (fraction of NUTS fits with any divergent transition),
         ``rhat_gt_1.01`` (fraction of NUTS fits with R-hat above 1.01 on a ranked
         quantity), ``advi_unconverged`` (fraction of ADVI fits whose loss did not
-        plateau), ``s_per_fit`` (median wall seconds), one column per quantity with
+        plateau), ``advi_khat_fail`` (fraction of ADVI fits whose Pareto k-hat
+        fails the importance-sampling check, so that their verdict is
+        "unreliable"), ``s_per_fit`` (median wall seconds), one column per quantity with
         its smallest p-value (chi-square or KS), ``min_p`` and ``verdict``
         ("ok" or "MISCALIBRATED: <quantities>", at the corrected level in
         ``attrs["threshold"]``).
@@ -861,6 +867,9 @@ def sbc_table(results, *, bins: int | None = None, alpha: float = 0.05):
         row["rhat_gt_1.01"] = float(np.mean(np.asarray(rhats) > 1.01)) if rhats else np.nan
         advi = [r for r in ok if "converged" in r]
         row["advi_unconverged"] = float(np.mean([not r["converged"] for r in advi])) if advi else np.nan
+        checked = [r for r in advi if np.isfinite(r.get("pareto_k", np.nan))]
+        row["advi_khat_fail"] = (float(np.mean([r["pareto_k"] > r["pareto_k_threshold"] for r in checked]))
+                                 if checked else np.nan)
         times = [r["fit_wall_s"] for r in mine if r.get("fit_wall_s") is not None]
         row["s_per_fit"] = float(np.median(times)) if times else np.nan
         mine_tests = tests[tests["setting"] == setting]
@@ -911,9 +920,10 @@ def format_sbc_table(results, *, bins: int | None = None, alpha: float = 0.05) -
         return str(value)
 
     kinds = {"reps": "int", "failed": "int", "div_fits": "frac", "rhat_gt_1.01": "frac",
-             "advi_unconverged": "frac", "s_per_fit": "s", "min_p": "p", "verdict": "str", "setting": "str"}
+             "advi_unconverged": "frac", "advi_khat_fail": "frac", "s_per_fit": "s", "min_p": "p", "verdict": "str",
+             "setting": "str"}
     headers = {"div_fits": "div", "rhat_gt_1.01": "rhat>1.01", "advi_unconverged": "unconv",
-               "s_per_fit": "s/fit"}
+               "advi_khat_fail": "k-hat>", "s_per_fit": "s/fit"}
     columns = list(table.columns)
     cells = [[headers.get(c, c) for c in columns]]
     for _, row in table.iterrows():
@@ -928,8 +938,32 @@ def format_sbc_table(results, *, bins: int | None = None, alpha: float = 0.05) -
                  f"Bonferroni over {attrs.get('n_tests', 0)} tests: reject below "
                  f"{attrs.get('threshold', alpha):.2g} (family-wise {alpha:g}).")
     lines.append("div: fits with >= 1 divergent transition; rhat>1.01: fits with R-hat > 1.01 on a ranked quantity; "
-                 "unconv: ADVI fits whose loss did not plateau; s/fit: median wall seconds.")
+                 "unconv: ADVI fits whose loss did not plateau; k-hat>: ADVI fits whose Pareto k-hat fails the "
+                 "check (verdict unreliable); s/fit: median wall seconds.")
     return "\n".join(lines)
+
+
+def reliable_advi_fits(results) -> list[dict]:
+    """The ADVI replications whose verdict is reliable, each setting renamed ``<setting> reliable``.
+
+    Reliable: the loss reached its plateau and the Pareto k-hat passed the
+    importance-sampling check. Selecting replications by a function of the data
+    (and the fit's own randomness) leaves SBC valid: given the data, the true
+    parameters are still a posterior draw, so the kept fits' ranks are uniform
+    exactly when the approximation is calibrated where it says it is reliable.
+    Their table (:func:`sbc_table`) checks whether that verdict can be trusted.
+
+    Parameters
+    ----------
+    results : dict or list of dict
+
+    Returns
+    -------
+    list of dict
+    """
+    return [{**r, "setting": f"{r['setting']} reliable"} for r in _records(results)
+            if r.get("converged") and np.isfinite(r.get("pareto_k", np.nan))
+            and r["pareto_k"] <= r["pareto_k_threshold"]]
 
 
 def timing_table(results):

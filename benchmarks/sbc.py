@@ -83,6 +83,7 @@ def main(argv=None) -> int:
         format_sbc_table,
         load_sbc_results,
         plot_rank_histograms,
+        reliable_advi_fits,
         run_sbc,
         sbc_settings,
         timing_table,
@@ -131,6 +132,11 @@ def main(argv=None) -> int:
         print(f"done in {time.perf_counter() - start:.1f} s; results in {args.out}\n")
 
     print(format_sbc_table(results))
+    reliable = reliable_advi_fits(results)
+    if reliable:
+        print("\nThe ADVI fits whose verdict is reliable (loss at its plateau, Pareto k-hat check passed), "
+              "tested on their own:")
+        print(format_sbc_table(reliable))
     timing = timing_table(results)
     if len(timing):
         print("\nSeconds per fit (warm: excluding each process's first fit of a setting; cpu = one core):")

@@ -250,3 +250,73 @@ def test_dispersed_starts_are_refused_where_there_are_no_chains_to_disperse(sett
     X, _ = make_mixture(30, 2, 2, random_state=0)
     with pytest.raises(ValueError, match=match):
         BayesianGMM(2).fit(X, init="em_dispersed", **settings)
+
+
+# ------------------------------------------------- the importance-sampling check of ADVI
+def _standard_normal_approximation(method: str, sd: float):
+    """A PyMC approximation set by hand to N(0, sd^2) on a model whose posterior is N(0, 1) unconstrained.
+
+    The model has no data: ``mu`` (2 values) is standard normal and ``s`` is log-normal,
+    so ``log s`` (PyMC's unconstrained value) is standard normal only with the log
+    transform's Jacobian counted.
+    """
+    import pymc as pm
+
+    with pm.Model() as model:
+        pm.Normal("mu", 0.0, 1.0, shape=2)
+        pm.LogNormal("s", 0.0, 1.0)
+        vi = pm.ADVI() if method == "advi" else pm.FullRankADVI()
+    group = vi.approx.groups[0]
+    inverse_softplus = np.log(np.expm1(sd))
+    group.params_dict["mu"].set_value(np.zeros(3))
+    if method == "advi":
+        group.params_dict["rho"].set_value(np.full(3, inverse_softplus))
+    else:  # PyMC maps the factor's diagonal through softplus
+        factor = np.zeros((3, 3))
+        factor[np.diag_indices(3)] = inverse_softplus
+        group.params_dict["L_tril"].set_value(factor[np.tril_indices(3)])
+    return vi.approx, model
+
+
+@pytest.mark.parametrize("method", ["advi", "fullrank_advi"])
+def test_importance_ratios_are_constant_where_the_approximation_is_the_posterior(method):
+    from bayesgmm.inference import importance_log_ratios, importance_pareto_k
+
+    approx, model = _standard_normal_approximation(method, 1.0)
+    ratios = importance_log_ratios(approx, model, 500, 0)
+    assert ratios.shape == (500,) and np.ptp(ratios) < 1e-9  # needs the Jacobian of s's log transform
+    # Too narrow an approximation gives heavy-tailed ratios (tail index 1 - 0.3^2 = 0.91);
+    # too wide a one bounded ratios.
+    narrow, _ = _standard_normal_approximation(method, 0.3)
+    assert importance_pareto_k(narrow, model, 4000, 0) > 0.7
+    wide, _ = _standard_normal_approximation(method, 2.0)
+    assert importance_pareto_k(wide, model, 4000, 0) < 0.5
+
+
+def test_importance_check_draws_shrink_on_large_data():
+    from bayesgmm.inference import importance_check_draws, pareto_k_threshold
+
+    assert importance_check_draws(300) == 4000 and importance_check_draws(20_000) == 2000
+    assert importance_check_draws(10**7) == 1000
+    assert pareto_k_threshold(4000) == pytest.approx(0.7) and pareto_k_threshold(1000) == pytest.approx(2 / 3)
+
+
+def test_minibatch_advi_is_checked_on_every_row(monkeypatch):
+    from bayesgmm import assess, inference
+
+    X, _ = make_mixture(400, 2, 2, random_state=0, separation=8)
+    seen = []
+    check = inference.importance_pareto_k
+    monkeypatch.setattr(inference, "importance_pareto_k",
+                        lambda approx, model, *a: seen.append(model) or check(approx, model, *a))
+    idata = BayesianGMM(2).fit(X, method="advi", batch_size=100, draws=50, random_seed=0, progressbar=False)
+    attrs = idata.fit_history.attrs
+    assert attrs["batch_size"] == 100 and np.isfinite(attrs["pareto_k"])
+    # The minibatch model's log-density is random: the check builds the full-data model.
+    (model,) = seen
+    assert [tuple(rv.shape.eval())[0] for rv in model.observed_RVs] == [400]
+    # Beyond the row limit the check is skipped, and the verdict says so.
+    monkeypatch.setattr(inference, "IMPORTANCE_CHECK_MAX_ROWS", 300)
+    idata = BayesianGMM(2).fit(X, method="advi", batch_size=100, draws=50, random_seed=0, progressbar=False)
+    assert np.isnan(idata.fit_history.attrs["pareto_k"]) and len(seen) == 1
+    assert any("not computed" in note for note in assess(idata).notes)

@@ -128,6 +128,28 @@ def test_uniformity_tests_flag_skewed_ranks_with_bonferroni():
     assert "MISCALIBRATED: a" in text and "Bonferroni over 8 tests" in text
 
 
+def test_reliable_advi_fits_are_those_with_a_plateau_and_a_passing_pareto_k():
+    from bayesgmm.validation import reliable_advi_fits
+
+    rng = np.random.default_rng(3)
+    records = []
+    for i, u in enumerate(rng.uniform(size=200)):
+        # The approximation is over-confident (U-shaped ranks) exactly where k-hat fails.
+        failing = i % 2 == 0
+        u = float(u ** 4 if failing and u < 0.5 else u)
+        records.append({"setting": "advi-x", "u": {"a": u}, "error": None, "converged": i % 10 != 1,
+                        "pareto_k": 0.9 if failing else 0.3, "pareto_k_threshold": 0.7})
+    records.append({"setting": "advi-x", "u": {"a": 0.5}, "error": None, "converged": True,
+                    "pareto_k": float("nan"), "pareto_k_threshold": 0.7})  # not computed: not counted
+    table = sbc_table(records).set_index("setting")
+    assert table.loc["advi-x", "advi_khat_fail"] == pytest.approx(0.5)
+    assert table.loc["advi-x", "verdict"] == "MISCALIBRATED: a"
+    kept = reliable_advi_fits(records)
+    assert len(kept) == 80 and {r["setting"] for r in kept} == {"advi-x reliable"}
+    assert sbc_table(kept).loc[0, "verdict"] == "ok"
+    assert "k-hat>" in format_sbc_table(records)
+
+
 # ------------------------------------------------------------------------- mechanics
 def test_run_sbc_mechanics_with_tiny_advi(tmp_path):
     """Three replications of a small ADVI setting: records, file, resume, table, timing, plot."""
@@ -143,6 +165,7 @@ def test_run_sbc_mechanics_with_tiny_advi(tmp_path):
         assert set(r["u"]) == {"w(1)", "w(2)", "mu_min[x0]", "mix_mean", "mix_var", "lpd_a", "lpd_b", "lpd_c"}
         assert all(0 <= r["ranks"][q] <= 20 and 0 < r["u"][q] < 1 for q in r["u"])
         assert r["n_rank_draws"] == 20 and r["fit_cpu_s"] > 0 and isinstance(r["converged"], bool)
+        assert 0 <= r["pareto_k"] < 5 and r["pareto_k_threshold"] == pytest.approx(0.7)
     saved = load_sbc_results(out)
     assert saved["meta"]["complete"] and saved["meta"]["seed"] == 3 and len(saved["records"]) == 3
     assert json.loads(out.read_text())["records"][0]["u"] == records[0]["u"]
