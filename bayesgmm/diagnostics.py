@@ -729,7 +729,7 @@ def _assess_variational(idata, method: str) -> Verdict:
         return Verdict(False, "not assessed", [f"{method}: no record of the optimisation (fit_history)"],
                        ["refit with BayesianGMM(...).fit(X, method=...)"], metrics, notes)
     tail = _pareto_k_reason(metrics, method)
-    if tail is None and not np.isfinite(metrics.get("pareto_k", np.nan)) and "pareto_k" in metrics:
+    if "pareto_k" in metrics and np.isnan(metrics["pareto_k"]):
         notes.append("the importance-sampling check (Pareto k-hat) was not computed: minibatch fits of more than "
                      "100,000 rows skip it")
     if int(attrs["converged"]):
@@ -760,7 +760,10 @@ def _assess_variational(idata, method: str) -> Verdict:
 def _pareto_k_reason(metrics: dict, method: str) -> str | None:
     """The reason a variational fit fails the importance-sampling check (Yao et al., 2018), or None."""
     k_hat, threshold = metrics.get("pareto_k", np.nan), metrics.get("pareto_k_threshold", 0.7)
-    if not np.isfinite(k_hat) or k_hat <= threshold:
+    if np.isinf(k_hat):
+        return (f"the model's log-density is not finite at some draws of the {method} approximation: it puts "
+                "mass where the posterior has none, so its means and intervals cannot be trusted")
+    if np.isnan(k_hat) or k_hat <= threshold:
         return None
     return (f"Pareto k-hat {k_hat:.2f} > {threshold:.2f}: the {method} approximation is too far from the "
             "posterior for importance sampling to correct (the ratios posterior / approximation over its draws "

@@ -867,7 +867,7 @@ def sbc_table(results, *, bins: int | None = None, alpha: float = 0.05):
         row["rhat_gt_1.01"] = float(np.mean(np.asarray(rhats) > 1.01)) if rhats else np.nan
         advi = [r for r in ok if "converged" in r]
         row["advi_unconverged"] = float(np.mean([not r["converged"] for r in advi])) if advi else np.nan
-        checked = [r for r in advi if np.isfinite(r.get("pareto_k", np.nan))]
+        checked = [r for r in advi if not np.isnan(r.get("pareto_k", np.nan))]  # inf fails the check
         row["advi_khat_fail"] = (float(np.mean([r["pareto_k"] > r["pareto_k_threshold"] for r in checked]))
                                  if checked else np.nan)
         times = [r["fit_wall_s"] for r in mine if r.get("fit_wall_s") is not None]
@@ -962,8 +962,7 @@ def reliable_advi_fits(results) -> list[dict]:
     list of dict
     """
     return [{**r, "setting": f"{r['setting']} reliable"} for r in _records(results)
-            if r.get("converged") and np.isfinite(r.get("pareto_k", np.nan))
-            and r["pareto_k"] <= r["pareto_k_threshold"]]
+            if r.get("converged") and r.get("pareto_k", np.nan) <= r.get("pareto_k_threshold", np.nan)]
 
 
 def timing_table(results):

@@ -179,6 +179,7 @@ def test_variational_verdict_reads_the_fit_history():
     (0, 0.93, "unreliable", "UNRELIABLE variational fit: the advi loss was still moving"),
     (1, np.nan, "reliable", "Reliable variational fit: the loss reached a plateau (0.01 over the last windows, "
                             "tolerance 0.3); variational"),
+    (1, np.inf, "unreliable", "UNRELIABLE variational fit: the model's log-density is not finite at some draws"),
 ])
 def test_variational_verdict_reads_the_pareto_k_check(converged, k_hat, label, expected):
     import xarray as xr
@@ -193,7 +194,7 @@ def test_variational_verdict_reads_the_pareto_k_check(converged, k_hat, label, e
                    "pareto_k": k_hat, "pareto_k_draws": 4000, "pareto_k_threshold": 0.7}))
     verdict = assess(idata)
     assert verdict.label == label and verdict.headline().startswith(expected)
-    assert ("Pareto k-hat 0.93 > 0.70" in verdict.details()) == (k_hat > 0.7)
+    assert ("Pareto k-hat 0.93 > 0.70" in verdict.details()) == (k_hat == 0.93)
     assert any("not computed" in note for note in verdict.notes) == bool(np.isnan(k_hat))
 
 

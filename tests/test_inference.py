@@ -253,18 +253,22 @@ def test_dispersed_starts_are_refused_where_there_are_no_chains_to_disperse(sett
 
 
 # ------------------------------------------------- the importance-sampling check of ADVI
-def _standard_normal_approximation(method: str, sd: float):
-    """A PyMC approximation set by hand to N(0, sd^2) on a model whose posterior is N(0, 1) unconstrained.
+#: The posterior sd of every unconstrained coordinate in the hand-set model below.
+_POSTERIOR_SD = 2.0
 
-    The model has no data: ``mu`` (2 values) is standard normal and ``s`` is log-normal,
-    so ``log s`` (PyMC's unconstrained value) is standard normal only with the log
-    transform's Jacobian counted.
+
+def _standard_normal_approximation(method: str, sd: float):
+    """A PyMC approximation set by hand to N(0, sd^2) on a model whose posterior is N(0, 2^2) unconstrained.
+
+    The model has no data: ``mu`` (2 values) is normal and ``s`` is log-normal, so
+    ``log s`` (PyMC's unconstrained value) is normal only with the log transform's
+    Jacobian counted.
     """
     import pymc as pm
 
     with pm.Model() as model:
-        pm.Normal("mu", 0.0, 1.0, shape=2)
-        pm.LogNormal("s", 0.0, 1.0)
+        pm.Normal("mu", 0.0, _POSTERIOR_SD, shape=2)
+        pm.LogNormal("s", 0.0, _POSTERIOR_SD)
         vi = pm.ADVI() if method == "advi" else pm.FullRankADVI()
     group = vi.approx.groups[0]
     inverse_softplus = np.log(np.expm1(sd))
@@ -282,14 +286,15 @@ def _standard_normal_approximation(method: str, sd: float):
 def test_importance_ratios_are_constant_where_the_approximation_is_the_posterior(method):
     from bayesgmm.inference import importance_log_ratios, importance_pareto_k
 
-    approx, model = _standard_normal_approximation(method, 1.0)
+    approx, model = _standard_normal_approximation(method, _POSTERIOR_SD)
     ratios = importance_log_ratios(approx, model, 500, 0)
-    assert ratios.shape == (500,) and np.ptp(ratios) < 1e-9  # needs the Jacobian of s's log transform
+    # Constant only with the Jacobian of s's log transform and q's own normalisation.
+    assert ratios.shape == (500,) and np.ptp(ratios) < 1e-9 and abs(ratios.mean()) < 1e-6
     # Too narrow an approximation gives heavy-tailed ratios (tail index 1 - 0.3^2 = 0.91);
     # too wide a one bounded ratios.
-    narrow, _ = _standard_normal_approximation(method, 0.3)
+    narrow, _ = _standard_normal_approximation(method, 0.3 * _POSTERIOR_SD)
     assert importance_pareto_k(narrow, model, 4000, 0) > 0.7
-    wide, _ = _standard_normal_approximation(method, 2.0)
+    wide, _ = _standard_normal_approximation(method, 2.0 * _POSTERIOR_SD)
     assert importance_pareto_k(wide, model, 4000, 0) < 0.5
 
 
@@ -320,3 +325,12 @@ def test_minibatch_advi_is_checked_on_every_row(monkeypatch):
     idata = BayesianGMM(2).fit(X, method="advi", batch_size=100, draws=50, random_seed=0, progressbar=False)
     assert np.isnan(idata.fit_history.attrs["pareto_k"]) and len(seen) == 1
     assert any("not computed" in note for note in assess(idata).notes)
+
+
+def test_a_non_finite_log_density_fails_the_importance_check(monkeypatch):
+    from bayesgmm import inference
+
+    ratios = np.zeros(100)
+    ratios[3] = np.nan  # the model's log-density failed at a draw of q
+    monkeypatch.setattr(inference, "importance_log_ratios", lambda *a: ratios)
+    assert inference.importance_pareto_k(None, None, 100, 0) == np.inf

@@ -141,8 +141,10 @@ def test_reliable_advi_fits_are_those_with_a_plateau_and_a_passing_pareto_k():
                         "pareto_k": 0.9 if failing else 0.3, "pareto_k_threshold": 0.7})
     records.append({"setting": "advi-x", "u": {"a": 0.5}, "error": None, "converged": True,
                     "pareto_k": float("nan"), "pareto_k_threshold": 0.7})  # not computed: not counted
+    records.append({"setting": "advi-x", "u": {"a": 0.5}, "error": None, "converged": True,
+                    "pareto_k": float("inf"), "pareto_k_threshold": 0.7})  # log-density not finite: fails
     table = sbc_table(records).set_index("setting")
-    assert table.loc["advi-x", "advi_khat_fail"] == pytest.approx(0.5)
+    assert table.loc["advi-x", "advi_khat_fail"] == pytest.approx(101 / 201)
     assert table.loc["advi-x", "verdict"] == "MISCALIBRATED: a"
     kept = reliable_advi_fits(records)
     assert len(kept) == 80 and {r["setting"] for r in kept} == {"advi-x reliable"}
