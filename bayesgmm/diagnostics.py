@@ -730,8 +730,10 @@ def _assess_variational(idata, method: str) -> Verdict:
                        ["refit with BayesianGMM(...).fit(X, method=...)"], metrics, notes)
     tail = _pareto_k_reason(metrics, method)
     if "pareto_k" in metrics and np.isnan(metrics["pareto_k"]):
+        from .inference import IMPORTANCE_CHECK_MAX_ROWS  # the limit fit_vi applies (imported here: no cycle)
+
         notes.append("the importance-sampling check (Pareto k-hat) was not computed: minibatch fits of more than "
-                     "100,000 rows skip it")
+                     f"{IMPORTANCE_CHECK_MAX_ROWS:,} rows skip it")
     if int(attrs["converged"]):
         if tail is not None:
             return Verdict(False, "unreliable", [tail], ["use method='nuts' (--method nuts on the command line)",
